@@ -1,0 +1,16 @@
+//! ustack link layer: the [`Link`] trait every device implements, the in-process
+//! [`SimLink`] with its seeded impairment [`Engine`], and the [`PcapTap`] capture wrapper.
+//!
+//! This crate calls only the OS; the network layer (`ustack-net`) sits on top of it.
+
+pub mod impair;
+mod link;
+pub mod pcap;
+pub mod sim;
+pub mod time;
+
+pub use impair::{Engine, GilbertElliott, ImpairError, ImpairStats, Impairments, Outage};
+pub use link::{Capabilities, DropReason, Link, LinkError, Medium, TxInfo};
+pub use pcap::{PcapSink, PcapTap};
+pub use sim::{SimConfig, SimLink, SimStats};
+pub use time::{Clock, Duration, Instant};

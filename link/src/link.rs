@@ -1,0 +1,183 @@
+//! The `Link` trait: what every device under ustack (TUN, raw AF_PACKET, simulated) offers
+//! the network layer above it.
+
+use crate::time::{Duration, Instant};
+
+/// What one unit on the link is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Medium {
+    /// Bare IP packets (TUN devices, simulated links). Pcap link type RAW (101).
+    Ip,
+    /// Ethernet II frames (raw AF_PACKET sockets). Pcap link type ETHERNET (1).
+    Ethernet,
+}
+
+/// Offloads a device performs, so the layers above can skip work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Received packets arrive with transport checksums already verified.
+    pub rx_checksum: bool,
+    /// The device fills in transport checksums of sent packets.
+    pub tx_checksum: bool,
+    /// The device accepts TCP segments larger than the MTU and segments them (TSO).
+    pub tcp_segmentation: bool,
+}
+
+/// Why a device failed to move a packet.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The packet is larger than the device's MTU (plus link header).
+    #[error("packet of {len} bytes exceeds the link MTU of {mtu}")]
+    TooBig { len: usize, mtu: usize },
+    /// The caller's buffer cannot hold the waiting packet; the packet is dropped.
+    #[error("receive buffer of {buf} bytes is too small for a {len}-byte packet")]
+    BufferTooSmall { len: usize, buf: usize },
+    /// The device cannot accept more right now (a full queue on a real device).
+    #[error("the link is busy")]
+    WouldBlock,
+    /// The other end of the link is gone.
+    #[error("the link is closed")]
+    Closed,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Why the impairment engine dropped a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Independent random loss.
+    Loss,
+    /// Loss in the bad state of the Gilbert-Elliott burst model.
+    BurstLoss,
+    /// The rate limiter's queue was full (tail drop).
+    QueueFull,
+    /// A scheduled outage or partition covered the send or delivery time.
+    Outage,
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Loss => "loss",
+            DropReason::BurstLoss => "burst-loss",
+            DropReason::QueueFull => "queue-full",
+            DropReason::Outage => "outage",
+        }
+    }
+}
+
+/// What the link knows about the fate of a packet it accepted. Real devices know nothing
+/// (`TxInfo::default()`); a simulated link reports its impairment decisions so that a
+/// [`PcapTap`](crate::PcapTap) can mark them in the capture.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxInfo {
+    /// The packet will never arrive.
+    pub dropped: Option<DropReason>,
+    /// Bit flipped in flight: the receiver gets a damaged copy (byte offset, bit).
+    pub corrupted: Option<(usize, u8)>,
+    /// The receiver gets the packet twice.
+    pub duplicated: bool,
+    /// The packet was held back so that later packets overtake it.
+    pub reordered: bool,
+    /// Time in flight (for a delivered packet).
+    pub delay: Duration,
+}
+
+impl TxInfo {
+    /// True if the engine did anything to the packet beyond delaying it.
+    pub fn is_impaired(&self) -> bool {
+        self.dropped.is_some() || self.corrupted.is_some() || self.duplicated || self.reordered
+    }
+}
+
+/// A device that moves whole packets (or frames) in both directions.
+///
+/// All methods take `now`: a simulated link lives on the caller's virtual clock, and
+/// wrappers such as [`PcapTap`](crate::PcapTap) stamp packets with it. Methods never
+/// block except [`Link::wait`].
+pub trait Link {
+    /// What a packet on this link is.
+    fn medium(&self) -> Medium;
+
+    /// The largest packet (IP) or frame payload (Ethernet) the link carries.
+    fn mtu(&self) -> usize;
+
+    /// Offloads the device performs.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    /// Sends one packet. `Ok` means the link accepted it, not that it will arrive.
+    fn send(&mut self, now: Instant, packet: &[u8]) -> Result<TxInfo, LinkError>;
+
+    /// Receives one packet into `buf`, returning its length, or `Ok(None)` if nothing is
+    /// ready at `now`.
+    fn recv(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<usize>, LinkError>;
+
+    /// Sends several packets; returns how many were accepted before the first error.
+    fn send_batch(&mut self, now: Instant, packets: &[&[u8]]) -> Result<usize, LinkError> {
+        for (i, packet) in packets.iter().enumerate() {
+            if let Err(e) = self.send(now, packet) {
+                return if i == 0 { Err(e) } else { Ok(i) };
+            }
+        }
+        Ok(packets.len())
+    }
+
+    /// Receives up to `bufs.len()` packets; `lens[i]` gets the length of the packet in
+    /// `bufs[i]`. Returns how many were received.
+    fn recv_batch(
+        &mut self,
+        now: Instant,
+        bufs: &mut [&mut [u8]],
+        lens: &mut [usize],
+    ) -> Result<usize, LinkError> {
+        let mut n = 0;
+        for (buf, len) in bufs.iter_mut().zip(lens.iter_mut()) {
+            match self.recv(now, buf) {
+                Ok(Some(l)) => {
+                    *len = l;
+                    n += 1;
+                }
+                Ok(None) => break,
+                Err(e) if n == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(n)
+    }
+
+    /// The earliest time at which [`Link::recv`] may return a packet, if the link knows
+    /// it: `Some(t <= now)` means ready now; a simulated link returns the delivery time of
+    /// the next packet in flight. Real devices return `None` and are waited on instead.
+    fn poll_at(&self, now: Instant) -> Option<Instant>;
+
+    /// Blocks until a packet can be received or `timeout` has passed (`None`: no limit);
+    /// returns whether a packet is ready. Links on a virtual clock never block: they
+    /// report readiness at `now` and return at once.
+    fn wait(&mut self, now: Instant, timeout: Option<Duration>) -> Result<bool, LinkError>;
+}
+
+impl<L: Link + ?Sized> Link for &mut L {
+    fn medium(&self) -> Medium {
+        (**self).medium()
+    }
+    fn mtu(&self) -> usize {
+        (**self).mtu()
+    }
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
+    fn send(&mut self, now: Instant, packet: &[u8]) -> Result<TxInfo, LinkError> {
+        (**self).send(now, packet)
+    }
+    fn recv(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<usize>, LinkError> {
+        (**self).recv(now, buf)
+    }
+    fn poll_at(&self, now: Instant) -> Option<Instant> {
+        (**self).poll_at(now)
+    }
+    fn wait(&mut self, now: Instant, timeout: Option<Duration>) -> Result<bool, LinkError> {
+        (**self).wait(now, timeout)
+    }
+}
