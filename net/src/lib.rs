@@ -1,1 +1,24 @@
+//! ustack network layer: IPv4 (RFC 791, RFC 1122 host rules) on top of a
+//! [`link::Link`]: validation, ICMP echo and errors (RFC 792), fragmentation and
+//! reassembly with memory caps and timeouts, and a small routing table.
+//!
+//! The transport layer above owns an [`Interface`] and pulls datagrams from it with
+//! [`Interface::recv`]; it sends with [`Interface::send`]. Ethernet and ARP (raw links)
+//! and IPv6 come in later issues: the [`link::Medium`] of the link tells which framing a
+//! packet has, and only [`link::Medium::Ip`] is handled here so far.
 
+pub use etherparse::IpNumber;
+pub use ustack_link as link;
+
+pub mod frag;
+pub mod icmp;
+mod iface;
+pub mod ipv4;
+pub mod route;
+mod stats;
+
+pub use frag::ReassemblyConfig;
+pub use icmp::{IcmpError, IcmpEvent, Original};
+pub use iface::{Config, HeaderCopy, Interface, Received, SendError, SendOptions};
+pub use route::{Ipv4Cidr, Route, Routes};
+pub use stats::{RxDrop, Stats};

@@ -1,0 +1,922 @@
+//! `Interface`: the IPv4 network layer on top of one [`Link`]. It owns the link, validates
+//! and reassembles what arrives, answers pings and reports unknown protocols itself, and
+//! hands datagrams of the registered protocols to the transport layer above.
+
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+
+use etherparse::icmpv4::{DestUnreachableHeader, TimeExceededCode};
+use etherparse::{IcmpEchoHeader, Icmpv4Header, Icmpv4Type, IpNumber, Ipv4Header, Ipv4HeaderSlice};
+use ustack_link::{Duration, Instant, Link, LinkError};
+
+use crate::frag::{self, FragmentKey, Reassembler, ReassemblyConfig};
+use crate::icmp::{self, IcmpError, IcmpEvent, Incoming, QUOTED_PAYLOAD};
+use crate::ipv4::{self, HeaderFields, MAX_DATAGRAM_LEN, MAX_HEADER_LEN, MIN_HEADER_LEN};
+use crate::route::{Ipv4Cidr, Routes};
+use crate::stats::{RxDrop, Stats};
+
+/// Settings of an [`Interface`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Our address and the connected network.
+    pub addr: Ipv4Cidr,
+    pub gateway: Option<Ipv4Addr>,
+    /// TTL of datagrams we originate (RFC 1700 recommends 64).
+    pub ttl: u8,
+    pub reassembly: ReassemblyConfig,
+    /// ICMP events (echo replies, errors) held for the layers above before counted drops.
+    pub icmp_queue: usize,
+    /// ICMP errors we may send in a burst, and their refill rate (RFC 1812 section
+    /// 4.3.2.8 rate limiting).
+    pub icmp_error_burst: u32,
+    pub icmp_errors_per_sec: u32,
+    /// First IP identification value; pass a seed so runs are reproducible.
+    pub first_ident: u16,
+}
+
+impl Config {
+    pub fn new(addr: Ipv4Cidr) -> Config {
+        Config {
+            addr,
+            gateway: None,
+            ttl: 64,
+            reassembly: ReassemblyConfig::default(),
+            icmp_queue: 64,
+            icmp_error_burst: 50,
+            icmp_errors_per_sec: 100,
+            first_ident: 1,
+        }
+    }
+}
+
+/// Why a datagram could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("no route to {0}")]
+    NoRoute(Ipv4Addr),
+    #[error("datagram of {len} bytes needs fragmenting but Don't Fragment is set (MTU {mtu})")]
+    NeedsFragmentation { len: usize, mtu: usize },
+    #[error("datagram of {len} bytes exceeds the IPv4 maximum of 65535")]
+    DatagramTooLarge { len: usize },
+    #[error("link MTU of {0} bytes cannot carry an IPv4 fragment")]
+    MtuTooSmall(usize),
+    #[error("link error: {0}")]
+    Link(#[from] LinkError),
+}
+
+/// Per-datagram send options; the default is what TCP and UDP usually want.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendOptions {
+    /// TTL, if not the interface default.
+    pub ttl: Option<u8>,
+    /// Set the Don't Fragment bit: fail rather than fragment (path MTU discovery).
+    pub dont_fragment: bool,
+    /// DSCP and ECN bits.
+    pub tos: u8,
+}
+
+/// The IPv4 header of a received datagram, kept (up to 60 bytes) so that the transport
+/// layer can quote it in an ICMP error such as port unreachable.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct HeaderCopy {
+    bytes: [u8; MAX_HEADER_LEN],
+    len: u8,
+}
+
+impl HeaderCopy {
+    fn new(header: &[u8]) -> HeaderCopy {
+        let mut bytes = [0; MAX_HEADER_LEN];
+        let len = header.len().min(MAX_HEADER_LEN);
+        bytes[..len].copy_from_slice(&header[..len]);
+        HeaderCopy {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl std::fmt::Debug for HeaderCopy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HeaderCopy({} bytes)", self.len)
+    }
+}
+
+/// Metadata of a datagram handed to the transport layer; its payload is in the caller's
+/// buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub protocol: IpNumber,
+    pub ttl: u8,
+    pub tos: u8,
+    /// Payload length (also the length of the caller's buffer after the call).
+    pub len: usize,
+    /// Sent to a broadcast address.
+    pub broadcast: bool,
+    pub header: HeaderCopy,
+}
+
+/// Token bucket for outgoing ICMP errors; time passed in.
+#[derive(Debug, Clone)]
+struct TokenBucket {
+    tokens: u32,
+    burst: u32,
+    per_sec: u32,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now - self.last;
+        let refill = (elapsed.as_micros() * u128::from(self.per_sec) / 1_000_000) as u64;
+        if refill > 0 {
+            self.tokens = (u64::from(self.tokens) + refill).min(u64::from(self.burst)) as u32;
+            self.last = now;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
+
+/// The network layer on one link.
+#[derive(Debug)]
+pub struct Interface<L: Link> {
+    link: L,
+    cfg: Config,
+    routes: Routes,
+    protocols: Vec<IpNumber>,
+    reassembler: Reassembler,
+    icmp_events: VecDeque<IcmpEvent>,
+    icmp_bucket: TokenBucket,
+    next_ident: u16,
+    rx_buf: Vec<u8>,
+    tx_buf: Vec<u8>,
+    stats: Stats,
+}
+
+/// Receive buffer size: the largest datagram a link can hand us in one piece.
+const RX_BUF_LEN: usize = MAX_DATAGRAM_LEN;
+
+impl<L: Link> Interface<L> {
+    pub fn new(link: L, cfg: Config) -> Interface<L> {
+        let mut routes = Routes::new();
+        routes.add_connected(cfg.addr);
+        if let Some(gw) = cfg.gateway {
+            routes.set_default_gateway(gw);
+        }
+        Interface {
+            link,
+            routes,
+            protocols: Vec::new(),
+            reassembler: Reassembler::new(cfg.reassembly),
+            icmp_events: VecDeque::new(),
+            icmp_bucket: TokenBucket {
+                tokens: cfg.icmp_error_burst,
+                burst: cfg.icmp_error_burst,
+                per_sec: cfg.icmp_errors_per_sec,
+                last: Instant::ZERO,
+            },
+            next_ident: cfg.first_ident,
+            rx_buf: vec![0; RX_BUF_LEN],
+            tx_buf: Vec::with_capacity(RX_BUF_LEN),
+            stats: Stats::default(),
+            cfg,
+        }
+    }
+
+    pub fn addr(&self) -> Ipv4Addr {
+        self.cfg.addr.addr
+    }
+
+    pub fn cidr(&self) -> Ipv4Cidr {
+        self.cfg.addr
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn routes(&self) -> &Routes {
+        &self.routes
+    }
+
+    pub fn routes_mut(&mut self) -> &mut Routes {
+        &mut self.routes
+    }
+
+    pub fn link(&self) -> &L {
+        &self.link
+    }
+
+    pub fn link_mut(&mut self) -> &mut L {
+        &mut self.link
+    }
+
+    pub fn into_link(self) -> L {
+        self.link
+    }
+
+    /// The largest transport payload that fits one packet without fragmentation.
+    pub fn max_payload(&self) -> usize {
+        self.link.mtu().saturating_sub(MIN_HEADER_LEN)
+    }
+
+    /// Datagrams of `protocol` will be handed up by [`Interface::recv`]; others are
+    /// answered with ICMP protocol unreachable.
+    pub fn accept_protocol(&mut self, protocol: IpNumber) {
+        if !self.protocols.contains(&protocol) {
+            self.protocols.push(protocol);
+        }
+    }
+
+    /// The next ICMP event (echo reply, destination unreachable, time exceeded).
+    pub fn poll_icmp(&mut self) -> Option<IcmpEvent> {
+        self.icmp_events.pop_front()
+    }
+
+    /// The earliest time at which [`Interface::recv`] has work: a packet arriving or a
+    /// reassembly timing out.
+    pub fn poll_at(&self, now: Instant) -> Option<Instant> {
+        match (self.link.poll_at(now), self.reassembler.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Blocks on the link until a packet is ready or `timeout` passes.
+    pub fn wait(&mut self, now: Instant, timeout: Option<Duration>) -> Result<bool, LinkError> {
+        self.link.wait(now, timeout)
+    }
+
+    fn is_broadcast(&self, addr: Ipv4Addr) -> bool {
+        addr.is_broadcast() || Some(addr) == self.cfg.addr.broadcast()
+    }
+
+    // ---- sending ----
+
+    /// Sends `payload` to `dst` as one IPv4 datagram, fragmented if larger than the MTU.
+    pub fn send(
+        &mut self,
+        now: Instant,
+        dst: Ipv4Addr,
+        protocol: IpNumber,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        self.send_with(now, dst, protocol, &SendOptions::default(), payload)
+    }
+
+    /// [`Interface::send`] with options. RFC 791 section 3.2 fragmentation: every fragment
+    /// but the last carries a multiple of 8 bytes and the same identification.
+    pub fn send_with(
+        &mut self,
+        now: Instant,
+        dst: Ipv4Addr,
+        protocol: IpNumber,
+        opts: &SendOptions,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        if self.routes.next_hop(dst).is_none() {
+            self.stats.tx_no_route += 1;
+            return Err(SendError::NoRoute(dst));
+        }
+        let len = MIN_HEADER_LEN + payload.len();
+        if len > MAX_DATAGRAM_LEN {
+            self.stats.tx_too_big += 1;
+            return Err(SendError::DatagramTooLarge { len });
+        }
+        let mtu = self.link.mtu();
+        if len > mtu && opts.dont_fragment {
+            self.stats.tx_too_big += 1;
+            return Err(SendError::NeedsFragmentation { len, mtu });
+        }
+        let Some(pieces) = frag::plan(payload.len(), MIN_HEADER_LEN, mtu) else {
+            self.stats.tx_too_big += 1;
+            return Err(SendError::MtuTooSmall(mtu));
+        };
+        let fields = HeaderFields {
+            src: self.cfg.addr.addr,
+            dst,
+            protocol,
+            ttl: opts.ttl.unwrap_or(self.cfg.ttl),
+            ident: self.next_ident,
+            dont_fragment: opts.dont_fragment,
+            tos: opts.tos,
+        };
+        self.next_ident = self.next_ident.wrapping_add(1);
+        if pieces.len() > 1 {
+            self.stats.tx_fragmented += 1;
+        }
+        for (offset, piece_len, more) in pieces {
+            let header = fields.build(piece_len, offset, more)?;
+            self.tx_buf.clear();
+            self.tx_buf.extend_from_slice(&header.to_bytes());
+            self.tx_buf
+                .extend_from_slice(&payload[offset..offset + piece_len]);
+            if let Err(e) = self.link.send(now, &self.tx_buf) {
+                self.stats.tx_link_errors += 1;
+                return Err(e.into());
+            }
+            self.stats.tx_packets += 1;
+            self.stats.tx_bytes += self.tx_buf.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Sends an ICMP echo request (what `ping` does).
+    pub fn send_echo_request(
+        &mut self,
+        now: Instant,
+        dst: Ipv4Addr,
+        ident: u16,
+        seq: u16,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        let echo = IcmpEchoHeader { id: ident, seq };
+        self.send_icmp(now, dst, Icmpv4Type::EchoRequest(echo), payload)?;
+        self.stats.icmp_echo_requests_out += 1;
+        Ok(())
+    }
+
+    fn send_icmp(
+        &mut self,
+        now: Instant,
+        dst: Ipv4Addr,
+        icmp_type: Icmpv4Type,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        let header = Icmpv4Header::with_checksum(icmp_type, payload);
+        let mut message = Vec::with_capacity(header.header_len() + payload.len());
+        message.extend_from_slice(&header.to_bytes());
+        message.extend_from_slice(payload);
+        self.send(now, dst, IpNumber::ICMP, &message)
+    }
+
+    /// Sends an ICMP error about a received datagram, quoting its header and the first
+    /// 8 bytes of its payload, subject to the RFC 1122 section 3.2.2 rules and the rate
+    /// limit. Returns whether the error was sent.
+    pub fn send_icmp_error(
+        &mut self,
+        now: Instant,
+        error: IcmpError,
+        header: &[u8],
+        payload: &[u8],
+    ) -> bool {
+        let Ok(quoted) = Ipv4HeaderSlice::from_slice(header) else {
+            self.stats.icmp_errors_suppressed += 1;
+            return false;
+        };
+        let dst_is_broadcast = self.is_broadcast(quoted.destination_addr());
+        if !icmp::may_report(&quoted, payload, dst_is_broadcast) || !self.icmp_bucket.take(now) {
+            self.stats.icmp_errors_suppressed += 1;
+            return false;
+        }
+        let mut body = Vec::with_capacity(header.len() + QUOTED_PAYLOAD);
+        body.extend_from_slice(quoted.slice());
+        body.extend_from_slice(&payload[..payload.len().min(QUOTED_PAYLOAD)]);
+        let to = quoted.source_addr();
+        match self.send_icmp(now, to, error.icmp_type(), &body) {
+            Ok(()) => {
+                self.stats.icmp_errors_out += 1;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// ICMP port unreachable about `received` (whose payload starts with `payload`), for
+    /// the transport layer when no socket is bound (RFC 1122 section 4.1.3.1).
+    pub fn send_port_unreachable(
+        &mut self,
+        now: Instant,
+        received: &Received,
+        payload: &[u8],
+    ) -> bool {
+        if received.broadcast {
+            self.stats.icmp_errors_suppressed += 1;
+            return false;
+        }
+        let error = IcmpError::DestUnreachable(DestUnreachableHeader::Port);
+        self.send_icmp_error(now, error, received.header.as_slice(), payload)
+    }
+
+    // ---- receiving ----
+
+    /// Processes arriving packets until one for a registered protocol is found: its
+    /// payload replaces the contents of `payload` and its metadata is returned. Echo
+    /// requests, ICMP messages, fragments and bad packets are handled (and counted) on
+    /// the way. `Ok(None)`: nothing more at `now`.
+    pub fn recv(
+        &mut self,
+        now: Instant,
+        payload: &mut Vec<u8>,
+    ) -> Result<Option<Received>, LinkError> {
+        self.expire_fragments(now);
+        let mut buf = std::mem::take(&mut self.rx_buf);
+        let result = loop {
+            match self.link.recv(now, &mut buf) {
+                Ok(Some(n)) => {
+                    if let Some(received) = self.process(now, &buf[..n], payload) {
+                        break Ok(Some(received));
+                    }
+                }
+                Ok(None) => break Ok(None),
+                Err(LinkError::BufferTooSmall { .. }) => self.stats.drop(RxDrop::Oversized),
+                Err(e) => break Err(e),
+            }
+        };
+        self.rx_buf = buf;
+        result
+    }
+
+    fn expire_fragments(&mut self, now: Instant) {
+        for expired in self.reassembler.expire(now) {
+            self.stats.drop(RxDrop::FragmentTimeout);
+            // RFC 792: time exceeded code 1 only if fragment zero is available.
+            if let Some(first) = expired.first {
+                let header_len = Ipv4HeaderSlice::from_slice(&first)
+                    .map(|h| h.slice().len())
+                    .unwrap_or(first.len());
+                let (header, head) = first.split_at(header_len.min(first.len()));
+                let error =
+                    IcmpError::TimeExceeded(TimeExceededCode::FragmentReassemblyTimeExceeded);
+                self.send_icmp_error(now, error, header, head);
+            }
+        }
+    }
+
+    /// One packet from the link. Returns metadata if it is a datagram for the layer above.
+    fn process(&mut self, now: Instant, packet: &[u8], out: &mut Vec<u8>) -> Option<Received> {
+        self.stats.rx_packets += 1;
+        self.stats.rx_bytes += packet.len() as u64;
+        let ip = match ipv4::parse(packet) {
+            Ok(ip) => ip,
+            Err(reason) => {
+                self.stats.drop(reason);
+                return None;
+            }
+        };
+        let (src, dst) = (ip.src(), ip.dst());
+        let broadcast = self.is_broadcast(dst);
+        if dst != self.cfg.addr.addr && !broadcast {
+            self.stats.drop(RxDrop::NotForUs);
+            return None;
+        }
+        if !ipv4::is_valid_source(src) || src == self.cfg.addr.addr || self.is_broadcast(src) {
+            self.stats.drop(RxDrop::BadSource);
+            return None;
+        }
+        let header = ip.header;
+        let protocol = header.protocol();
+        let mut header_copy = HeaderCopy::new(header.slice());
+
+        let reassembled;
+        let payload: &[u8] = if ip.is_fragment() {
+            self.stats.rx_fragments += 1;
+            let key = FragmentKey {
+                src,
+                dst,
+                protocol: protocol.0,
+                ident: header.identification(),
+            };
+            let offset = usize::from(header.fragments_offset().byte_offset());
+            match self.reassembler.add(
+                now,
+                key,
+                offset,
+                header.more_fragments(),
+                ip.payload,
+                header.slice(),
+            ) {
+                Ok(Some(whole)) => {
+                    self.stats.reassembled += 1;
+                    reassembled = whole;
+                    header_copy = HeaderCopy::new(&whole_header(&header, reassembled.len()));
+                    &reassembled
+                }
+                Ok(None) => return None,
+                Err(reason) => {
+                    self.stats.drop(reason);
+                    return None;
+                }
+            }
+        } else {
+            ip.payload
+        };
+
+        if protocol == IpNumber::ICMP {
+            self.handle_icmp(now, src, header.ttl(), broadcast, payload);
+            return None;
+        }
+        if !self.protocols.contains(&protocol) {
+            self.stats.drop(RxDrop::UnknownProtocol);
+            let error = IcmpError::DestUnreachable(DestUnreachableHeader::Protocol);
+            self.send_icmp_error(now, error, header_copy.as_slice(), payload);
+            return None;
+        }
+        out.clear();
+        out.extend_from_slice(payload);
+        self.stats.rx_delivered += 1;
+        Some(Received {
+            src,
+            dst,
+            protocol,
+            ttl: header.ttl(),
+            tos: (header.dcp().value() << 2) | header.ecn().value(),
+            len: payload.len(),
+            broadcast,
+            header: header_copy,
+        })
+    }
+
+    fn handle_icmp(
+        &mut self,
+        now: Instant,
+        src: Ipv4Addr,
+        ttl: u8,
+        broadcast: bool,
+        message: &[u8],
+    ) {
+        match icmp::parse(src, ttl, message) {
+            Err(reason) => self.stats.drop(reason),
+            Ok(Incoming::EchoRequest {
+                ident,
+                seq,
+                payload,
+            }) => {
+                self.stats.icmp_echo_requests_in += 1;
+                if broadcast {
+                    self.stats.drop(RxDrop::IcmpBroadcastEcho);
+                    return;
+                }
+                let reply = Icmpv4Type::EchoReply(IcmpEchoHeader { id: ident, seq });
+                // RFC 1122 section 3.2.2.6: the reply carries the request's data unchanged.
+                let payload = payload.to_vec();
+                if self.send_icmp(now, src, reply, &payload).is_ok() {
+                    self.stats.icmp_echo_replies_out += 1;
+                }
+            }
+            Ok(Incoming::Event(event)) => {
+                match event {
+                    IcmpEvent::EchoReply { .. } => self.stats.icmp_echo_replies_in += 1,
+                    _ => self.stats.icmp_errors_in += 1,
+                }
+                if self.icmp_events.len() >= self.cfg.icmp_queue {
+                    self.stats.drop(RxDrop::IcmpQueueFull);
+                } else {
+                    self.icmp_events.push_back(event);
+                }
+            }
+            Ok(Incoming::Other) => self.stats.icmp_other_in += 1,
+        }
+    }
+}
+
+/// The header of a reassembled datagram: that of the fragment which completed it, with
+/// the fragment fields cleared and the total length of the whole.
+fn whole_header(fragment: &Ipv4HeaderSlice<'_>, payload_len: usize) -> Vec<u8> {
+    let mut h: Ipv4Header = fragment.to_header();
+    h.more_fragments = false;
+    h.fragment_offset = etherparse::IpFragOffset::ZERO;
+    let _ = h.set_payload_len(payload_len);
+    h.header_checksum = h.calc_header_checksum();
+    h.to_bytes().to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use ustack_link::{SimConfig, SimLink};
+
+    const US: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const PEER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+    const T0: Instant = Instant::ZERO;
+
+    /// Our interface, and the raw far end of its link to inject and capture packets.
+    fn setup(mtu: usize) -> (Interface<SimLink>, SimLink) {
+        let (a, b) = SimLink::pair(SimConfig::default().with_mtu(mtu), 1).unwrap();
+        let iface = Interface::new(a, Config::new("198.18.0.1/24".parse().unwrap()));
+        (iface, b)
+    }
+
+    fn datagram(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpNumber, payload: &[u8]) -> Vec<u8> {
+        let fields = HeaderFields {
+            src,
+            dst,
+            protocol,
+            ttl: 64,
+            ident: 99,
+            dont_fragment: false,
+            tos: 0,
+        };
+        let mut p = fields
+            .build(payload.len(), 0, false)
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn icmp_message(t: Icmpv4Type, payload: &[u8]) -> Vec<u8> {
+        let mut m = Icmpv4Header::with_checksum(t, payload).to_bytes().to_vec();
+        m.extend_from_slice(payload);
+        m
+    }
+
+    /// Everything the interface put on the wire.
+    fn sent(peer: &mut SimLink) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 65535];
+        while let Some(n) = peer.recv(T0, &mut buf).unwrap() {
+            out.push(buf[..n].to_vec());
+        }
+        out
+    }
+
+    fn pump(iface: &mut Interface<SimLink>) -> Vec<(Received, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut payload = Vec::new();
+        while let Some(r) = iface.recv(T0, &mut payload).unwrap() {
+            out.push((r, payload.clone()));
+        }
+        out
+    }
+
+    #[test]
+    fn echo_request_gets_the_exact_reply() {
+        let (mut iface, mut peer) = setup(1500);
+        let req = icmp_message(
+            Icmpv4Type::EchoRequest(IcmpEchoHeader { id: 7, seq: 3 }),
+            b"abcdef",
+        );
+        peer.send(T0, &datagram(PEER, US, IpNumber::ICMP, &req))
+            .unwrap();
+        assert!(pump(&mut iface).is_empty());
+        let out = sent(&mut peer);
+        assert_eq!(out.len(), 1);
+        let ip = ipv4::parse(&out[0]).unwrap();
+        assert_eq!(
+            (ip.src(), ip.dst(), ip.header.protocol()),
+            (US, PEER, IpNumber::ICMP)
+        );
+        let expected = icmp_message(
+            Icmpv4Type::EchoReply(IcmpEchoHeader { id: 7, seq: 3 }),
+            b"abcdef",
+        );
+        assert_eq!(ip.payload, &expected[..]);
+        assert_eq!(iface.stats().icmp_echo_replies_out, 1);
+    }
+
+    #[test]
+    fn ping_round_trip_between_two_interfaces() {
+        let (a, b) = SimLink::pair(SimConfig::default(), 1).unwrap();
+        let mut x = Interface::new(a, Config::new("198.18.0.1/24".parse().unwrap()));
+        let mut y = Interface::new(b, Config::new("198.18.0.2/24".parse().unwrap()));
+        x.send_echo_request(T0, PEER, 1, 1, &[0x5a; 3000]).unwrap();
+        assert_eq!(x.stats().tx_fragmented, 1);
+        pump(&mut y);
+        assert_eq!(y.stats().reassembled, 1);
+        pump(&mut x);
+        match x.poll_icmp() {
+            Some(IcmpEvent::EchoReply {
+                from,
+                ident: 1,
+                seq: 1,
+                payload,
+                ..
+            }) => {
+                assert_eq!(from, PEER);
+                assert_eq!(payload, vec![0x5a; 3000]);
+            }
+            other => panic!("expected an echo reply, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn registered_protocol_is_delivered_and_others_get_protocol_unreachable() {
+        let (mut iface, mut peer) = setup(1500);
+        iface.accept_protocol(IpNumber::UDP);
+        peer.send(T0, &datagram(PEER, US, IpNumber::UDP, b"for udp"))
+            .unwrap();
+        peer.send(T0, &datagram(PEER, US, IpNumber(253), b"experimental"))
+            .unwrap();
+        let got = pump(&mut iface);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0.protocol, IpNumber::UDP);
+        assert_eq!(got[0].1, b"for udp");
+        assert_eq!(iface.stats().dropped(RxDrop::UnknownProtocol), 1);
+        let out = sent(&mut peer);
+        assert_eq!(out.len(), 1);
+        let ip = ipv4::parse(&out[0]).unwrap();
+        match icmp::parse(US, 64, ip.payload) {
+            Ok(Incoming::Event(IcmpEvent::DestUnreachable {
+                code: 2, original, ..
+            })) => {
+                assert_eq!(original.protocol, IpNumber(253));
+                assert_eq!(original.head, b"experime");
+            }
+            _ => panic!("expected protocol unreachable"),
+        }
+    }
+
+    #[test]
+    fn port_unreachable_quotes_the_datagram() {
+        let (mut iface, mut peer) = setup(1500);
+        iface.accept_protocol(IpNumber::UDP);
+        peer.send(
+            T0,
+            &datagram(PEER, US, IpNumber::UDP, b"\x30\x39\x00\x07rest"),
+        )
+        .unwrap();
+        let (r, payload) = pump(&mut iface).pop().unwrap();
+        assert!(iface.send_port_unreachable(T0, &r, &payload));
+        let out = sent(&mut peer);
+        let ip = ipv4::parse(&out[0]).unwrap();
+        assert_eq!(&ip.payload[..2], &[3, 3]);
+        assert_eq!(&ip.payload[8..28], r.header.as_slice());
+        assert_eq!(&ip.payload[28..], b"\x30\x39\x00\x07rest");
+    }
+
+    #[test]
+    fn errors_about_errors_and_broadcasts_are_never_sent() {
+        let (mut iface, mut peer) = setup(1500);
+        // An ICMP error of unknown shape to us: no error about an error.
+        let err = icmp_message(
+            Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port),
+            &datagram(US, PEER, IpNumber::UDP, b"12345678"),
+        );
+        peer.send(T0, &datagram(PEER, US, IpNumber::ICMP, &err))
+            .unwrap();
+        // Unknown protocol to the subnet broadcast: dropped silently.
+        peer.send(
+            T0,
+            &datagram(PEER, Ipv4Addr::new(198, 18, 0, 255), IpNumber(253), b"x"),
+        )
+        .unwrap();
+        // Broadcast echo: ignored.
+        let req = icmp_message(
+            Icmpv4Type::EchoRequest(IcmpEchoHeader { id: 1, seq: 1 }),
+            b"",
+        );
+        peer.send(
+            T0,
+            &datagram(PEER, Ipv4Addr::BROADCAST, IpNumber::ICMP, &req),
+        )
+        .unwrap();
+        pump(&mut iface);
+        assert!(sent(&mut peer).is_empty());
+        assert_eq!(iface.stats().icmp_errors_in, 1);
+        assert_eq!(iface.stats().icmp_errors_suppressed, 1);
+        assert_eq!(iface.stats().dropped(RxDrop::IcmpBroadcastEcho), 1);
+        assert!(matches!(
+            iface.poll_icmp(),
+            Some(IcmpEvent::DestUnreachable { code: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn bad_packets_are_counted_by_reason() {
+        let (mut iface, mut peer) = setup(1500);
+        iface.accept_protocol(IpNumber::UDP);
+        let good = datagram(PEER, US, IpNumber::UDP, b"ok");
+        let mut bad_sum = good.clone();
+        bad_sum[10] ^= 0xff;
+        let cases = [
+            (vec![0x45, 0, 0], RxDrop::Truncated),
+            (bad_sum, RxDrop::BadChecksum),
+            (
+                datagram(PEER, Ipv4Addr::new(198, 18, 0, 9), IpNumber::UDP, b"x"),
+                RxDrop::NotForUs,
+            ),
+            (
+                datagram(Ipv4Addr::new(224, 0, 0, 1), US, IpNumber::UDP, b"x"),
+                RxDrop::BadSource,
+            ),
+            (datagram(US, US, IpNumber::UDP, b"x"), RxDrop::BadSource),
+        ];
+        for (packet, _) in &cases {
+            peer.send(T0, packet).unwrap();
+        }
+        assert!(pump(&mut iface).is_empty());
+        for (_, reason) in &cases {
+            assert!(iface.stats().dropped(*reason) >= 1, "{reason}");
+        }
+        assert_eq!(iface.stats().total_dropped(), cases.len() as u64);
+    }
+
+    #[test]
+    fn send_errors_are_typed() {
+        let (mut iface, _peer) = setup(576);
+        assert!(matches!(
+            iface.send(T0, Ipv4Addr::new(198, 19, 0, 1), IpNumber::UDP, b"x"),
+            Err(SendError::NoRoute(_))
+        ));
+        let opts = SendOptions {
+            dont_fragment: true,
+            ..SendOptions::default()
+        };
+        assert!(matches!(
+            iface.send_with(T0, PEER, IpNumber::UDP, &opts, &[0; 1000]),
+            Err(SendError::NeedsFragmentation {
+                len: 1020,
+                mtu: 576
+            })
+        ));
+        assert!(matches!(
+            iface.send(T0, PEER, IpNumber::UDP, &[0; 65520]),
+            Err(SendError::DatagramTooLarge { .. })
+        ));
+        iface
+            .routes_mut()
+            .set_default_gateway(Ipv4Addr::new(198, 18, 0, 254));
+        iface
+            .send(T0, Ipv4Addr::new(198, 19, 0, 1), IpNumber::UDP, b"x")
+            .unwrap();
+    }
+
+    #[test]
+    fn fragments_fit_the_mtu_and_incomplete_datagrams_time_out() {
+        let (mut iface, mut peer) = setup(576);
+        iface.send(T0, PEER, IpNumber::UDP, &[1; 2000]).unwrap();
+        let frags = sent(&mut peer);
+        assert_eq!(frags.len(), 4);
+        assert!(frags.iter().all(|f| f.len() <= 576));
+        // Deliver all but the last fragment back to the interface, swapping addresses.
+        let (a, b) = SimLink::pair(SimConfig::default().with_mtu(576), 1).unwrap();
+        let mut rx = Interface::new(a, Config::new("198.18.0.2/24".parse().unwrap()));
+        let mut tx_end = b;
+        for f in &frags[..3] {
+            tx_end.send(T0, f).unwrap();
+        }
+        let mut payload = Vec::new();
+        assert_eq!(rx.recv(T0, &mut payload).unwrap(), None);
+        assert_eq!(rx.poll_at(T0), Some(Instant::from_secs(30)));
+        assert_eq!(rx.recv(Instant::from_secs(30), &mut payload).unwrap(), None);
+        assert_eq!(rx.stats().dropped(RxDrop::FragmentTimeout), 1);
+        // Time exceeded, code 1, back to the sender.
+        let mut buf = [0u8; 1500];
+        let n = tx_end
+            .recv(Instant::from_secs(30), &mut buf)
+            .unwrap()
+            .unwrap();
+        let ip = ipv4::parse(&buf[..n]).unwrap();
+        assert_eq!(&ip.payload[..2], &[11, 1]);
+    }
+
+    proptest! {
+        /// Any bytes at all into the receive path: never a panic, and every packet is
+        /// accounted for as delivered, dropped for a reason, ICMP, or a fragment.
+        #[test]
+        fn arbitrary_packets_never_panic(packets in proptest::collection::vec(
+            proptest::collection::vec(any::<u8>(), 0..200), 1..20)) {
+            let (mut iface, mut peer) = setup(1500);
+            iface.accept_protocol(IpNumber::UDP);
+            for p in &packets {
+                peer.send(T0, p).unwrap();
+            }
+            pump(&mut iface);
+            let s = iface.stats();
+            prop_assert_eq!(s.rx_packets, packets.len() as u64);
+            let icmp_in = s.icmp_echo_requests_in + s.icmp_echo_replies_in + s.icmp_errors_in + s.icmp_other_in;
+            prop_assert!(s.total_dropped() + s.rx_delivered + icmp_in + s.rx_fragments >= s.rx_packets);
+        }
+
+        /// Structured fuzzing: valid headers with random fields and payloads, so the
+        /// checks past the checksum (fragments, ICMP, protocols) are reached too.
+        #[test]
+        fn arbitrary_valid_headers_never_panic(
+            cases in proptest::collection::vec((
+                any::<u8>(), any::<bool>(), any::<bool>(), 0u16..8192, any::<u16>(),
+                proptest::collection::vec(any::<u8>(), 0..100),
+            ), 1..40)
+        ) {
+            let (mut iface, mut peer) = setup(1500);
+            iface.accept_protocol(IpNumber::UDP);
+            for (proto, df, mf, offset, ident, payload) in cases {
+                let proto = [1u8, 6, 17, proto][usize::from(ident % 4)];
+                let mut h = Ipv4Header::new(payload.len() as u16, 64, IpNumber(proto), PEER.octets(), US.octets()).unwrap();
+                h.dont_fragment = df;
+                h.more_fragments = mf;
+                h.identification = ident % 4;
+                h.fragment_offset = etherparse::IpFragOffset::try_new(offset).unwrap();
+                h.header_checksum = h.calc_header_checksum();
+                let mut p = h.to_bytes().to_vec();
+                p.extend_from_slice(&payload);
+                peer.send(T0, &p).unwrap();
+            }
+            pump(&mut iface);
+            let mut payload = Vec::new();
+            iface.recv(Instant::from_secs(60), &mut payload).unwrap();
+            prop_assert!(iface.reassembler.is_empty());
+        }
+    }
+}
