@@ -1,1 +1,290 @@
-fn main() {}
+//! The `ustack` command line: argument parsing, output and exit codes only. Everything it
+//! runs lives in `ustack-app`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use ustack_app::demo::ping::{self, PingConfig};
+use ustack_app::link::time::parse_duration;
+use ustack_app::link::{Duration, Outage};
+
+/// ustack: a user-space TCP/IP stack. Runs on a simulated network, a TUN device or a raw
+/// interface; see README.md.
+#[derive(Parser, Debug)]
+#[command(name = "ustack", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the demos on the embedded simulated network (no root needed).
+    Demo {
+        #[command(subcommand)]
+        which: Option<Demo>,
+    },
+    /// Run the stack on a TUN device or raw interface (answers ping, echo, discard, iperf3).
+    Up(UpArgs),
+    /// iperf3-compatible server and client.
+    Iperf3(Iperf3Args),
+    /// User-space netem: forward between two TUN devices through the impairment engine.
+    Impair(ImpairArgs),
+    /// Side-by-side benchmarks of the kernel, ustack and smoltcp.
+    Bench(BenchArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum Demo {
+    /// Ping between two simulated hosts over a lossy, reordering link.
+    Ping(PingArgs),
+    /// TCP file transfer through an outage, verified by sha256 (not built yet).
+    Tcp(TcpDemoArgs),
+    /// UDP ticket-selling RPC with at-most-once semantics and fail-over (not built yet).
+    Udp(UdpDemoArgs),
+}
+
+#[derive(Args, Debug)]
+struct PingArgs {
+    /// Echo requests to send.
+    #[arg(long, default_value_t = 50)]
+    count: u16,
+    /// Time between requests (virtual), e.g. 20ms.
+    #[arg(long, value_parser = duration, default_value = "20ms")]
+    interval: Duration,
+    /// ICMP data bytes per request; above 1472 the requests are fragmented.
+    #[arg(long, default_value_t = 56, value_parser = clap::value_parser!(u16).range(0..=65507))]
+    size: u16,
+    /// Probability that a packet is lost, each direction (0 to 1).
+    #[arg(long, value_parser = probability, default_value = "0.2")]
+    loss: f64,
+    /// Probability that a packet is held back so later ones overtake it.
+    #[arg(long, value_parser = probability, default_value = "0.2")]
+    reorder: f64,
+    /// Probability that a packet is delivered twice.
+    #[arg(long, value_parser = probability, default_value = "0")]
+    duplicate: f64,
+    /// Probability that one bit of a packet is flipped (checksums must catch it).
+    #[arg(long, value_parser = probability, default_value = "0")]
+    corrupt: f64,
+    /// One-way delay.
+    #[arg(long, value_parser = duration, default_value = "25ms")]
+    delay: Duration,
+    /// Delay variation (keeps order; use --reorder to reorder).
+    #[arg(long, value_parser = duration, default_value = "5ms")]
+    jitter: Duration,
+    /// Link down from START for LEN, e.g. 0.3s+0.2s; repeatable.
+    #[arg(long, value_parser = outage)]
+    outage: Vec<Outage>,
+    /// Seed of the impairment engine; the same seed replays the same run.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write a pcapng capture of host A's link.
+    #[arg(long)]
+    pcap: Option<PathBuf>,
+    /// Print a JSON summary as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct TcpDemoArgs {
+    #[arg(long)]
+    size: Option<u64>,
+    #[arg(long, value_parser = probability)]
+    loss: Option<f64>,
+    #[arg(long, value_parser = outage)]
+    outage: Vec<Outage>,
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long)]
+    pcap: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct UdpDemoArgs {
+    #[arg(long)]
+    requests: Option<u64>,
+    #[arg(long, value_parser = probability)]
+    loss: Option<f64>,
+    #[arg(long, value_parser = outage)]
+    outage: Vec<Outage>,
+    #[arg(long, value_parser = duration)]
+    crash_primary_at: Option<Duration>,
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct UpArgs {
+    /// TUN device to create or attach to.
+    #[arg(long, conflicts_with = "raw")]
+    tun: Option<String>,
+    /// Interface to bind a raw AF_PACKET socket to.
+    #[arg(long)]
+    raw: Option<String>,
+    /// Our address and prefix, e.g. 198.18.0.2/24.
+    #[arg(long)]
+    addr: String,
+    /// Use IFF_VNET_HDR checksum and segmentation offload.
+    #[arg(long)]
+    offload: bool,
+    #[arg(long)]
+    pcap: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct Iperf3Args {
+    /// Run as server.
+    #[arg(short = 's', long, conflicts_with = "client")]
+    server: bool,
+    /// Run as client, connecting to HOST.
+    #[arg(short = 'c', long)]
+    client: Option<String>,
+    #[arg(short = 't', long)]
+    time: Option<u64>,
+    #[arg(short = 'R', long)]
+    reverse: bool,
+    #[arg(short = 'u', long)]
+    udp: bool,
+    #[arg(short = 'P', long)]
+    parallel: Option<u32>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct ImpairArgs {
+    #[arg(long)]
+    tun_a: String,
+    #[arg(long)]
+    tun_b: String,
+    #[arg(long, value_parser = probability)]
+    loss: Option<f64>,
+    #[arg(long, value_parser = outage)]
+    outage: Vec<Outage>,
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    #[arg(long)]
+    quick: bool,
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[arg(long)]
+    svg: Option<PathBuf>,
+}
+
+fn probability(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!("`{s}` is not a probability between 0 and 1")),
+    }
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn outage(s: &str) -> Result<Outage, String> {
+    s.parse::<Outage>().map_err(|e| e.to_string())
+}
+
+/// Exit status of a command that is part of the contract but not built yet.
+const NOT_IMPLEMENTED: u8 = 2;
+
+fn not_implemented(what: &str) -> ExitCode {
+    eprintln!("ustack {what}: not implemented yet");
+    ExitCode::from(NOT_IMPLEMENTED)
+}
+
+fn run_ping(args: &PingArgs) -> ExitCode {
+    let mut cfg = PingConfig {
+        count: args.count,
+        interval: args.interval,
+        size: usize::from(args.size),
+        seed: args.seed,
+        pcap: args.pcap.clone(),
+        ..PingConfig::default()
+    };
+    cfg.impairments.loss = args.loss;
+    cfg.impairments.reorder = args.reorder;
+    cfg.impairments.duplicate = args.duplicate;
+    cfg.impairments.corrupt = args.corrupt;
+    cfg.impairments.delay = args.delay;
+    cfg.impairments.jitter = args.jitter;
+    cfg.impairments.outages = args.outage.clone();
+    let mut out = std::io::stdout();
+    match ping::run(&cfg, &mut out) {
+        Ok(report) => {
+            if args.json {
+                println!("{}", report.to_json());
+            }
+            if report.mismatched > 0 {
+                eprintln!(
+                    "ustack demo ping: {} replies did not match their request",
+                    report.mismatched
+                );
+                return ExitCode::from(1);
+            }
+            if report.received() == 0 {
+                eprintln!("ustack demo ping: no replies from {}", ping::HOST_B);
+                return ExitCode::from(1);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ustack demo ping: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn default_ping_args() -> PingArgs {
+    PingArgs::parse_from_defaults()
+}
+
+impl PingArgs {
+    /// The defaults the `ping` subcommand would have, for `ustack demo` alone.
+    fn parse_from_defaults() -> PingArgs {
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: PingArgs,
+        }
+        Wrapper::parse_from(["ping"]).args
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Demo { which: None } => {
+            println!(
+                "ustack demo: the TCP and UDP outage demos are not built yet (issue 4); \
+                 running the ping demo over a lossy simulated link instead.\n"
+            );
+            run_ping(&default_ping_args())
+        }
+        Command::Demo {
+            which: Some(Demo::Ping(args)),
+        } => run_ping(&args),
+        Command::Demo {
+            which: Some(Demo::Tcp(_)),
+        } => not_implemented("demo tcp (issue 4)"),
+        Command::Demo {
+            which: Some(Demo::Udp(_)),
+        } => not_implemented("demo udp (issue 4)"),
+        Command::Up(_) => not_implemented("up"),
+        Command::Iperf3(_) => not_implemented("iperf3"),
+        Command::Impair(_) => not_implemented("impair"),
+        Command::Bench(_) => not_implemented("bench"),
+    }
+}

@@ -158,26 +158,45 @@ pub trait Link {
     fn wait(&mut self, now: Instant, timeout: Option<Duration>) -> Result<bool, LinkError>;
 }
 
-impl<L: Link + ?Sized> Link for &mut L {
-    fn medium(&self) -> Medium {
-        (**self).medium()
-    }
-    fn mtu(&self) -> usize {
-        (**self).mtu()
-    }
-    fn capabilities(&self) -> Capabilities {
-        (**self).capabilities()
-    }
-    fn send(&mut self, now: Instant, packet: &[u8]) -> Result<TxInfo, LinkError> {
-        (**self).send(now, packet)
-    }
-    fn recv(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<usize>, LinkError> {
-        (**self).recv(now, buf)
-    }
-    fn poll_at(&self, now: Instant) -> Option<Instant> {
-        (**self).poll_at(now)
-    }
-    fn wait(&mut self, now: Instant, timeout: Option<Duration>) -> Result<bool, LinkError> {
-        (**self).wait(now, timeout)
-    }
+/// Forwards every method, batches included, to the referenced link.
+macro_rules! forward_link {
+    ($ty:ty) => {
+        impl<L: Link + ?Sized> Link for $ty {
+            fn medium(&self) -> Medium {
+                (**self).medium()
+            }
+            fn mtu(&self) -> usize {
+                (**self).mtu()
+            }
+            fn capabilities(&self) -> Capabilities {
+                (**self).capabilities()
+            }
+            fn send(&mut self, now: Instant, packet: &[u8]) -> Result<TxInfo, LinkError> {
+                (**self).send(now, packet)
+            }
+            fn recv(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<usize>, LinkError> {
+                (**self).recv(now, buf)
+            }
+            fn send_batch(&mut self, now: Instant, packets: &[&[u8]]) -> Result<usize, LinkError> {
+                (**self).send_batch(now, packets)
+            }
+            fn recv_batch(
+                &mut self,
+                now: Instant,
+                bufs: &mut [&mut [u8]],
+                lens: &mut [usize],
+            ) -> Result<usize, LinkError> {
+                (**self).recv_batch(now, bufs, lens)
+            }
+            fn poll_at(&self, now: Instant) -> Option<Instant> {
+                (**self).poll_at(now)
+            }
+            fn wait(&mut self, now: Instant, timeout: Option<Duration>) -> Result<bool, LinkError> {
+                (**self).wait(now, timeout)
+            }
+        }
+    };
 }
+
+forward_link!(&mut L);
+forward_link!(Box<L>);

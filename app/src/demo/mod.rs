@@ -1,0 +1,4 @@
+//! Demos that run on the embedded simulated network: no root, no OS networking, virtual
+//! time.
+
+pub mod ping;

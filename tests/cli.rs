@@ -1,0 +1,87 @@
+//! The command-line contract of DESIGN.md: the subcommands exist, unbuilt ones say so
+//! with exit status 2, bad flags are one clear error, and the ping demo's JSON line holds.
+
+use std::process::{Command, Output};
+
+fn ustack(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ustack"))
+        .args(args)
+        .output()
+        .expect("ustack runs")
+}
+
+#[test]
+fn help_lists_the_design_subcommands() {
+    let out = ustack(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for cmd in ["demo", "up", "iperf3", "impair", "bench"] {
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(cmd)),
+            "{cmd} missing from:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn unbuilt_commands_exit_2_and_say_so() {
+    for args in [
+        &["demo", "tcp"][..],
+        &["demo", "udp", "--crash-primary-at", "5s"],
+        &["up", "--tun", "ustack0", "--addr", "198.18.0.2/24"],
+        &["iperf3", "-s"],
+        &["impair", "--tun-a", "a", "--tun-b", "b"],
+        &["bench", "--quick"],
+    ] {
+        let out = ustack(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains("not implemented yet"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?} printed as if it worked");
+    }
+}
+
+#[test]
+fn bad_flags_are_one_clear_error() {
+    let out = ustack(&["demo", "ping", "--loss", "1.5"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("`1.5` is not a probability between 0 and 1"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"));
+    let out = ustack(&["demo", "ping", "--outage", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("START+LEN"));
+}
+
+#[test]
+fn ping_demo_json_is_the_last_line() {
+    let out = ustack(&["demo", "ping", "--count", "20", "--seed", "3", "--json"]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let last = stdout.lines().last().unwrap();
+    let v: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(v["demo"], "ping");
+    assert_eq!(v["sent"], 20);
+    assert_eq!(v["mismatched"], 0);
+    let received = v["received"].as_u64().unwrap();
+    assert!(received > 0 && received <= 20);
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.contains("bytes from 198.18.0.2"))
+            .count() as u64,
+        received
+    );
+}
+
+#[test]
+fn total_loss_fails_clearly_instead_of_hanging() {
+    let out = ustack(&["demo", "ping", "--count", "5", "--loss", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("no replies"));
+}
