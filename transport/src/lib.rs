@@ -1,10 +1,12 @@
 //! ustack transport layer: TCP (RFC 9293) and UDP (RFC 768) as sans-IO state machines on
 //! top of the network layer's [`net::Interface`].
 //!
-//! [`udp`] holds the UDP socket table; [`tcp`] the sequence numbers and the segment wire
-//! format. The crate depends on `ustack-net` alone and re-exports it for the layers above.
+//! [`udp`] holds the UDP socket table, [`tcp`] the connection state machine and its parts,
+//! [`stack`] ties them to an interface. The crate depends on `ustack-net` alone and
+//! re-exports it for the layers above.
 
 pub use ustack_net as net;
 
+pub mod stack;
 pub mod tcp;
 pub mod udp;

@@ -1,5 +1,15 @@
-//! TCP (RFC 9293): sequence-number arithmetic and the segment wire format. The connection
-//! state machine builds on these and never touches raw `u32` sequence numbers or bytes.
+//! TCP (RFC 9293) as sans-IO state machines.
 
+pub mod assembler;
+mod config;
+pub mod congestion;
+pub mod conn;
+pub mod rtt;
 pub mod seq;
+pub mod stats;
+pub mod timer;
 pub mod wire;
+
+pub use config::TcpConfig;
+pub use conn::{Connection, State, TcpError};
+pub use seq::SeqNumber;

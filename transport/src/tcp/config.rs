@@ -1,0 +1,73 @@
+//! Settings of TCP connections, with the defaults a Linux host would use where the RFCs
+//! leave a choice.
+
+use super::congestion::Algorithm;
+use crate::net::link::Duration;
+
+/// Per-connection TCP settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TcpConfig {
+    /// MSS we announce: the link MTU less 40 bytes of IPv4 and TCP headers.
+    pub mss: u16,
+    /// Receive buffer: the most we advertise as window.
+    pub recv_buffer: usize,
+    /// Send buffer: the most the application may queue ahead of acknowledgements.
+    pub send_buffer: usize,
+    /// Offer RFC 7323 window scaling, timestamps, and RFC 2018 SACK.
+    pub window_scaling: bool,
+    pub timestamps: bool,
+    pub sack: bool,
+    /// RFC 6298: initial, minimum and maximum retransmission timeout.
+    pub initial_rto: Duration,
+    pub min_rto: Duration,
+    pub max_rto: Duration,
+    /// RFC 9293 section 3.8.3 R2 for SYN segments and for data: retransmissions before
+    /// the connection is given up.
+    pub syn_retries: u32,
+    pub data_retries: u32,
+    /// RFC 5482 user timeout: data unacknowledged this long aborts the connection.
+    pub user_timeout: Duration,
+    /// TIME-WAIT length, 2*MSL.
+    pub time_wait: Duration,
+    /// RFC 9293 section 3.8.6.3: delay of a delayed ACK (at most 500 ms; we cap at 200).
+    pub delayed_ack: Duration,
+    /// Disable Nagle's algorithm (RFC 9293 section 3.7.4).
+    pub nodelay: bool,
+    /// RFC 9293 section 3.8.4: idle time before keep-alive probes; `None` is off.
+    pub keepalive: Option<Duration>,
+    pub keepalive_interval: Duration,
+    pub keepalive_probes: u32,
+    pub congestion: Algorithm,
+    /// Out-of-order blocks kept before further ones are dropped.
+    pub max_ooo_blocks: usize,
+    /// RFC 5961 section 7: challenge ACKs per second per connection.
+    pub challenge_ack_limit: u32,
+}
+
+impl Default for TcpConfig {
+    fn default() -> TcpConfig {
+        TcpConfig {
+            mss: 1460,
+            recv_buffer: 1024 * 1024,
+            send_buffer: 1024 * 1024,
+            window_scaling: true,
+            timestamps: true,
+            sack: true,
+            initial_rto: Duration::from_secs(1),
+            min_rto: Duration::from_millis(200),
+            max_rto: Duration::from_secs(60),
+            syn_retries: 6,
+            data_retries: 15,
+            user_timeout: Duration::from_secs(60),
+            time_wait: Duration::from_secs(60),
+            delayed_ack: Duration::from_millis(40),
+            nodelay: false,
+            keepalive: None,
+            keepalive_interval: Duration::from_secs(75),
+            keepalive_probes: 9,
+            congestion: Algorithm::Cubic,
+            max_ooo_blocks: 64,
+            challenge_ack_limit: 10,
+        }
+    }
+}

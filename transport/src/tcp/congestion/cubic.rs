@@ -1,0 +1,171 @@
+//! CUBIC congestion control (RFC 9438): window growth as a cubic function of the time since
+//! the last congestion event, with the Reno-friendly region of section 4.3 and fast
+//! convergence of section 4.7.
+
+use super::{initial_window, CongestionControl};
+use crate::net::link::{Duration, Instant};
+
+/// Section 5: C = 0.4, beta_cubic = 0.7.
+const C: f64 = 0.4;
+const BETA: f64 = 0.7;
+/// Section 4.3: alpha_cubic = 3 (1 - beta) / (1 + beta).
+const ALPHA: f64 = 3.0 * (1.0 - BETA) / (1.0 + BETA);
+
+#[derive(Debug, Clone)]
+pub struct Cubic {
+    mss: usize,
+    cwnd: usize,
+    ssthresh: usize,
+    /// W_max in segments: the window just before the last reduction.
+    w_max: f64,
+    /// Start of the current congestion-avoidance epoch.
+    epoch: Option<Instant>,
+    /// Section 4.2: time for the cubic to reach W_max again, in seconds.
+    k: f64,
+    /// Section 4.3: the Reno-friendly estimate, in segments.
+    w_est: f64,
+    /// Slow-start byte counter (sub-MSS remainders).
+    acked_partial: usize,
+}
+
+impl Cubic {
+    pub fn new(mss: usize) -> Cubic {
+        Cubic {
+            mss,
+            cwnd: initial_window(mss),
+            ssthresh: usize::MAX,
+            w_max: 0.0,
+            epoch: None,
+            k: 0.0,
+            w_est: 0.0,
+            acked_partial: 0,
+        }
+    }
+
+    fn segments(&self) -> f64 {
+        self.cwnd as f64 / self.mss as f64
+    }
+
+    fn reduce(&mut self) {
+        let w = self.segments();
+        // Section 4.7 fast convergence: release bandwidth to newer flows.
+        self.w_max = if w < self.w_max {
+            w * (1.0 + BETA) / 2.0
+        } else {
+            w
+        };
+        self.ssthresh = ((self.cwnd as f64 * BETA) as usize).max(2 * self.mss);
+        self.epoch = None;
+    }
+}
+
+impl CongestionControl for Cubic {
+    fn name(&self) -> &'static str {
+        "cubic"
+    }
+
+    fn on_ack(&mut self, now: Instant, acked: usize, srtt: Option<Duration>) {
+        if self.cwnd < self.ssthresh {
+            self.cwnd += acked.min(2 * self.mss);
+            return;
+        }
+        let epoch = *self.epoch.get_or_insert_with(|| {
+            // Section 4.2 at the start of an epoch: K from W_max and the current window.
+            let w = self.cwnd as f64 / self.mss as f64;
+            self.k = if self.w_max > w {
+                ((self.w_max - w) / C).cbrt()
+            } else {
+                0.0
+            };
+            self.w_est = w;
+            now
+        });
+        let rtt = srtt.unwrap_or(Duration::from_millis(100)).as_secs_f64();
+        let t = (now - epoch).as_secs_f64();
+        let w = self.segments();
+        let origin = self.w_max.max(w);
+        // Section 4.2 eq. 1, evaluated one RTT ahead (section 4.4).
+        let target = C * (t + rtt - self.k).powi(3) + origin;
+        let target = target.clamp(w, 1.5 * w);
+        // Section 4.3: Reno-friendly estimate grows by alpha segments per window acked.
+        let acked_segments = acked as f64 / self.mss as f64;
+        self.w_est += ALPHA * acked_segments / w;
+        let next = if self.w_est > target {
+            self.w_est
+        } else {
+            // Section 4.4: grow by (target - cwnd) / cwnd per segment acked.
+            w + (target - w) / w * acked_segments
+        };
+        self.acked_partial = 0;
+        self.cwnd = ((next * self.mss as f64) as usize).max(self.cwnd);
+    }
+
+    fn on_loss(&mut self, _now: Instant, _flight: usize) {
+        self.reduce();
+        self.cwnd = self.ssthresh;
+    }
+
+    fn on_rto(&mut self, _now: Instant, _flight: usize) {
+        self.reduce();
+        self.cwnd = self.mss;
+    }
+
+    fn cwnd(&self) -> usize {
+        self.cwnd
+    }
+
+    fn ssthresh(&self) -> usize {
+        self.ssthresh
+    }
+
+    fn set_mss(&mut self, mss: usize) {
+        self.mss = mss;
+        self.cwnd = initial_window(mss);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reduces_by_beta_and_regrows_towards_w_max() {
+        let mss = 1000;
+        let mut c = Cubic::new(mss);
+        let rtt = Some(Duration::from_millis(50));
+        let mut now = Instant::ZERO;
+        // Slow start to 100 segments, then a loss.
+        while c.cwnd() < 100_000 {
+            c.on_ack(now, mss, rtt);
+        }
+        let before = c.cwnd();
+        c.on_loss(now, before);
+        assert_eq!(c.cwnd(), (before as f64 * BETA) as usize);
+        let after_loss = c.cwnd();
+        // One window's worth of ACKs per RTT: the window grows back towards W_max,
+        // concave at first (slower near W_max), and passes it later.
+        let mut history = Vec::new();
+        for _ in 0..60 {
+            now += Duration::from_millis(50);
+            let acks = c.cwnd() / mss;
+            for _ in 0..acks {
+                c.on_ack(now, mss, rtt);
+            }
+            history.push(c.cwnd());
+        }
+        assert!(history[0] > after_loss);
+        assert!(history.windows(2).all(|w| w[1] >= w[0]));
+        assert!(
+            *history.last().unwrap() > before,
+            "never probed past W_max: {history:?}"
+        );
+    }
+
+    #[test]
+    fn rto_collapses_to_one_segment() {
+        let mut c = Cubic::new(1000);
+        c.on_rto(Instant::ZERO, 10_000);
+        assert_eq!(c.cwnd(), 1000);
+        assert_eq!(c.ssthresh(), 7000);
+    }
+}

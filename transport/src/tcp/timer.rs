@@ -1,0 +1,99 @@
+//! The connection's timers as one small table (quinn-proto's `TimerTable` shape): each
+//! kind has at most one deadline, and the connection asks for the earliest.
+
+use crate::net::link::Instant;
+
+/// Every timer a TCP connection runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    /// RFC 6298 retransmission timer (also SYN and FIN retransmission).
+    Retransmit,
+    /// RFC 9293 section 3.8.6.3 delayed acknowledgement.
+    DelayedAck,
+    /// RFC 9293 section 3.8.6.1 zero-window probe (persist timer).
+    ZeroWindowProbe,
+    /// RFC 9293 section 3.8.4 keep-alive.
+    KeepAlive,
+    /// 2*MSL wait before the connection's 4-tuple may be reused.
+    TimeWait,
+    /// RFC 9293 section 3.8.3 / RFC 5482 user timeout: give up when data stays
+    /// unacknowledged this long.
+    UserTimeout,
+}
+
+impl Timer {
+    pub const ALL: [Timer; 6] = [
+        Timer::Retransmit,
+        Timer::DelayedAck,
+        Timer::ZeroWindowProbe,
+        Timer::KeepAlive,
+        Timer::TimeWait,
+        Timer::UserTimeout,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Deadlines of every [`Timer`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimerTable {
+    deadlines: [Option<Instant>; 6],
+}
+
+impl TimerTable {
+    pub fn set(&mut self, timer: Timer, at: Instant) {
+        self.deadlines[timer.index()] = Some(at);
+    }
+
+    pub fn stop(&mut self, timer: Timer) {
+        self.deadlines[timer.index()] = None;
+    }
+
+    pub fn get(&self, timer: Timer) -> Option<Instant> {
+        self.deadlines[timer.index()]
+    }
+
+    pub fn is_armed(&self, timer: Timer) -> bool {
+        self.get(timer).is_some()
+    }
+
+    pub fn stop_all(&mut self) {
+        self.deadlines = [None; 6];
+    }
+
+    /// The earliest deadline of all.
+    pub fn next(&self) -> Option<Instant> {
+        self.deadlines.iter().flatten().min().copied()
+    }
+
+    /// Removes and returns one timer due at `now`, earliest kind first.
+    pub fn expire(&mut self, now: Instant) -> Option<Timer> {
+        let due = Timer::ALL
+            .iter()
+            .copied()
+            .filter(|t| self.get(*t).is_some_and(|at| at <= now))
+            .min_by_key(|t| self.get(*t))?;
+        self.stop(due);
+        Some(due)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn earliest_expires_first_and_only_when_due() {
+        let mut t = TimerTable::default();
+        t.set(Timer::DelayedAck, Instant::from_millis(40));
+        t.set(Timer::Retransmit, Instant::from_millis(20));
+        assert_eq!(t.next(), Some(Instant::from_millis(20)));
+        assert_eq!(t.expire(Instant::from_millis(10)), None);
+        assert_eq!(t.expire(Instant::from_millis(50)), Some(Timer::Retransmit));
+        assert_eq!(t.expire(Instant::from_millis(50)), Some(Timer::DelayedAck));
+        assert_eq!(t.expire(Instant::from_millis(50)), None);
+        assert_eq!(t.next(), None);
+    }
+}

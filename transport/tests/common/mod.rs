@@ -1,0 +1,184 @@
+//! Two stacks on a SimLink pair driven by a virtual clock (quinn-proto's `Pair::drive`
+//! idea): every test is deterministic and prints its seed.
+
+#![allow(dead_code)]
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use ustack_transport::net::link::{Duration, Impairments, Instant, SimConfig, SimLink};
+use ustack_transport::net::{Config, Interface};
+use ustack_transport::stack::{Stack, StackConfig, TcpHandle};
+
+pub const A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+pub const B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+
+pub struct Pair {
+    pub a: Stack<SimLink>,
+    pub b: Stack<SimLink>,
+    pub now: Instant,
+    pub seed: u64,
+}
+
+impl Pair {
+    pub fn new(sim: SimConfig, stack: StackConfig, seed: u64) -> Pair {
+        println!("seed {seed}");
+        let (la, lb) = SimLink::pair(sim, seed).expect("valid sim config");
+        let iface = |link, addr| {
+            Interface::new(
+                link,
+                Config::new(ustack_transport::net::Ipv4Cidr {
+                    addr,
+                    prefix_len: 24,
+                }),
+            )
+        };
+        let a = Stack::new(
+            iface(la, A),
+            StackConfig {
+                seed: seed.wrapping_mul(3),
+                ..stack.clone()
+            },
+        );
+        let b = Stack::new(
+            iface(lb, B),
+            StackConfig {
+                seed: seed.wrapping_mul(5).wrapping_add(1),
+                ..stack
+            },
+        );
+        Pair {
+            a,
+            b,
+            now: Instant::ZERO,
+            seed,
+        }
+    }
+
+    pub fn clean() -> Pair {
+        Pair::new(SimConfig::default(), StackConfig::default(), 1)
+    }
+
+    pub fn impaired(imp: Impairments, seed: u64) -> Pair {
+        Pair::new(SimConfig::symmetric(imp), StackConfig::default(), seed)
+    }
+
+    /// Polls both stacks at the current time until neither has work now.
+    pub fn settle(&mut self) {
+        for _ in 0..10_000 {
+            self.a.poll(self.now).unwrap();
+            self.b.poll(self.now).unwrap();
+            let ready = |t: Option<Instant>| t.is_some_and(|t| t <= self.now);
+            if !ready(self.a.poll_at(self.now)) && !ready(self.b.poll_at(self.now)) {
+                return;
+            }
+        }
+        panic!("seed {}: stacks never settled at {}", self.seed, self.now);
+    }
+
+    /// Advances the clock to the next event (at most to `limit`); false at the limit.
+    pub fn step(&mut self, limit: Instant) -> bool {
+        self.settle();
+        let next = [self.a.poll_at(self.now), self.b.poll_at(self.now)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(limit);
+        if next >= limit {
+            self.now = limit;
+            self.settle();
+            return false;
+        }
+        self.now = next.max(self.now);
+        true
+    }
+
+    /// Drives until `done` holds or `limit` of virtual time passes; returns whether done.
+    pub fn drive_until(
+        &mut self,
+        limit: Duration,
+        mut done: impl FnMut(&mut Pair) -> bool,
+    ) -> bool {
+        let end = self.now + limit;
+        loop {
+            self.settle();
+            if done(self) {
+                return true;
+            }
+            if !self.step(end) {
+                return done(self);
+            }
+        }
+    }
+
+    pub fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.step(end) {}
+    }
+
+    /// A connected pair of handles: A connects to B's `port`.
+    pub fn connect(&mut self, port: u16) -> (TcpHandle, TcpHandle) {
+        self.b.tcp_listen(port, 16).unwrap();
+        let client = self
+            .a
+            .tcp_connect(self.now, SocketAddrV4::new(B, port))
+            .unwrap();
+        let mut server = None;
+        let ok = self.drive_until(Duration::from_secs(120), |p| {
+            if server.is_none() {
+                server = p.b.tcp_accept(port);
+            }
+            server.is_some()
+                && p.a.tcp(client).unwrap().state() == ustack_transport::tcp::State::Established
+        });
+        assert!(ok, "seed {}: handshake did not complete", self.seed);
+        (client, server.unwrap())
+    }
+}
+
+/// A deterministic test pattern for byte-exact checks.
+pub fn pattern(len: usize, salt: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i * 131 + i / 7919) as u8).wrapping_add(salt))
+        .collect()
+}
+
+/// Moves `data` from `from` to `to` over the pair; returns what arrived, or stops at the
+/// virtual time limit. The sender closes after the last byte.
+pub fn transfer(
+    p: &mut Pair,
+    client: TcpHandle,
+    server: TcpHandle,
+    data: &[u8],
+    limit: Duration,
+) -> Vec<u8> {
+    let mut sent = 0;
+    let mut got = Vec::with_capacity(data.len());
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut closed = false;
+    let mut last_round = false;
+    let end = p.now + limit;
+    loop {
+        while sent < data.len() {
+            match p.a.tcp_send(client, &data[sent..]) {
+                Ok(0) => break,
+                Ok(n) => sent += n,
+                Err(e) => panic!("seed {}: send failed: {e}", p.seed),
+            }
+        }
+        if sent == data.len() && !closed {
+            p.a.tcp_shutdown(client).unwrap();
+            closed = true;
+        }
+        loop {
+            match p.b.tcp_recv(server, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("seed {}: recv failed: {e}", p.seed),
+            }
+        }
+        if (got.len() == data.len() && p.b.tcp(server).unwrap().at_eof()) || last_round {
+            return got;
+        }
+        last_round = !p.step(end);
+    }
+}
