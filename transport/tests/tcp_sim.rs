@@ -178,3 +178,82 @@ fn transfer_under_everything_at_once() {
         1 << 19,
     );
 }
+
+/// 10 Mbit/s with 10 ms each way and a bounded queue: transfers take virtual seconds, so
+/// outages land mid-transfer.
+fn slow_link() -> Impairments {
+    Impairments {
+        delay: Duration::from_millis(10),
+        rate_bps: Some(10_000_000),
+        ..Impairments::none()
+    }
+}
+
+#[test]
+fn an_outage_shorter_than_the_user_timeout_is_ridden_out() {
+    let mut imp = slow_link();
+    imp.outages.push("2s+10s".parse().unwrap());
+    let mut p = Pair::impaired(imp, 11);
+    let (c, s) = p.connect(5001);
+    let data = pattern(8 << 20, 3);
+    let got = transfer(&mut p, c, s, &data, Duration::from_secs(600));
+    assert!(got == data, "got {} of {}", got.len(), data.len());
+    let st = p.a.tcp(c).unwrap().stats();
+    assert!(
+        st.timeouts >= 3,
+        "the outage should cost several RTOs: {st:?}"
+    );
+    assert!(p.now > ustack_transport::net::link::Instant::from_secs(12));
+}
+
+#[test]
+fn an_outage_longer_than_the_user_timeout_fails_reads_and_writes_with_timed_out() {
+    let mut imp = slow_link();
+    imp.outages.push("2s+120s".parse().unwrap());
+    let mut p = Pair::impaired(imp, 12);
+    let (c, s) = p.connect(5001);
+    let data = pattern(64 << 20, 4);
+    let mut sent = 0;
+    let mut buf = vec![0u8; 65536];
+    let outage_start = ustack_transport::net::link::Instant::from_secs(2);
+    let mut rto_at_outage = None;
+    let failed_at = loop {
+        if let Ok(n) = p.a.tcp_send(c, &data[sent..]) {
+            sent += n;
+        }
+        while p.b.tcp_recv(s, &mut buf).unwrap_or(0) > 0 {}
+        if p.now >= outage_start && rto_at_outage.is_none() {
+            rto_at_outage = Some(p.a.tcp(c).unwrap().rto());
+        }
+        if p.a.tcp(c).unwrap().error().is_some() {
+            break p.now;
+        }
+        p.settle();
+        if p.a.tcp(c).unwrap().error().is_some() {
+            break p.now;
+        }
+        assert!(
+            p.step(p.now + Duration::from_secs(300)),
+            "nothing happens for 300 s at {}: {}",
+            p.now,
+            p.a.tcp(c).unwrap().summary()
+        );
+    };
+    let conn = p.a.tcp(c).unwrap();
+    assert_eq!(conn.error(), Some(TcpError::TimedOut));
+    assert_eq!(
+        p.a.tcp_send(c, b"more"),
+        Err(StackError::Tcp(TcpError::TimedOut))
+    );
+    assert_eq!(
+        p.a.tcp_recv(c, &mut buf),
+        Err(StackError::Tcp(TcpError::TimedOut))
+    );
+    let user_timeout = Duration::from_secs(60);
+    let bound = outage_start + user_timeout + rto_at_outage.unwrap();
+    assert!(failed_at <= bound, "failed at {failed_at}, after {bound}");
+    assert!(
+        failed_at >= outage_start + user_timeout - Duration::from_secs(1),
+        "failed too early at {failed_at}"
+    );
+}
