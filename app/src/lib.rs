@@ -1,8 +1,12 @@
-//! ustack application layer: the demos today; the socket API, the stack runtime and the
-//! iperf3-compatible tools as the transport layer grows (issues 3 and 4).
+//! ustack application layer: the stack runtime ([`runtime`]: a virtual-clock simulator
+//! and a wall-clock driver), blocking sockets over it ([`socket`]), helpers to build
+//! simulated networks ([`sim`]), and the demos.
 
 pub use ustack_transport as transport;
 pub use ustack_transport::net;
 pub use ustack_transport::net::link;
 
 pub mod demo;
+pub mod runtime;
+pub mod sim;
+pub mod socket;

@@ -17,7 +17,15 @@ fn main() {
     let (la, lb) = SimLink::pair(SimConfig::default(), 1).expect("sim");
     let a_ip = Ipv4Addr::new(198, 18, 0, 1);
     let b_ip = Ipv4Addr::new(198, 18, 0, 2);
-    let iface = |l, addr| Interface::new(l, Config::new(Ipv4Cidr { addr, prefix_len: 24 }));
+    let iface = |l, addr| {
+        Interface::new(
+            l,
+            Config::new(Ipv4Cidr {
+                addr,
+                prefix_len: 24,
+            }),
+        )
+    };
     let mut a = Stack::new(iface(la, a_ip), StackConfig::default());
     let mut b = Stack::new(iface(lb, b_ip), StackConfig::default());
     b.tcp_listen(5201, 1).unwrap();

@@ -311,6 +311,12 @@ impl<L: Link> Stack<L> {
         Ok(())
     }
 
+    pub fn tcp_set_nodelay(&mut self, h: TcpHandle, nodelay: bool) -> Result<(), StackError> {
+        self.slot_mut(h)?.conn.set_nodelay(nodelay);
+        self.dirty.insert(h.index);
+        Ok(())
+    }
+
     pub fn tcp_abort(&mut self, h: TcpHandle) -> Result<(), StackError> {
         let slot = self.slot_mut(h)?;
         slot.conn.abort();

@@ -54,3 +54,20 @@ fn every_seed_delivers_the_same_bytes_under_all_impairments() {
         failures.join("\n")
     );
 }
+
+#[test]
+fn every_seed_carries_both_directions_at_once() {
+    let seeds = (env("USTACK_TCP_SEEDS", 24) / 2).max(1) as u64;
+    let size = env("USTACK_TCP_BYTES", 4 << 20) / 2;
+    let first = env("USTACK_TCP_FIRST_SEED", 1000) as u64;
+    let up = pattern(size, 1);
+    let down = pattern(size, 2);
+    for seed in first..first + seeds {
+        let mut p = Pair::impaired(combined(), seed);
+        let (c, s) = p.connect(5001);
+        let (up_got, down_got) =
+            common::exchange(&mut p, c, s, &up, &down, Duration::from_secs(3600));
+        assert!(up_got == up, "seed {seed}: upstream bytes differ");
+        assert!(down_got == down, "seed {seed}: downstream bytes differ");
+    }
+}

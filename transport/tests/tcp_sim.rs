@@ -257,3 +257,25 @@ fn an_outage_longer_than_the_user_timeout_fails_reads_and_writes_with_timed_out(
         "failed too early at {failed_at}"
     );
 }
+
+#[test]
+fn both_directions_at_once_under_loss() {
+    for seed in 21..26 {
+        let imp = Impairments {
+            loss: 0.05,
+            reorder: 0.05,
+            delay: Duration::from_millis(10),
+            ..Impairments::none()
+        };
+        let mut p = Pair::impaired(imp, seed);
+        let (c, s) = p.connect(7);
+        let up = pattern(1 << 20, 1);
+        let down = pattern(1 << 20, 2);
+        let (up_got, down_got) =
+            common::exchange(&mut p, c, s, &up, &down, Duration::from_secs(300));
+        assert!(
+            up_got == up && down_got == down,
+            "seed {seed}: bytes differ"
+        );
+    }
+}

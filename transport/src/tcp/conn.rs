@@ -306,6 +306,11 @@ impl Connection {
         self.cc.cwnd()
     }
 
+    /// Turns Nagle's algorithm off (`true`) or on (RFC 9293 section 3.7.4).
+    pub fn set_nodelay(&mut self, nodelay: bool) {
+        self.cfg.nodelay = nodelay;
+    }
+
     /// One line of the variables that matter when debugging a transfer.
     pub fn summary(&self) -> String {
         format!(
@@ -951,6 +956,22 @@ impl Connection {
         o
     }
 
+    /// Bytes the SACK option will take on the next segment (with its two NOPs), given
+    /// the 40-byte option space shared with timestamps.
+    fn sack_option_len(&self) -> usize {
+        if !self.sack_enabled || self.ooo.is_empty() {
+            return 0;
+        }
+        let room = super::wire::MAX_OPTIONS_LEN
+            - if self.ts_enabled {
+                TIMESTAMP_OPTION_LEN
+            } else {
+                0
+            };
+        let fit = (room - 4) / 8;
+        4 + 8 * self.ooo.blocks().min(fit).min(super::wire::MAX_SACK_BLOCKS)
+    }
+
     /// Builds a segment; payload is whatever is in `tx_payload`.
     fn segment(&mut self, now: Instant, seq: SeqNumber, mut flags: Flags) -> Segment<'_> {
         let syn = flags.syn;
@@ -1015,7 +1036,7 @@ impl Connection {
             self.timers.stop_all();
             self.set_state(State::Closed);
             self.stats.rsts_out += 1;
-            let seq = self.snd_nxt;
+            let seq = self.snd_max;
             let flags = Flags {
                 rst: true,
                 ack: true,
@@ -1071,7 +1092,9 @@ impl Connection {
             return Some(self.segment(now, seq, Flags::default()));
         }
         if self.ack == AckPending::Now && self.state != State::SynSent {
-            let seq = self.snd_nxt;
+            // SND.NXT may have gone back for a retransmission (go-back-N); a pure ACK
+            // carries the highest sequence number sent, which the peer's window accepts.
+            let seq = self.snd_max;
             return Some(self.segment(now, seq, Flags::default()));
         }
         None
@@ -1081,13 +1104,16 @@ impl Connection {
     /// advances snd_nxt. Sender SWS avoidance and Nagle (RFC 9293 section 3.8.6.2.1).
     fn next_data(&mut self, now: Instant) -> Option<(SeqNumber, Flags)> {
         let data_end = self.snd_una + self.send_buf.len();
+        // RFC 6691: the MSS excludes options, so SACK blocks riding on a data segment
+        // take their room from the payload (timestamps are already in snd_mss).
+        let max_len = self.snd_mss - self.sack_option_len();
         let (seq, len) = if self.retransmit_head {
             self.retransmit_head = false;
-            (self.snd_una, self.snd_mss.min(self.send_buf.len()))
+            (self.snd_una, max_len.min(self.send_buf.len()))
         } else {
             let offset = self.snd_nxt - self.snd_una;
             let unsent = self.send_buf.len().saturating_sub(offset);
-            let len = self.snd_mss.min(unsent).min(self.usable_window());
+            let len = max_len.min(unsent).min(self.usable_window());
             let fin_next =
                 self.fin_queued && self.snd_nxt + len == data_end && self.snd_nxt <= data_end;
             if len == 0 {
@@ -1101,7 +1127,7 @@ impl Connection {
                 if !(fin_next && unsent == 0) {
                     return None;
                 }
-            } else if len < self.snd_mss && !fin_next {
+            } else if len < max_len && !fin_next {
                 let nagle_ok = self.cfg.nodelay || self.flight() == 0;
                 let all_of_it = len == unsent;
                 let big_enough = self.max_snd_wnd > 0 && len >= self.max_snd_wnd / 2;

@@ -182,3 +182,49 @@ pub fn transfer(
         last_round = !p.step(end);
     }
 }
+
+/// Sends `up` from A to B and `down` from B to A at the same time; returns what arrived
+/// each way. Panics with both connections' state if nothing happens until `limit`.
+pub fn exchange(
+    p: &mut Pair,
+    c: TcpHandle,
+    s: TcpHandle,
+    up: &[u8],
+    down: &[u8],
+    limit: Duration,
+) -> (Vec<u8>, Vec<u8>) {
+    let (mut up_sent, mut down_sent) = (0, 0);
+    let (mut up_got, mut down_got) = (Vec::new(), Vec::new());
+    let mut buf = vec![0u8; 65536];
+    let end = p.now + limit;
+    let drain = |stack: &mut Stack<SimLink>, h, out: &mut Vec<u8>, buf: &mut [u8]| loop {
+        match stack.tcp_recv(h, buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    };
+    while up_got.len() < up.len() || down_got.len() < down.len() {
+        up_sent += p.a.tcp_send(c, &up[up_sent..]).unwrap_or(0);
+        down_sent += p.b.tcp_send(s, &down[down_sent..]).unwrap_or(0);
+        drain(&mut p.b, s, &mut up_got, &mut buf);
+        drain(&mut p.a, c, &mut down_got, &mut buf);
+        if !p.step(end) {
+            drain(&mut p.b, s, &mut up_got, &mut buf);
+            drain(&mut p.a, c, &mut down_got, &mut buf);
+            if up_got.len() < up.len() || down_got.len() < down.len() {
+                panic!(
+                    "seed {}: stuck at {} (up {} of {}, down {} of {})\n A {}\n B {}",
+                    p.seed,
+                    p.now,
+                    up_got.len(),
+                    up.len(),
+                    down_got.len(),
+                    down.len(),
+                    p.a.tcp(c).map(|c| c.summary()).unwrap_or_default(),
+                    p.b.tcp(s).map(|c| c.summary()).unwrap_or_default()
+                );
+            }
+        }
+    }
+    (up_got, down_got)
+}

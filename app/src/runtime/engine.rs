@@ -1,0 +1,320 @@
+//! The part of the runtime shared by the simulator and the wall-clock driver: the hosts'
+//! stacks and the execution of socket calls against them. A call either completes now or
+//! waits (with an optional deadline) until the stacks' state lets it complete.
+
+use std::net::SocketAddrV4;
+
+use crossbeam_channel::Sender;
+
+use crate::link::{Duration, Instant, Link};
+use crate::transport::stack::{Stack, StackError, TcpHandle};
+use crate::transport::tcp::{State, TcpError};
+use crate::transport::udp::{UdpHandle, UdpRecvError};
+
+/// A link of any kind behind a host's stack.
+pub type BoxLink = Box<dyn Link + Send>;
+
+/// Index of a host in the runtime.
+pub type HostId = usize;
+
+/// What a socket asks of the runtime.
+#[derive(Debug)]
+pub(crate) enum Op {
+    Now,
+    Sleep {
+        until: Option<Instant>,
+        length: Duration,
+    },
+    TcpListen {
+        port: u16,
+        backlog: usize,
+    },
+    TcpUnlisten {
+        port: u16,
+    },
+    TcpAccept {
+        port: u16,
+    },
+    TcpConnect {
+        remote: SocketAddrV4,
+        started: Option<TcpHandle>,
+    },
+    TcpRead {
+        h: TcpHandle,
+        max: usize,
+    },
+    TcpWrite {
+        h: TcpHandle,
+        data: Vec<u8>,
+    },
+    TcpShutdown {
+        h: TcpHandle,
+    },
+    TcpClose {
+        h: TcpHandle,
+    },
+    TcpInfo {
+        h: TcpHandle,
+    },
+    TcpSetNodelay {
+        h: TcpHandle,
+        nodelay: bool,
+    },
+    UdpBind {
+        local: SocketAddrV4,
+    },
+    UdpSendTo {
+        u: UdpHandle,
+        dst: SocketAddrV4,
+        data: Vec<u8>,
+    },
+    UdpRecvFrom {
+        u: UdpHandle,
+        max: usize,
+    },
+    UdpClose {
+        u: UdpHandle,
+    },
+}
+
+/// A snapshot of a connection for `TcpStream::info`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TcpInfo {
+    pub state: State,
+    pub local: SocketAddrV4,
+    pub remote: SocketAddrV4,
+    pub error: Option<TcpError>,
+    pub srtt: Option<Duration>,
+    pub rto: Duration,
+    pub cwnd: usize,
+    pub stats: crate::transport::tcp::stats::ConnStats,
+}
+
+/// The runtime's answer.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Now(Instant),
+    Done,
+    Stream {
+        h: TcpHandle,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+    },
+    Data(Vec<u8>),
+    Written(usize),
+    Udp {
+        u: UdpHandle,
+        local: SocketAddrV4,
+    },
+    Datagram(Vec<u8>, SocketAddrV4),
+    Info(Box<TcpInfo>),
+    Err(CallError),
+}
+
+/// Why a call failed inside the runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CallError {
+    Stack(StackError),
+    UdpBind(crate::transport::udp::BindError),
+    UdpSend(String),
+    UdpClosed,
+    /// The call's own timeout (read timeout, connect timeout) passed.
+    Deadline,
+    /// Every participant waits and nothing in the network will ever wake one.
+    Deadlock,
+    /// The simulation hit its virtual time limit.
+    TimeLimit,
+}
+
+/// A call in flight: who made it, on which host, how to answer.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pub participant: usize,
+    pub host: HostId,
+    pub op: Op,
+    pub timeout: Option<Duration>,
+    pub deadline: Option<Instant>,
+    pub reply: Sender<Reply>,
+}
+
+/// The hosts and their clock.
+pub(crate) struct Engine {
+    pub hosts: Vec<Stack<BoxLink>>,
+    pub now: Instant,
+}
+
+fn stack_err(e: StackError) -> Reply {
+    Reply::Err(CallError::Stack(e))
+}
+
+impl Engine {
+    /// Tries to complete `call` at the current time. `None`: it must wait.
+    pub fn attempt(&mut self, call: &mut Call) -> Option<Reply> {
+        if call.deadline.is_none() {
+            call.deadline = call.timeout.map(|t| self.now + t);
+        }
+        let now = self.now;
+        let Some(stack) = self.hosts.get_mut(call.host) else {
+            return Some(stack_err(StackError::BadHandle));
+        };
+        let reply = match &mut call.op {
+            Op::Now => Some(Reply::Now(now)),
+            Op::Sleep { until, length } => {
+                let until = *until.get_or_insert(now + *length);
+                (now >= until).then_some(Reply::Done)
+            }
+            Op::TcpListen { port, backlog } => Some(match stack.tcp_listen(*port, *backlog) {
+                Ok(()) => Reply::Done,
+                Err(e) => stack_err(e),
+            }),
+            Op::TcpUnlisten { port } => {
+                stack.tcp_unlisten(*port);
+                Some(Reply::Done)
+            }
+            Op::TcpAccept { port } => stack.tcp_accept(*port).map(|h| {
+                let conn = stack.tcp(h).expect("accepted handle is live");
+                Reply::Stream {
+                    h,
+                    local: conn.local(),
+                    remote: conn.remote(),
+                }
+            }),
+            Op::TcpConnect { remote, started } => {
+                let h = match started {
+                    Some(h) => *h,
+                    None => match stack.tcp_connect(now, *remote) {
+                        Ok(h) => *started.insert(h),
+                        Err(e) => return Some(stack_err(e)),
+                    },
+                };
+                match stack.tcp(h) {
+                    Err(e) => Some(stack_err(e)),
+                    Ok(conn) => match (conn.error(), conn.state()) {
+                        (Some(e), _) => {
+                            let _ = stack.tcp_abort(h);
+                            Some(stack_err(StackError::Tcp(e)))
+                        }
+                        (None, State::SynSent | State::SynReceived) => None,
+                        (None, _) => Some(Reply::Stream {
+                            h,
+                            local: conn.local(),
+                            remote: conn.remote(),
+                        }),
+                    },
+                }
+            }
+            Op::TcpRead { h, max } => match stack.tcp(*h) {
+                Err(e) => Some(stack_err(e)),
+                Ok(conn) if !conn.can_recv() => None,
+                Ok(_) => {
+                    let mut buf = vec![0; *max];
+                    Some(match stack.tcp_recv(*h, &mut buf) {
+                        Ok(n) => {
+                            buf.truncate(n);
+                            Reply::Data(buf)
+                        }
+                        Err(e) => stack_err(e),
+                    })
+                }
+            },
+            Op::TcpWrite { h, data } => match stack.tcp_send(*h, data) {
+                Ok(0) if !data.is_empty() => None,
+                Ok(n) => Some(Reply::Written(n)),
+                Err(e) => Some(stack_err(e)),
+            },
+            Op::TcpShutdown { h } => Some(match stack.tcp_shutdown(*h) {
+                Ok(()) => Reply::Done,
+                Err(e) => stack_err(e),
+            }),
+            Op::TcpClose { h } => {
+                let _ = stack.tcp_close(*h);
+                Some(Reply::Done)
+            }
+            Op::TcpInfo { h } => Some(match stack.tcp(*h) {
+                Ok(c) => Reply::Info(Box::new(TcpInfo {
+                    state: c.state(),
+                    local: c.local(),
+                    remote: c.remote(),
+                    error: c.error(),
+                    srtt: c.srtt(),
+                    rto: c.rto(),
+                    cwnd: c.cwnd(),
+                    stats: *c.stats(),
+                })),
+                Err(e) => stack_err(e),
+            }),
+            Op::TcpSetNodelay { h, nodelay } => Some(match stack.tcp_set_nodelay(*h, *nodelay) {
+                Ok(()) => Reply::Done,
+                Err(e) => stack_err(e),
+            }),
+            Op::UdpBind { local } => Some(match stack.udp_bind(*local) {
+                Ok(u) => {
+                    let local = stack.udp().local_addr(u).unwrap_or(*local);
+                    Reply::Udp { u, local }
+                }
+                Err(e) => Reply::Err(CallError::UdpBind(e)),
+            }),
+            Op::UdpSendTo { u, dst, data } => Some(match stack.udp_send_to(now, *u, *dst, data) {
+                Ok(()) => Reply::Written(data.len()),
+                Err(e) => Reply::Err(CallError::UdpSend(e.to_string())),
+            }),
+            Op::UdpRecvFrom { u, max } => {
+                let mut buf = vec![0; *max];
+                match stack.udp_recv_from(*u, &mut buf) {
+                    Ok(Some((n, from))) => {
+                        buf.truncate(n);
+                        Some(Reply::Datagram(buf, from))
+                    }
+                    Ok(None) => None,
+                    Err(UdpRecvError::Closed) => Some(Reply::Err(CallError::UdpClosed)),
+                }
+            }
+            Op::UdpClose { u } => {
+                stack.udp_close(*u);
+                Some(Reply::Done)
+            }
+        };
+        if reply.is_some() {
+            return reply;
+        }
+        match call.deadline {
+            Some(d) if d <= now => {
+                if let Op::TcpConnect {
+                    started: Some(h), ..
+                } = call.op
+                {
+                    let _ = stack.tcp_abort(h);
+                }
+                Some(Reply::Err(CallError::Deadline))
+            }
+            _ => None,
+        }
+    }
+
+    /// Earliest time something may change: a stack event or a waiting call's deadline
+    /// (sleeps included).
+    pub fn next_event(&self, waiting: &[Call]) -> Option<Instant> {
+        let stacks = self.hosts.iter().filter_map(|s| s.poll_at(self.now));
+        let deadlines = waiting.iter().filter_map(|c| match c.op {
+            Op::Sleep { until, .. } => until,
+            _ => c.deadline,
+        });
+        stacks.chain(deadlines).min()
+    }
+
+    /// Polls every stack until none has work at the current time.
+    pub fn settle(&mut self) {
+        for _ in 0..1_000_000 {
+            let mut busy = false;
+            for stack in &mut self.hosts {
+                // A link error on a simulated link cannot happen; on a real device it is
+                // counted by the interface and the stack carries on.
+                let _ = stack.poll(self.now);
+                busy |= stack.poll_at(self.now).is_some_and(|t| t <= self.now);
+            }
+            if !busy {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! Blocking sockets over the stack runtime, shaped like std's: [`TcpListener`],
+//! [`TcpStream`] (std::io::Read + Write), [`UdpSocket`]. Errors are typed per operation
+//! and convert into `std::io::Error` with the `ErrorKind` std's sockets use on Linux.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use crate::link::Duration;
+use crate::runtime::{CallError, Caller, Op, Reply, TcpInfo};
+use crate::transport::stack::{StackError, TcpHandle};
+use crate::transport::tcp::TcpError;
+use crate::transport::udp::{BindError as UdpBindError, UdpHandle};
+
+fn kind_of_tcp(e: TcpError) -> io::ErrorKind {
+    match e {
+        TcpError::Refused => io::ErrorKind::ConnectionRefused,
+        TcpError::Reset => io::ErrorKind::ConnectionReset,
+        TcpError::TimedOut => io::ErrorKind::TimedOut,
+        TcpError::Aborted => io::ErrorKind::ConnectionAborted,
+        TcpError::SendClosed => io::ErrorKind::BrokenPipe,
+        TcpError::NotConnected => io::ErrorKind::NotConnected,
+    }
+}
+
+/// Why a socket call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SocketError {
+    #[error(transparent)]
+    Tcp(#[from] TcpError),
+    #[error("address in use: port {0}")]
+    AddrInUse(u16),
+    #[error("no route to host {0}")]
+    NoRoute(Ipv4Addr),
+    #[error("no free ephemeral port")]
+    NoPort,
+    #[error("the socket is closed")]
+    Closed,
+    #[error("the operation timed out")]
+    Timeout,
+    #[error("{0}")]
+    Send(String),
+    #[error("the simulation is deadlocked: every application waits and the network is idle")]
+    Deadlock,
+    #[error("the simulation reached its time limit")]
+    TimeLimit,
+}
+
+/// `TcpStream::connect` failed.
+pub type ConnectError = SocketError;
+/// `bind`/`listen` failed.
+pub type BindError = SocketError;
+
+impl SocketError {
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            SocketError::Tcp(e) => kind_of_tcp(*e),
+            SocketError::AddrInUse(_) => io::ErrorKind::AddrInUse,
+            SocketError::NoRoute(_) => io::ErrorKind::HostUnreachable,
+            SocketError::NoPort => io::ErrorKind::AddrNotAvailable,
+            SocketError::Closed => io::ErrorKind::NotConnected,
+            // std on Linux reports an elapsed read timeout as EAGAIN.
+            SocketError::Timeout => io::ErrorKind::WouldBlock,
+            SocketError::Send(_) => io::ErrorKind::Other,
+            SocketError::Deadlock | SocketError::TimeLimit => io::ErrorKind::Other,
+        }
+    }
+}
+
+impl From<SocketError> for io::Error {
+    fn from(e: SocketError) -> io::Error {
+        io::Error::new(e.kind(), e)
+    }
+}
+
+impl From<CallError> for SocketError {
+    fn from(e: CallError) -> SocketError {
+        match e {
+            CallError::Stack(StackError::Tcp(t)) => SocketError::Tcp(t),
+            CallError::Stack(StackError::AddrInUse(p)) => SocketError::AddrInUse(p),
+            CallError::Stack(StackError::NoRoute(ip)) => SocketError::NoRoute(ip),
+            CallError::Stack(StackError::NoEphemeralPort(_)) => SocketError::NoPort,
+            CallError::Stack(StackError::BadHandle) => SocketError::Closed,
+            CallError::UdpBind(UdpBindError::AddrInUse(p)) => SocketError::AddrInUse(p),
+            CallError::UdpBind(UdpBindError::NoEphemeralPort) => SocketError::NoPort,
+            CallError::UdpSend(s) => SocketError::Send(s),
+            CallError::UdpClosed => SocketError::Closed,
+            CallError::Deadline => SocketError::Timeout,
+            CallError::Deadlock => SocketError::Deadlock,
+            CallError::TimeLimit => SocketError::TimeLimit,
+        }
+    }
+}
+
+fn unexpected(r: Reply) -> SocketError {
+    match r {
+        Reply::Err(e) => e.into(),
+        other => SocketError::Send(format!("unexpected runtime reply {other:?}")),
+    }
+}
+
+/// A listening TCP socket.
+#[derive(Debug)]
+pub struct TcpListener {
+    caller: Caller,
+    port: u16,
+    timeout: Option<Duration>,
+}
+
+impl TcpListener {
+    /// Listens on `port` of the caller's host with an accept queue of `backlog`.
+    pub fn bind(caller: &Caller, port: u16, backlog: usize) -> Result<TcpListener, BindError> {
+        match caller.call(Op::TcpListen { port, backlog }, None) {
+            Reply::Done => Ok(TcpListener {
+                caller: caller.clone(),
+                port,
+                timeout: None,
+            }),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Limits how long `accept` blocks (`None`: for ever).
+    pub fn set_accept_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
+    }
+
+    /// Waits for a connection.
+    pub fn accept(&self) -> Result<(TcpStream, SocketAddrV4), SocketError> {
+        match self
+            .caller
+            .call(Op::TcpAccept { port: self.port }, self.timeout)
+        {
+            Reply::Stream { h, local, remote } => Ok((
+                TcpStream::new(self.caller.clone(), h, local, remote),
+                remote,
+            )),
+            r => Err(unexpected(r)),
+        }
+    }
+}
+
+impl Drop for TcpListener {
+    fn drop(&mut self) {
+        let _ = self.caller.call(Op::TcpUnlisten { port: self.port }, None);
+    }
+}
+
+/// A TCP connection. Dropping it closes it (FIN, or RST if unread data remains).
+#[derive(Debug)]
+pub struct TcpStream {
+    caller: Caller,
+    h: TcpHandle,
+    local: SocketAddrV4,
+    remote: SocketAddrV4,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+}
+
+impl TcpStream {
+    fn new(caller: Caller, h: TcpHandle, local: SocketAddrV4, remote: SocketAddrV4) -> TcpStream {
+        TcpStream {
+            caller,
+            h,
+            local,
+            remote,
+            read_timeout: None,
+            write_timeout: None,
+        }
+    }
+
+    /// Opens a connection from the caller's host; blocks until established or failed
+    /// (refused, timed out after the SYN retries, or after `timeout` if given).
+    pub fn connect(
+        caller: &Caller,
+        remote: SocketAddrV4,
+        timeout: Option<Duration>,
+    ) -> Result<TcpStream, ConnectError> {
+        match caller.call(
+            Op::TcpConnect {
+                remote,
+                started: None,
+            },
+            timeout,
+        ) {
+            Reply::Stream { h, local, remote } => {
+                Ok(TcpStream::new(caller.clone(), h, local, remote))
+            }
+            r => Err(unexpected(r)),
+        }
+    }
+
+    pub fn local_addr(&self) -> SocketAddrV4 {
+        self.local
+    }
+
+    pub fn peer_addr(&self) -> SocketAddrV4 {
+        self.remote
+    }
+
+    /// Limits how long `read` blocks; an elapsed timeout is `ErrorKind::WouldBlock`, as
+    /// with std on Linux.
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.read_timeout = timeout;
+    }
+
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
+        self.write_timeout = timeout;
+    }
+
+    pub fn set_nodelay(&self, nodelay: bool) -> Result<(), SocketError> {
+        match self
+            .caller
+            .call(Op::TcpSetNodelay { h: self.h, nodelay }, None)
+        {
+            Reply::Done => Ok(()),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// Closes the sending side; the peer reads end of stream.
+    pub fn shutdown(&self) -> Result<(), SocketError> {
+        match self.caller.call(Op::TcpShutdown { h: self.h }, None) {
+            Reply::Done => Ok(()),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// State, RTT estimate and counters of the connection.
+    pub fn info(&self) -> Result<TcpInfo, SocketError> {
+        match self.caller.call(Op::TcpInfo { h: self.h }, None) {
+            Reply::Info(info) => Ok(*info),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// Reads up to `max` bytes; an empty vector is end of stream.
+    pub fn read_vec(&self, max: usize) -> Result<Vec<u8>, SocketError> {
+        match self
+            .caller
+            .call(Op::TcpRead { h: self.h, max }, self.read_timeout)
+        {
+            Reply::Data(data) => Ok(data),
+            r => Err(unexpected(r)),
+        }
+    }
+}
+
+impl io::Read for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let data = self.read_vec(buf.len())?;
+        buf[..data.len()].copy_from_slice(&data);
+        Ok(data.len())
+    }
+}
+
+impl io::Write for TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        match self.caller.call(
+            Op::TcpWrite {
+                h: self.h,
+                data: buf.to_vec(),
+            },
+            self.write_timeout,
+        ) {
+            Reply::Written(n) => Ok(n),
+            r => Err(unexpected(r).into()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for TcpStream {
+    fn drop(&mut self) {
+        let _ = self.caller.call(Op::TcpClose { h: self.h }, None);
+    }
+}
+
+/// A UDP socket.
+#[derive(Debug)]
+pub struct UdpSocket {
+    caller: Caller,
+    u: UdpHandle,
+    local: SocketAddrV4,
+    read_timeout: Option<Duration>,
+}
+
+impl UdpSocket {
+    /// Binds on the caller's host; port 0 picks an ephemeral port.
+    pub fn bind(caller: &Caller, local: SocketAddrV4) -> Result<UdpSocket, BindError> {
+        match caller.call(Op::UdpBind { local }, None) {
+            Reply::Udp { u, local } => Ok(UdpSocket {
+                caller: caller.clone(),
+                u,
+                local,
+                read_timeout: None,
+            }),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    pub fn local_addr(&self) -> SocketAddrV4 {
+        self.local
+    }
+
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.read_timeout = timeout;
+    }
+
+    pub fn send_to(&self, data: &[u8], dst: SocketAddrV4) -> io::Result<usize> {
+        match self.caller.call(
+            Op::UdpSendTo {
+                u: self.u,
+                dst,
+                data: data.to_vec(),
+            },
+            None,
+        ) {
+            Reply::Written(n) => Ok(n),
+            r => Err(unexpected(r).into()),
+        }
+    }
+
+    /// Receives one datagram; a datagram longer than `buf` is truncated, as with std.
+    pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddrV4)> {
+        match self.caller.call(
+            Op::UdpRecvFrom {
+                u: self.u,
+                max: buf.len(),
+            },
+            self.read_timeout,
+        ) {
+            Reply::Datagram(data, from) => {
+                buf[..data.len()].copy_from_slice(&data);
+                Ok((data.len(), from))
+            }
+            r => Err(unexpected(r).into()),
+        }
+    }
+}
+
+impl Drop for UdpSocket {
+    fn drop(&mut self) {
+        let _ = self.caller.call(Op::UdpClose { u: self.u }, None);
+    }
+}
