@@ -141,6 +141,8 @@ pub struct Connection {
     /// Resend the segment at snd_una on the next transmit (fast retransmit).
     retransmit_head: bool,
     send_probe: bool,
+    /// Zero-window probes sent since the window last opened: their backoff exponent.
+    zero_window_backoff: u32,
     keepalive_probes_sent: u32,
     ack: AckPending,
     /// Full-sized segments received since the last ACK we sent.
@@ -213,6 +215,7 @@ impl Connection {
             inflation: 0,
             retransmit_head: false,
             send_probe: false,
+            zero_window_backoff: 0,
             keepalive_probes_sent: 0,
             ack: AckPending::None,
             unacked_segments: 0,
@@ -837,6 +840,7 @@ impl Connection {
             self.snd_wl2 = ack;
             if self.snd_wnd > 0 {
                 self.timers.stop(Timer::ZeroWindowProbe);
+                self.zero_window_backoff = 0;
             }
         }
         // Our FIN acknowledged?
@@ -1198,7 +1202,9 @@ impl Connection {
                     if self.snd_wnd == 0 && !self.send_buf.is_empty() {
                         self.send_probe = true;
                         self.stats.zero_window_probes += 1;
-                        let backoff = self.stats.zero_window_probes.min(10) as u32;
+                        // Backoff per episode, not over the connection's lifetime.
+                        self.zero_window_backoff += 1;
+                        let backoff = self.zero_window_backoff.min(10);
                         let wait = self
                             .rtt
                             .rto()

@@ -1840,6 +1840,54 @@ fn zero_window_is_probed_with_backoff_until_it_opens() {
     );
 }
 
+/// RFC 9293 section 3.8.6.1: the probes' backoff belongs to one zero-window episode; once
+/// the window has opened, the next episode probes at the RTO again and backs off from there.
+#[test]
+fn zero_window_backoff_starts_over_after_the_window_opens() {
+    let mut s = established(cfg());
+    for episode in 0..2usize {
+        let sent = 5 * episode;
+        send!(
+            s,
+            Segment {
+                ack: ISS + 1 + sent,
+                window: 0,
+                ..SEND_TEMPL
+            }
+        );
+        s.send(b"hello").unwrap();
+        recv_nothing!(s);
+        let rto = s.rto();
+        for wait in [rto, 2 * rto, 4 * rto] {
+            assert_eq!(s.poll_timeout(), Some(s.now + wait), "episode {episode}");
+            s.advance(wait);
+            recv!(
+                s,
+                [Segment {
+                    seq: ISS + sent,
+                    ..RECV_TEMPL
+                }]
+            );
+        }
+        send!(
+            s,
+            Segment {
+                ack: ISS + 1 + sent,
+                ..SEND_TEMPL
+            }
+        );
+        recv!(
+            s,
+            [Segment {
+                seq: ISS + 1 + sent,
+                flags: PSH_ACK,
+                payload: b"hello",
+                ..RECV_TEMPL
+            }]
+        );
+    }
+}
+
 // ---- any segments at all ----
 
 /// After a handshake, 1 to 50 segments of any shape (flags, sequence and acknowledgement
