@@ -141,6 +141,8 @@ pub struct Connection {
     /// Resend the segment at snd_una on the next transmit (fast retransmit).
     retransmit_head: bool,
     send_probe: bool,
+    /// Zero-window probes sent since the window last opened: their backoff exponent.
+    zero_window_backoff: u32,
     keepalive_probes_sent: u32,
     ack: AckPending,
     /// Full-sized segments received since the last ACK we sent.
@@ -213,6 +215,7 @@ impl Connection {
             inflation: 0,
             retransmit_head: false,
             send_probe: false,
+            zero_window_backoff: 0,
             keepalive_probes_sent: 0,
             ack: AckPending::None,
             unacked_segments: 0,
@@ -454,7 +457,10 @@ impl Connection {
             State::SynSent | State::Listen | State::Closed => {
                 self.set_state(State::Closed);
             }
-            State::SynReceived | State::Established => {
+            // RFC 9293 section 3.10.4: in SYN-RECEIVED the FIN waits for ESTABLISHED (the
+            // handshake's ACK then moves to FIN-WAIT-1); the SYN-ACK goes out first.
+            State::SynReceived => self.fin_queued = true,
+            State::Established => {
                 self.fin_queued = true;
                 self.set_state(State::FinWait1);
             }
@@ -606,14 +612,17 @@ impl Connection {
         self.rcv_adv = self.rcv_nxt;
         if f.ack {
             self.snd_una = seg.ack;
-            self.snd_wnd = usize::from(seg.window) << self.snd_shift;
+            // RFC 7323 section 2.2: the window of a SYN-ACK is never scaled.
+            self.snd_wnd = usize::from(seg.window);
             self.max_snd_wnd = self.snd_wnd;
             self.snd_wl1 = seg.seq;
             self.snd_wl2 = seg.ack;
             self.sample_rtt(now, seg);
             self.retries = 0;
             self.timers.stop(Timer::Retransmit);
-            self.arm_user_timeout(now);
+            // RFC 5482: the user timeout runs while data is unacknowledged; nothing is
+            // now, and the first send arms it again.
+            self.timers.stop(Timer::UserTimeout);
             if self.ts_enabled {
                 if let Some((tsval, _)) = seg.options.timestamps {
                     self.ts_recent = tsval;
@@ -658,11 +667,22 @@ impl Connection {
                 }
             }
         }
+        if f.syn && !f.ack && self.state == State::SynReceived && seg.seq == self.irs {
+            // Our SYN-ACK was lost: the peer retransmitted its SYN. It sits below RCV.NXT,
+            // so this comes before the window test, which would answer a bare ACK.
+            self.snd_nxt = self.iss;
+            return;
+        }
         if !self.acceptable(seg) {
             if !f.rst {
                 // An old duplicate or out of window: re-ACK (RFC 9293 3.10.7.4).
                 self.stats.dup_segments += 1;
                 self.ack = AckPending::Now;
+                if self.state == State::TimeWait && f.fin {
+                    // RFC 9293 section 3.10.7.4, TIME-WAIT: a retransmitted FIN (always
+                    // below RCV.NXT, hence here) restarts the 2 MSL timeout.
+                    self.timers.set(Timer::TimeWait, now + self.cfg.time_wait);
+                }
             }
             return;
         }
@@ -681,11 +701,6 @@ impl Connection {
             return;
         }
         if f.syn {
-            if self.state == State::SynReceived && seg.seq == self.irs {
-                // Our SYN-ACK was lost: the peer retransmitted its SYN.
-                self.snd_nxt = self.iss;
-                return;
-            }
             // RFC 5961 section 4.2.
             self.challenge_ack(now);
             return;
@@ -768,7 +783,10 @@ impl Connection {
         }
         if ack > self.snd_una {
             let acked = ack - self.snd_una;
-            let data_acked = acked.min(self.send_buf.len());
+            // The SYN takes the first sequence number (RFC 9293 section 3.4) but no byte
+            // of the send buffer, which may already hold data queued in SYN-RECEIVED.
+            let syn_acked = usize::from(self.snd_una == self.iss);
+            let data_acked = (acked - syn_acked).min(self.send_buf.len());
             self.send_buf.drain(..data_acked);
             self.snd_una = ack;
             if self.snd_nxt < self.snd_una {
@@ -827,6 +845,7 @@ impl Connection {
             self.snd_wl2 = ack;
             if self.snd_wnd > 0 {
                 self.timers.stop(Timer::ZeroWindowProbe);
+                self.zero_window_backoff = 0;
             }
         }
         // Our FIN acknowledged?
@@ -1209,7 +1228,9 @@ impl Connection {
                     if self.snd_wnd == 0 && !self.send_buf.is_empty() {
                         self.send_probe = true;
                         self.stats.zero_window_probes += 1;
-                        let backoff = self.stats.zero_window_probes.min(10) as u32;
+                        // Backoff per episode, not over the connection's lifetime.
+                        self.zero_window_backoff += 1;
+                        let backoff = self.zero_window_backoff.min(10);
                         let wait = self
                             .rtt
                             .rto()

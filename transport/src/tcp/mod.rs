@@ -13,3 +13,6 @@ pub mod wire;
 pub use config::TcpConfig;
 pub use conn::{Connection, State, TcpError};
 pub use seq::SeqNumber;
+
+#[cfg(test)]
+mod tests;
