@@ -278,15 +278,21 @@ impl<L: Link> Stack<L> {
         self.slot(h).map(|s| &s.conn)
     }
 
+    /// Queues data; marks the connection for transmission only if something was queued,
+    /// so a caller retrying on a full buffer does not keep the stack busy.
     pub fn tcp_send(&mut self, h: TcpHandle, data: &[u8]) -> Result<usize, StackError> {
         let n = self.slot_mut(h)?.conn.send(data)?;
-        self.dirty.insert(h.index);
+        if n > 0 {
+            self.dirty.insert(h.index);
+        }
         Ok(n)
     }
 
     pub fn tcp_recv(&mut self, h: TcpHandle, buf: &mut [u8]) -> Result<usize, StackError> {
         let n = self.slot_mut(h)?.conn.recv(buf)?;
-        self.dirty.insert(h.index);
+        if n > 0 {
+            self.dirty.insert(h.index);
+        }
         Ok(n)
     }
 
@@ -358,6 +364,16 @@ impl<L: Link> Stack<L> {
     }
 
     // ---- driving ----
+
+    /// Earliest connection timer and a summary of that connection (for debugging).
+    pub fn next_timer(&self) -> Option<(Instant, String)> {
+        let &(at, index) = self.timers.first()?;
+        let summary = self.slots[index]
+            .as_ref()
+            .map(|s| s.conn.summary())
+            .unwrap_or_default();
+        Some((at, format!("{summary} dirty={}", self.dirty.len())))
+    }
 
     /// When [`Stack::poll`] next has work: a packet arriving, a timer, or output pending.
     pub fn poll_at(&self, now: Instant) -> Option<Instant> {

@@ -242,7 +242,14 @@ impl SimWorld {
             // Everyone waits: move the clock to the next event.
             match self.engine.next_event(&waiting) {
                 Some(t) if t <= end => {
-                    self.engine.now = t.max(self.engine.now);
+                    // A stack that claims work at the current instant after settling
+                    // would spin the world: step the clock by the smallest tick instead.
+                    let t = if t > self.engine.now {
+                        t
+                    } else {
+                        self.engine.now + Duration::from_micros(1)
+                    };
+                    self.engine.now = t;
                     self.engine.settle();
                     self.recheck(&mut waiting);
                 }
