@@ -10,6 +10,7 @@ use super::assembler::Assembler;
 use super::config::TcpConfig;
 use super::congestion::CongestionControl;
 use super::rtt::RttEstimator;
+use super::sack::Scoreboard;
 use super::seq::SeqNumber;
 use super::stats::ConnStats;
 use super::timer::{Timer, TimerTable};
@@ -76,6 +77,8 @@ const DEFAULT_MSS: usize = 536;
 const TIMESTAMP_OPTION_LEN: usize = 12;
 /// Duplicate ACKs that trigger fast retransmit (RFC 5681 section 3.2).
 const DUPACK_THRESHOLD: u32 = 3;
+/// SACKed ranges the sender remembers.
+const MAX_SCOREBOARD_BLOCKS: usize = 32;
 
 /// A TCP connection.
 #[derive(Debug)]
@@ -140,6 +143,12 @@ pub struct Connection {
     inflation: usize,
     /// Resend the segment at snd_una on the next transmit (fast retransmit).
     retransmit_head: bool,
+    /// What the peer SACKed above snd_una (RFC 6675 scoreboard).
+    scoreboard: Scoreboard,
+    /// RFC 6675 HighRxt: the highest sequence number retransmitted in this recovery.
+    high_rxt: SeqNumber,
+    /// The current recovery is SACK-based (RFC 6675) rather than NewReno.
+    sack_recovery: bool,
     send_probe: bool,
     /// Zero-window probes sent since the window last opened: their backoff exponent.
     zero_window_backoff: u32,
@@ -214,6 +223,9 @@ impl Connection {
             recovery: None,
             inflation: 0,
             retransmit_head: false,
+            scoreboard: Scoreboard::new(MAX_SCOREBOARD_BLOCKS),
+            high_rxt: iss,
+            sack_recovery: false,
             send_probe: false,
             zero_window_backoff: 0,
             keepalive_probes_sent: 0,
@@ -523,8 +535,39 @@ impl Connection {
     }
 
     fn usable_window(&self) -> usize {
+        if self.sack_recovery {
+            // RFC 6675 section 5: send while pipe < cwnd; the peer's window still
+            // bounds new data beyond snd_una.
+            let by_cwnd = self.cc.cwnd().saturating_sub(self.pipe());
+            return by_cwnd.min(self.snd_wnd.saturating_sub(self.flight()));
+        }
         let cwnd = self.cc.cwnd() + self.inflation;
         self.snd_wnd.min(cwnd).saturating_sub(self.flight())
+    }
+
+    /// RFC 6675 section 4 SetPipe, simplified: bytes in flight are those sent and not
+    /// acknowledged, less those SACKed, less the holes below the highest SACK that were
+    /// not yet retransmitted (presumed lost).
+    fn pipe(&self) -> usize {
+        let lost = self.scoreboard.hole_bytes(self.high_rxt.max(self.snd_una));
+        self.flight()
+            .saturating_sub(self.scoreboard.sacked_bytes())
+            .saturating_sub(lost)
+    }
+
+    /// Enters loss recovery (RFC 5681 section 3.2 / RFC 6675 section 5).
+    fn enter_recovery(&mut self, now: Instant) {
+        self.recovery = Some(self.snd_max);
+        self.cc.on_loss(now, self.flight());
+        self.stats.fast_retransmits += 1;
+        if self.sack_enabled && !self.scoreboard.is_empty() {
+            self.sack_recovery = true;
+            self.inflation = 0;
+            self.high_rxt = self.snd_una;
+        } else {
+            self.inflation = DUPACK_THRESHOLD as usize * self.snd_mss;
+            self.retransmit_head = true;
+        }
     }
 
     // ---- incoming segments ----
@@ -789,6 +832,7 @@ impl Connection {
             let data_acked = (acked - syn_acked).min(self.send_buf.len());
             self.send_buf.drain(..data_acked);
             self.snd_una = ack;
+            self.scoreboard.prune(ack);
             if self.snd_nxt < self.snd_una {
                 self.snd_nxt = self.snd_una;
             }
@@ -802,6 +846,10 @@ impl Connection {
                     // RFC 6582 section 3.2 step 3: full acknowledgement ends recovery.
                     self.recovery = None;
                     self.inflation = 0;
+                    self.sack_recovery = false;
+                }
+                Some(_) if self.sack_recovery => {
+                    // RFC 6675: the scoreboard drives retransmission; nothing to inflate.
                 }
                 Some(_) => {
                     // Partial acknowledgement: retransmit the next hole, deflate.
@@ -828,13 +876,22 @@ impl Connection {
             self.stats.dup_acks_in += 1;
             self.dupacks += 1;
             if self.dupacks == DUPACK_THRESHOLD && self.recovery.is_none() {
-                self.recovery = Some(self.snd_max);
-                self.cc.on_loss(now, self.flight());
-                self.inflation = DUPACK_THRESHOLD as usize * self.snd_mss;
-                self.retransmit_head = true;
-                self.stats.fast_retransmits += 1;
-            } else if self.dupacks > DUPACK_THRESHOLD && self.recovery.is_some() {
+                self.enter_recovery(now);
+            } else if self.dupacks > DUPACK_THRESHOLD
+                && self.recovery.is_some()
+                && !self.sack_recovery
+            {
                 self.inflation += self.snd_mss;
+            }
+        }
+        if self.sack_enabled && ack >= self.snd_una {
+            self.scoreboard
+                .update(self.snd_una, self.snd_max, &seg.options.sack_blocks);
+            // RFC 6675 section 5 IsLost(SND.UNA): more than (DupThresh - 1) * SMSS bytes
+            // SACKed above it also starts recovery, without waiting for three duplicates.
+            let threshold = (DUPACK_THRESHOLD as usize - 1) * self.snd_mss;
+            if self.recovery.is_none() && self.scoreboard.sacked_bytes() > threshold {
+                self.enter_recovery(now);
             }
         }
         // Window update (RFC 9293 3.10.7.4, SND.WL1/SND.WL2 rule).
@@ -1126,7 +1183,19 @@ impl Connection {
         // RFC 6691: the MSS excludes options, so SACK blocks riding on a data segment
         // take their room from the payload (timestamps are already in snd_mss).
         let max_len = self.snd_mss - self.sack_option_len();
-        let (seq, len) = if self.retransmit_head {
+        let hole = if self.sack_recovery && self.pipe() < self.cc.cwnd() {
+            self.scoreboard.next_hole(self.high_rxt.max(self.snd_una))
+        } else {
+            None
+        };
+        let (seq, len) = if let Some((start, hole_len)) = hole {
+            // RFC 6675 NextSeg rule 1: the first hole not yet retransmitted.
+            let len = max_len
+                .min(hole_len)
+                .min(self.send_buf.len().saturating_sub(start - self.snd_una));
+            self.high_rxt = start + len;
+            (start, len)
+        } else if self.retransmit_head {
             self.retransmit_head = false;
             (self.snd_una, max_len.min(self.send_buf.len()))
         } else {
@@ -1293,6 +1362,10 @@ impl Connection {
         self.inflation = 0;
         self.dupacks = 0;
         self.retransmit_head = false;
+        // RFC 2018 section 8: the receiver may renege, so SACK state is dropped on a
+        // timeout and everything from snd_una is resent.
+        self.scoreboard.clear();
+        self.sack_recovery = false;
         // Go back N: resend from the oldest unacknowledged byte (or the SYN).
         self.snd_nxt = if handshake { self.iss } else { self.snd_una };
         self.timers.set(Timer::Retransmit, now + self.rtt.rto());

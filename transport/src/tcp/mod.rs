@@ -5,6 +5,7 @@ mod config;
 pub mod congestion;
 pub mod conn;
 pub mod rtt;
+pub mod sack;
 pub mod seq;
 pub mod stats;
 pub mod timer;

@@ -1761,6 +1761,88 @@ fn fast_retransmit_and_newreno_partial_ack() {
     assert_eq!(s.send_queue(), 0);
 }
 
+/// RFC 6675: with SACK, two holes in one window are both resent in the first round trip
+/// of recovery, without waiting for a partial ACK (NewReno needs one RTT per hole).
+#[test]
+fn sack_recovery_resends_every_hole_in_one_round_trip() {
+    let mut s = established(TcpConfig {
+        sack: true,
+        ..cfg()
+    });
+    let data = pattern(8 * 1460);
+    s.send(&data).unwrap();
+    let seg = |i: usize| Segment {
+        seq: ISS + 1 + i * 1460,
+        flags: if i == 7 { PSH_ACK } else { ACK },
+        payload: &data[i * 1460..(i + 1) * 1460],
+        ..RECV_TEMPL
+    };
+    // Initial window: 10 segments, so all eight go out.
+    recv!(
+        s,
+        [
+            seg(0),
+            seg(1),
+            seg(2),
+            seg(3),
+            seg(4),
+            seg(5),
+            seg(6),
+            seg(7)
+        ]
+    );
+    // Segments 1 and 4 are lost: the peer ACKs 0 and SACKs 2-3, then 2-3 and 5-7.
+    let at = |i: usize| ISS + 1 + i * 1460;
+    send!(
+        s,
+        Segment {
+            ack: at(1),
+            ..SEND_TEMPL
+        }
+    );
+    send!(
+        s,
+        Segment {
+            ack: at(1),
+            options: sack(&[(at(2), at(3))]),
+            ..SEND_TEMPL
+        }
+    );
+    recv_nothing!(s);
+    send!(
+        s,
+        Segment {
+            ack: at(1),
+            options: sack(&[(at(5), at(6)), (at(2), at(4))]),
+            ..SEND_TEMPL
+        }
+    );
+    // More than 2 MSS SACKed above SND.UNA (with only two duplicate ACKs so far):
+    // recovery starts, and both holes go out at once since pipe (3 segments) is below
+    // the reduced window (CUBIC: 7 of 10).
+    recv!(s, [seg(1), seg(4)]);
+    assert_eq!(s.stats().fast_retransmits, 1);
+    send!(
+        s,
+        Segment {
+            ack: at(1),
+            options: sack(&[(at(5), at(8)), (at(2), at(4))]),
+            ..SEND_TEMPL
+        }
+    );
+    recv_nothing!(s);
+    send!(
+        s,
+        Segment {
+            ack: at(8),
+            ..SEND_TEMPL
+        }
+    );
+    recv_nothing!(s);
+    assert_eq!(s.stats().retransmits, 2);
+    assert_eq!(s.send_queue(), 0);
+}
+
 /// RFC 9293 section 3.8.3 and RFC 5482: data unacknowledged for the user timeout ends
 /// the connection; send and recv then report TimedOut.
 #[test]

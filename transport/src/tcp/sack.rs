@@ -1,0 +1,177 @@
+//! The sender's SACK scoreboard (RFC 6675 section 3): which bytes above SND.UNA the
+//! receiver holds, from the SACK blocks of its ACKs (RFC 2018), so loss recovery resends
+//! only the holes.
+
+use super::seq::SeqNumber;
+
+/// SACKed ranges above SND.UNA, sorted and disjoint.
+#[derive(Debug, Clone, Default)]
+pub struct Scoreboard {
+    blocks: Vec<(SeqNumber, SeqNumber)>,
+    max_blocks: usize,
+}
+
+impl Scoreboard {
+    pub fn new(max_blocks: usize) -> Scoreboard {
+        Scoreboard {
+            blocks: Vec::new(),
+            max_blocks,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.blocks.clear();
+    }
+
+    /// Folds in the blocks of one ACK; parts outside `(una, max]` are ignored (they are
+    /// D-SACKs or bogus). Returns the bytes newly marked.
+    pub fn update(
+        &mut self,
+        una: SeqNumber,
+        max: SeqNumber,
+        sack: &[Option<(SeqNumber, SeqNumber)>],
+    ) -> usize {
+        let before = self.sacked_bytes();
+        for &(left, right) in sack.iter().flatten() {
+            let left = left.max(una);
+            let right = right.min(max);
+            if right > left {
+                self.insert(left, right);
+            }
+        }
+        self.sacked_bytes().saturating_sub(before)
+    }
+
+    fn insert(&mut self, left: SeqNumber, right: SeqNumber) {
+        let (mut l, mut r) = (left, right);
+        let mut out = Vec::with_capacity(self.blocks.len() + 1);
+        let mut placed = false;
+        for &(bl, br) in &self.blocks {
+            if br < l {
+                out.push((bl, br));
+            } else if bl > r {
+                if !placed {
+                    out.push((l, r));
+                    placed = true;
+                }
+                out.push((bl, br));
+            } else {
+                l = l.min(bl);
+                r = r.max(br);
+            }
+        }
+        if !placed {
+            out.push((l, r));
+        }
+        // Keep the highest blocks if too many: they matter most for loss detection.
+        if out.len() > self.max_blocks {
+            let excess = out.len() - self.max_blocks;
+            out.drain(..excess);
+        }
+        self.blocks = out;
+    }
+
+    /// Forgets everything at or below the new SND.UNA.
+    pub fn prune(&mut self, una: SeqNumber) {
+        self.blocks.retain(|&(_, r)| r > una);
+        if let Some(first) = self.blocks.first_mut() {
+            first.0 = first.0.max(una);
+        }
+    }
+
+    pub fn sacked_bytes(&self) -> usize {
+        self.blocks.iter().map(|&(l, r)| r - l).sum()
+    }
+
+    /// The right edge of the highest SACKed block.
+    pub fn highest(&self) -> Option<SeqNumber> {
+        self.blocks.last().map(|&(_, r)| r)
+    }
+
+    /// The first unSACKed range at or after `from` and below the highest SACKed byte:
+    /// `(start, len)` (RFC 6675 NextSeg, rule 1).
+    pub fn next_hole(&self, from: SeqNumber) -> Option<(SeqNumber, usize)> {
+        let mut cursor = from;
+        for &(l, r) in &self.blocks {
+            if cursor < l {
+                return Some((cursor, l - cursor));
+            }
+            cursor = cursor.max(r);
+        }
+        None
+    }
+
+    /// UnSACKed bytes between `from` and the highest SACKed byte: presumed lost.
+    pub fn hole_bytes(&self, from: SeqNumber) -> usize {
+        let mut cursor = from;
+        let mut total = 0;
+        for &(l, r) in &self.blocks {
+            if cursor < l {
+                total += l - cursor;
+            }
+            cursor = cursor.max(r);
+        }
+        total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(n: u32) -> SeqNumber {
+        SeqNumber(n)
+    }
+
+    #[test]
+    fn blocks_merge_and_holes_are_found() {
+        let mut sb = Scoreboard::new(8);
+        assert_eq!(
+            sb.update(
+                s(100),
+                s(1000),
+                &[Some((s(300), s(400))), Some((s(500), s(600)))]
+            ),
+            200
+        );
+        assert_eq!(sb.next_hole(s(100)), Some((s(100), 200)));
+        assert_eq!(sb.next_hole(s(300)), Some((s(400), 100)));
+        assert_eq!(sb.next_hole(s(550)), None);
+        assert_eq!(sb.hole_bytes(s(100)), 300);
+        assert_eq!(sb.update(s(100), s(1000), &[Some((s(350), s(550)))]), 100);
+        assert_eq!(sb.sacked_bytes(), 300);
+        assert_eq!(sb.highest(), Some(s(600)));
+        sb.prune(s(320));
+        assert_eq!(sb.sacked_bytes(), 280);
+        assert_eq!(sb.next_hole(s(320)), None);
+    }
+
+    #[test]
+    fn blocks_outside_the_outstanding_range_are_ignored() {
+        let mut sb = Scoreboard::new(8);
+        assert_eq!(
+            sb.update(
+                s(100),
+                s(200),
+                &[Some((s(50), s(90))), Some((s(300), s(400)))]
+            ),
+            0
+        );
+        assert_eq!(sb.update(s(100), s(200), &[Some((s(150), s(300)))]), 50);
+        assert!(sb.update(s(100), s(200), &[Some((s(180), s(170)))]) == 0);
+    }
+
+    #[test]
+    fn the_number_of_blocks_is_bounded() {
+        let mut sb = Scoreboard::new(2);
+        for i in 0..5u32 {
+            sb.update(s(0), s(10_000), &[Some((s(i * 100 + 10), s(i * 100 + 20)))]);
+        }
+        assert_eq!(sb.sacked_bytes(), 20);
+        assert_eq!(sb.highest(), Some(s(420)));
+    }
+}
