@@ -620,7 +620,6 @@ impl Connection {
     /// A segment for this connection arrived (RFC 9293 section 3.10.7).
     pub fn handle_segment(&mut self, now: Instant, seg: &Segment<'_>) {
         self.stats.segs_in += 1;
-        self.touch_keepalive(now);
         if seg.flags.rst {
             self.stats.rsts_in += 1;
         }
@@ -629,6 +628,8 @@ impl Connection {
             State::SynSent => self.on_syn_sent(now, seg),
             _ => self.on_synchronized(now, seg),
         }
+        // After the state change, so the segment that completes a handshake arms it.
+        self.touch_keepalive(now);
     }
 
     /// RFC 9293 section 3.10.7.3.

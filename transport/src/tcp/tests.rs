@@ -1761,6 +1761,41 @@ fn fast_retransmit_and_newreno_partial_ack() {
     assert_eq!(s.send_queue(), 0);
 }
 
+/// RFC 9293 section 3.8.4: after `keepalive` idle, probes with SEG.SEQ = SND.NXT - 1 and
+/// no data draw an ACK; an answer restarts the idle timer, `keepalive_probes` unanswered
+/// probes end the connection with TimedOut.
+#[test]
+fn keepalive_probes_an_idle_connection_and_gives_up() {
+    let mut s = established(TcpConfig {
+        keepalive: Some(secs(10)),
+        keepalive_interval: secs(1),
+        keepalive_probes: 3,
+        ..cfg()
+    });
+    let start = s.now;
+    let probe = Segment {
+        seq: ISS,
+        ..RECV_TEMPL
+    };
+    run_until(&mut s, start + secs(10) - ms(1));
+    recv_nothing!(s);
+    s.now = start + secs(10);
+    s.conn.on_timeout(s.now);
+    recv!(s, [probe]);
+    // The peer answers: idle again for 10 s before the next probe.
+    send!(s, SEND_TEMPL);
+    s.now += secs(9);
+    s.conn.on_timeout(s.now);
+    recv_nothing!(s);
+    assert_eq!(s.stats().keepalive_probes, 1);
+    // Now nobody answers: probes at +10, +11, +12 s, then the connection is dead.
+    let until = s.now + secs(5);
+    let sent = run_until(&mut s, until);
+    assert_eq!(sent, 3);
+    assert_eq!(s.stats().keepalive_probes, 4);
+    assert_eq!(s.error(), Some(TcpError::TimedOut));
+}
+
 /// RFC 6675: with SACK, two holes in one window are both resent in the first round trip
 /// of recovery, without waiting for a partial ACK (NewReno needs one RTT per hole).
 #[test]
