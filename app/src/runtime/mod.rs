@@ -313,14 +313,18 @@ pub struct Runtime {
 const WALL_TICK: Duration = Duration::from_millis(1);
 
 impl Runtime {
-    /// Starts the driver thread for `stack`.
+    /// Starts the driver thread for `stack` on a wall clock whose epoch is now.
     pub fn start(stack: Stack<BoxLink>) -> Runtime {
+        Runtime::start_with_clock(stack, Clock::wall())
+    }
+
+    /// Starts the driver with a given clock (runtimes sharing a simulated link share one).
+    pub fn start_with_clock(stack: Stack<BoxLink>, clock: Clock) -> Runtime {
         let (tx, rx) = unbounded::<Msg>();
         let (stop, stopped) = bounded::<()>(1);
         let thread = std::thread::Builder::new()
             .name("ustack-runtime".into())
             .spawn(move || {
-                let clock = Clock::wall();
                 let mut engine = Engine {
                     hosts: vec![stack],
                     now: clock.now(),
