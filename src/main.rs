@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use ustack_app::demo::ping::{self, PingConfig};
+use ustack_app::demo::tcp::{self as tcp_demo, TcpDemoConfig};
 use ustack_app::link::time::parse_duration;
 use ustack_app::link::{Duration, Outage};
 
@@ -39,7 +40,7 @@ enum Command {
 enum Demo {
     /// Ping between two simulated hosts over a lossy, reordering link.
     Ping(PingArgs),
-    /// TCP file transfer through an outage, verified by sha256 (not built yet).
+    /// TCP file transfer through an outage, verified by sha256; reconnects and resumes.
     Tcp(TcpDemoArgs),
     /// UDP ticket-selling RPC with at-most-once semantics and fail-over (not built yet).
     Udp(UdpDemoArgs),
@@ -90,16 +91,30 @@ struct PingArgs {
 
 #[derive(Args, Debug)]
 struct TcpDemoArgs {
-    #[arg(long)]
-    size: Option<u64>,
-    #[arg(long, value_parser = probability)]
-    loss: Option<f64>,
+    /// File size in bytes (suffixes K, M, G for KiB, MiB, GiB).
+    #[arg(long, value_parser = size, default_value = "32M")]
+    size: u64,
+    /// Probability that a packet is lost, each direction (0 to 1).
+    #[arg(long, value_parser = probability, default_value = "0")]
+    loss: f64,
+    /// Link down from START for LEN, e.g. 3s+120s; repeatable. Default: 5s+10s.
     #[arg(long, value_parser = outage)]
     outage: Vec<Outage>,
-    #[arg(long)]
-    seed: Option<u64>,
+    /// No outage at all (instead of the default one).
+    #[arg(long, conflicts_with = "outage")]
+    no_outage: bool,
+    /// Link rate in Mbit/s.
+    #[arg(long, default_value_t = 20)]
+    rate_mbit: u64,
+    /// Give up after this much virtual time without the whole file across.
+    #[arg(long, value_parser = duration, default_value = "1h")]
+    give_up_after: Duration,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write a pcapng capture of host A's link.
     #[arg(long)]
     pcap: Option<PathBuf>,
+    /// Print a JSON summary as the last line.
     #[arg(long)]
     json: bool,
 }
@@ -193,6 +208,24 @@ fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| e.to_string())
 }
 
+fn size(s: &str) -> Result<u64, String> {
+    let bad = || format!("`{s}` is not a size (examples: 1000, 64K, 32M, 1G)");
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let scale = match unit {
+        "" => 1,
+        "K" | "k" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    let total = n.checked_mul(scale).ok_or_else(bad)?;
+    if total == 0 || total > 16 << 30 {
+        return Err(format!("`{s}`: the size must be between 1 byte and 16 GiB"));
+    }
+    Ok(total)
+}
+
 fn outage(s: &str) -> Result<Outage, String> {
     s.parse::<Outage>().map_err(|e| e.to_string())
 }
@@ -247,6 +280,57 @@ fn run_ping(args: &PingArgs) -> ExitCode {
     }
 }
 
+fn run_tcp_demo(args: &TcpDemoArgs) -> ExitCode {
+    let mut cfg = TcpDemoConfig {
+        size: args.size,
+        loss: args.loss,
+        seed: args.seed,
+        pcap: args.pcap.clone(),
+        rate_bps: args.rate_mbit.max(1) * 1_000_000,
+        give_up_after: args.give_up_after,
+        progress: !args.json,
+        ..TcpDemoConfig::default()
+    };
+    if args.no_outage {
+        cfg.outages.clear();
+    } else if !args.outage.is_empty() {
+        cfg.outages = args.outage.clone();
+    }
+    let mut out = std::io::stdout();
+    match tcp_demo::run(&cfg, &mut out) {
+        Ok(report) => {
+            if args.json {
+                println!("{}", report.to_json());
+            }
+            if report.sha256_match() {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!(
+                    "ustack demo tcp: {}",
+                    report
+                        .failure
+                        .as_deref()
+                        .unwrap_or("the received file does not match")
+                );
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("ustack demo tcp: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn default_tcp_args() -> TcpDemoArgs {
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: TcpDemoArgs,
+    }
+    Wrapper::parse_from(["tcp"]).args
+}
+
 fn default_ping_args() -> PingArgs {
     PingArgs::parse_from_defaults()
 }
@@ -267,18 +351,28 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo { which: None } => {
+            println!("== ping over a lossy, reordering simulated link ==");
+            let ping = run_ping(&PingArgs {
+                count: 10,
+                ..default_ping_args()
+            });
+            println!("\n== TCP file transfer through a 10 s outage ==");
+            let tcp = run_tcp_demo(&default_tcp_args());
             println!(
-                "ustack demo: the TCP and UDP outage demos are not built yet (issue 4); \
-                 running the ping demo over a lossy simulated link instead.\n"
+                "\n== UDP ticket office ==\nnot built yet (issue 4): `ustack demo udp` exits 2"
             );
-            run_ping(&default_ping_args())
+            if ping == ExitCode::SUCCESS && tcp == ExitCode::SUCCESS {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
         Command::Demo {
             which: Some(Demo::Ping(args)),
         } => run_ping(&args),
         Command::Demo {
-            which: Some(Demo::Tcp(_)),
-        } => not_implemented("demo tcp (issue 4)"),
+            which: Some(Demo::Tcp(args)),
+        } => run_tcp_demo(&args),
         Command::Demo {
             which: Some(Demo::Udp(_)),
         } => not_implemented("demo udp (issue 4)"),

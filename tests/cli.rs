@@ -26,8 +26,7 @@ fn help_lists_the_design_subcommands() {
 #[test]
 fn unbuilt_commands_exit_2_and_say_so() {
     for args in [
-        &["demo", "tcp"][..],
-        &["demo", "udp", "--crash-primary-at", "5s"],
+        &["demo", "udp", "--crash-primary-at", "5s"][..],
         &["up", "--tun", "ustack0", "--addr", "198.18.0.2/24"],
         &["iperf3", "-s"],
         &["impair", "--tun-a", "a", "--tun-b", "b"],
@@ -84,4 +83,41 @@ fn total_loss_fails_clearly_instead_of_hanging() {
     assert!(String::from_utf8(out.stderr)
         .unwrap()
         .contains("no replies"));
+}
+
+#[test]
+fn tcp_demo_json_through_a_long_outage_reconnects_and_matches() {
+    let out = ustack(&[
+        "demo",
+        "tcp",
+        "--size",
+        "2M",
+        "--rate-mbit",
+        "4",
+        "--outage",
+        "2s+120s",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(v["demo"], "tcp");
+    assert_eq!(v["bytes"], 2 << 20);
+    assert_eq!(v["sha256_match"], true);
+    assert!(v["reconnects"].as_u64().unwrap() >= 1, "{v}");
+    assert!(v["retransmits"].as_u64().unwrap() > 0);
+    assert!(v["virtual_s"].as_f64().unwrap() > 122.0);
+}
+
+#[test]
+fn tcp_demo_bad_size_is_one_clear_error() {
+    let out = ustack(&["demo", "tcp", "--size", "12X"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("is not a size"));
 }

@@ -2,3 +2,4 @@
 //! time.
 
 pub mod ping;
+pub mod tcp;
