@@ -3,12 +3,14 @@
 //!
 //! This crate calls only the OS; the network layer (`ustack-net`) sits on top of it.
 
+pub mod hub;
 pub mod impair;
 mod link;
 pub mod pcap;
 pub mod sim;
 pub mod time;
 
+pub use hub::{HubConfig, HubPort, SimHub};
 pub use impair::{Engine, GilbertElliott, ImpairError, ImpairStats, Impairments, Outage};
 pub use link::{Capabilities, DropReason, Link, LinkError, Medium, TxInfo};
 pub use pcap::{PcapSink, PcapTap};

@@ -61,10 +61,10 @@ impl SimConfig {
 
 /// A packet on its way, ordered by delivery time, then by send order.
 #[derive(Debug)]
-struct InFlight {
-    at: Instant,
-    seq: u64,
-    data: Vec<u8>,
+pub(crate) struct InFlight {
+    pub(crate) at: Instant,
+    pub(crate) seq: u64,
+    pub(crate) data: Vec<u8>,
 }
 
 impl PartialEq for InFlight {
@@ -118,7 +118,7 @@ pub struct SimLink {
 }
 
 /// Derives independent per-direction seeds from one run seed (SplitMix64 finaliser).
-fn derive_seed(seed: u64, stream: u64) -> u64 {
+pub(crate) fn derive_seed(seed: u64, stream: u64) -> u64 {
     let mut z = seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
