@@ -210,7 +210,7 @@ impl Link for HubPort {
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<usize>, LinkError> {
         let mut shared = lock(&self.shared);
         let port = &mut shared.ports[self.index];
-        if !port.queue.peek().is_some_and(|p| p.at <= now) {
+        if port.queue.peek().is_none_or(|p| p.at > now) {
             return Ok(None);
         }
         let Some(packet) = port.queue.pop() else {
