@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use ustack_app::demo::ping::{self, PingConfig};
 use ustack_app::demo::tcp::{self as tcp_demo, TcpDemoConfig};
+use ustack_app::demo::udp::{self as udp_demo, UdpDemoConfig};
 use ustack_app::link::time::parse_duration;
 use ustack_app::link::{Duration, Outage};
 
@@ -42,7 +43,7 @@ enum Demo {
     Ping(PingArgs),
     /// TCP file transfer through an outage, verified by sha256; reconnects and resumes.
     Tcp(TcpDemoArgs),
-    /// UDP ticket-selling RPC with at-most-once semantics and fail-over (not built yet).
+    /// UDP ticket-selling RPC with at-most-once semantics and fail-over to a backup.
     Udp(UdpDemoArgs),
 }
 
@@ -121,16 +122,35 @@ struct TcpDemoArgs {
 
 #[derive(Args, Debug)]
 struct UdpDemoArgs {
-    #[arg(long)]
-    requests: Option<u64>,
-    #[arg(long, value_parser = probability)]
-    loss: Option<f64>,
+    /// Ticket purchases in all (spread over the clients).
+    #[arg(long, default_value_t = 200)]
+    requests: u32,
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Seats for sale; purchases beyond them are answered "sold out".
+    #[arg(long, default_value_t = 150)]
+    seats: u32,
+    /// Probability that a packet is lost, on every path (0 to 1).
+    #[arg(long, value_parser = probability, default_value = "0.05")]
+    loss: f64,
+    /// Probability that a packet is delivered twice.
+    #[arg(long, value_parser = probability, default_value = "0.02")]
+    duplicate: f64,
+    /// Whole network down from START for LEN; repeatable. Default: 2s+10s.
     #[arg(long, value_parser = outage)]
     outage: Vec<Outage>,
+    /// No outage at all (instead of the default one).
+    #[arg(long, conflicts_with = "outage")]
+    no_outage: bool,
+    /// Primary cut off from the clients only, from START for LEN; repeatable.
+    #[arg(long, value_parser = outage)]
+    partition: Vec<Outage>,
+    /// The primary crashes at this time; the backup takes over.
     #[arg(long, value_parser = duration)]
     crash_primary_at: Option<Duration>,
-    #[arg(long)]
-    seed: Option<u64>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print a JSON summary as the last line.
     #[arg(long)]
     json: bool,
 }
@@ -322,6 +342,58 @@ fn run_tcp_demo(args: &TcpDemoArgs) -> ExitCode {
     }
 }
 
+fn run_udp_demo(args: &UdpDemoArgs) -> ExitCode {
+    let mut cfg = UdpDemoConfig {
+        requests: args.requests,
+        clients: args.clients,
+        seats: args.seats,
+        loss: args.loss,
+        duplicate: args.duplicate,
+        partitions: args.partition.clone(),
+        crash_primary_at: args.crash_primary_at,
+        seed: args.seed,
+        ..UdpDemoConfig::default()
+    };
+    if args.no_outage {
+        cfg.outages.clear();
+    } else if !args.outage.is_empty() {
+        cfg.outages = args.outage.clone();
+    }
+    let mut out = std::io::stdout();
+    match udp_demo::run(&cfg, &mut out) {
+        Ok(report) => {
+            if args.json {
+                println!("{}", report.to_json());
+            }
+            if report.audit_ok() && report.gave_up == 0 {
+                ExitCode::SUCCESS
+            } else if !report.audit_ok() {
+                eprintln!("ustack demo udp: the audit failed");
+                ExitCode::from(1)
+            } else {
+                eprintln!(
+                    "ustack demo udp: {} purchases got no answer before the clients gave up",
+                    report.gave_up
+                );
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("ustack demo udp: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn default_udp_args() -> UdpDemoArgs {
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: UdpDemoArgs,
+    }
+    Wrapper::parse_from(["udp"]).args
+}
+
 fn default_tcp_args() -> TcpDemoArgs {
     #[derive(Parser)]
     struct Wrapper {
@@ -358,10 +430,9 @@ fn main() -> ExitCode {
             });
             println!("\n== TCP file transfer through a 10 s outage ==");
             let tcp = run_tcp_demo(&default_tcp_args());
-            println!(
-                "\n== UDP ticket office ==\nnot built yet (issue 4): `ustack demo udp` exits 2"
-            );
-            if ping == ExitCode::SUCCESS && tcp == ExitCode::SUCCESS {
+            println!("\n== UDP ticket office through a 10 s outage, at most once ==");
+            let udp = run_udp_demo(&default_udp_args());
+            if [ping, tcp, udp].iter().all(|c| *c == ExitCode::SUCCESS) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -374,8 +445,8 @@ fn main() -> ExitCode {
             which: Some(Demo::Tcp(args)),
         } => run_tcp_demo(&args),
         Command::Demo {
-            which: Some(Demo::Udp(_)),
-        } => not_implemented("demo udp (issue 4)"),
+            which: Some(Demo::Udp(args)),
+        } => run_udp_demo(&args),
         Command::Up(_) => not_implemented("up"),
         Command::Iperf3(_) => not_implemented("iperf3"),
         Command::Impair(_) => not_implemented("impair"),

@@ -26,8 +26,7 @@ fn help_lists_the_design_subcommands() {
 #[test]
 fn unbuilt_commands_exit_2_and_say_so() {
     for args in [
-        &["demo", "udp", "--crash-primary-at", "5s"][..],
-        &["up", "--tun", "ustack0", "--addr", "198.18.0.2/24"],
+        &["up", "--tun", "ustack0", "--addr", "198.18.0.2/24"][..],
         &["iperf3", "-s"],
         &["impair", "--tun-a", "a", "--tun-b", "b"],
         &["bench", "--quick"],
@@ -120,4 +119,43 @@ fn tcp_demo_bad_size_is_one_clear_error() {
     assert!(String::from_utf8(out.stderr)
         .unwrap()
         .contains("is not a size"));
+}
+
+#[test]
+fn udp_demo_json_with_a_crashed_primary_fails_over_without_double_sales() {
+    let out = ustack(&[
+        "demo",
+        "udp",
+        "--crash-primary-at",
+        "5s",
+        "--loss",
+        "0.1",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(v["demo"], "udp");
+    assert_eq!(v["duplicate_sales"], 0);
+    assert!(v["failovers"].as_u64().unwrap() >= 1, "{v}");
+    assert_eq!(v["requests"], 200);
+    assert!(v["sold"].as_u64().unwrap() > 0);
+    assert!(v["retries"].as_u64().is_some());
+}
+
+#[test]
+fn the_main_demo_runs_all_three_and_succeeds() {
+    let out = ustack(&["demo"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("sha256 match"), "{stdout}");
+    assert!(stdout.contains("audit passed"), "{stdout}");
 }

@@ -43,6 +43,8 @@ pub enum SocketError {
     Deadlock,
     #[error("the simulation reached its time limit")]
     TimeLimit,
+    #[error("the simulation is over: every application finished")]
+    Shutdown,
 }
 
 /// `TcpStream::connect` failed.
@@ -61,7 +63,9 @@ impl SocketError {
             // std on Linux reports an elapsed read timeout as EAGAIN.
             SocketError::Timeout => io::ErrorKind::WouldBlock,
             SocketError::Send(_) => io::ErrorKind::Other,
-            SocketError::Deadlock | SocketError::TimeLimit => io::ErrorKind::Other,
+            SocketError::Deadlock | SocketError::TimeLimit | SocketError::Shutdown => {
+                io::ErrorKind::Other
+            }
         }
     }
 }
@@ -87,6 +91,7 @@ impl From<CallError> for SocketError {
             CallError::Deadline => SocketError::Timeout,
             CallError::Deadlock => SocketError::Deadlock,
             CallError::TimeLimit => SocketError::TimeLimit,
+            CallError::Shutdown => SocketError::Shutdown,
         }
     }
 }

@@ -3,3 +3,4 @@
 
 pub mod ping;
 pub mod tcp;
+pub mod udp;

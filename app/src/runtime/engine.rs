@@ -124,6 +124,8 @@ pub(crate) enum CallError {
     Deadlock,
     /// The simulation hit its virtual time limit.
     TimeLimit,
+    /// Every ordinary participant finished; servers are asked to stop.
+    Shutdown,
 }
 
 /// A call in flight: who made it, on which host, how to answer.

@@ -111,6 +111,9 @@ pub struct SimWorld {
     rx: Receiver<Msg>,
     alive: usize,
     next_participant: usize,
+    /// Participants that serve others (servers); the world ends when only they remain.
+    daemons: std::collections::BTreeSet<usize>,
+    daemons_alive: usize,
 }
 
 impl Default for SimWorld {
@@ -143,6 +146,8 @@ impl SimWorld {
             rx,
             alive: 0,
             next_participant: 0,
+            daemons: std::collections::BTreeSet::new(),
+            daemons_alive: 0,
         }
     }
 
@@ -171,7 +176,36 @@ impl SimWorld {
         T: Send + 'static,
         F: FnOnce(Caller) -> T + Send + 'static,
     {
+        self.spawn_participant(host, name, false, f)
+    }
+
+    /// Starts a server thread: like [`SimWorld::spawn`], but the world does not wait for
+    /// it. Once every ordinary participant has finished, the daemon's calls fail with
+    /// [`SocketError::Shutdown`](crate::socket::SocketError) and it is expected to return.
+    pub fn spawn_daemon<T, F>(&mut self, host: HostId, name: &str, f: F) -> JoinHandle<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Caller) -> T + Send + 'static,
+    {
+        self.spawn_participant(host, name, true, f)
+    }
+
+    fn spawn_participant<T, F>(
+        &mut self,
+        host: HostId,
+        name: &str,
+        daemon: bool,
+        f: F,
+    ) -> JoinHandle<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Caller) -> T + Send + 'static,
+    {
         let participant = self.next_participant;
+        if daemon {
+            self.daemons.insert(participant);
+            self.daemons_alive += 1;
+        }
         self.next_participant += 1;
         self.alive += 1;
         let caller = Caller {
@@ -204,7 +238,7 @@ impl SimWorld {
             while pending.len() + waiting.len() < self.alive {
                 match self.rx.recv() {
                     Ok(Msg::Call(call)) => pending.push(call),
-                    Ok(Msg::Exit(_)) => self.alive -= 1,
+                    Ok(Msg::Exit(p)) => self.exited(p),
                     Err(_) => return Ok(()),
                 }
             }
@@ -212,8 +246,15 @@ impl SimWorld {
             while let Ok(msg) = self.rx.try_recv() {
                 match msg {
                     Msg::Call(call) => pending.push(call),
-                    Msg::Exit(_) => self.alive -= 1,
+                    Msg::Exit(p) => self.exited(p),
                 }
+            }
+            // Only servers left: tell them to stop.
+            if self.alive > 0 && self.alive == self.daemons_alive {
+                for call in pending.drain(..).chain(waiting.drain(..)) {
+                    let _ = call.reply.send(Reply::Err(CallError::Shutdown));
+                }
+                self.drain_exits(CallError::Shutdown);
             }
             if self.alive == 0 && pending.is_empty() && waiting.is_empty() {
                 return if deadlocked {
@@ -258,7 +299,7 @@ impl SimWorld {
                     for call in waiting.drain(..) {
                         let _ = call.reply.send(Reply::Err(CallError::TimeLimit));
                     }
-                    self.drain_exits();
+                    self.drain_exits(CallError::TimeLimit);
                     return Err(WorldError::TimeLimit(limit));
                 }
                 None => {
@@ -288,14 +329,21 @@ impl SimWorld {
         answered
     }
 
-    /// After a time limit: answer everything until the participants are gone.
-    fn drain_exits(&mut self) {
+    fn exited(&mut self, participant: usize) {
+        self.alive -= 1;
+        if self.daemons.remove(&participant) {
+            self.daemons_alive -= 1;
+        }
+    }
+
+    /// At the end: answer every call with `error` until the participants are gone.
+    fn drain_exits(&mut self, error: CallError) {
         while self.alive > 0 {
             match self.rx.recv() {
                 Ok(Msg::Call(call)) => {
-                    let _ = call.reply.send(Reply::Err(CallError::TimeLimit));
+                    let _ = call.reply.send(Reply::Err(error.clone()));
                 }
-                Ok(Msg::Exit(_)) => self.alive -= 1,
+                Ok(Msg::Exit(p)) => self.exited(p),
                 Err(_) => return,
             }
         }
