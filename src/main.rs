@@ -150,6 +150,9 @@ struct UdpDemoArgs {
     crash_primary_at: Option<Duration>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Write a pcapng capture of client 0's link.
+    #[arg(long)]
+    pcap: Option<PathBuf>,
     /// Print a JSON summary as the last line.
     #[arg(long)]
     json: bool,
@@ -352,6 +355,7 @@ fn run_udp_demo(args: &UdpDemoArgs) -> ExitCode {
         partitions: args.partition.clone(),
         crash_primary_at: args.crash_primary_at,
         seed: args.seed,
+        pcap: args.pcap.clone(),
         ..UdpDemoConfig::default()
     };
     if args.no_outage {

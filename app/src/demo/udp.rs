@@ -23,8 +23,10 @@ use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant as WallInstant;
 
-use crate::link::{Duration, HubConfig, ImpairError, Impairments, Instant, Outage, SimHub};
-use crate::runtime::{Caller, SimWorld};
+use crate::link::{
+    Duration, HubConfig, ImpairError, Impairments, Instant, Outage, PcapSink, PcapTap, SimHub,
+};
+use crate::runtime::{BoxLink, Caller, SimWorld};
 use crate::sim::stack;
 use crate::socket::UdpSocket;
 use crate::transport::stack::StackConfig;
@@ -67,7 +69,10 @@ pub struct UdpDemoConfig {
     /// The primary stops at this time and never comes back.
     pub crash_primary_at: Option<Duration>,
     pub seed: u64,
-    /// A client gives up a request after this much virtual time without an answer.
+    /// Write a pcapng capture of client 0's link (its requests, retries, fail-overs).
+    pub pcap: Option<std::path::PathBuf>,
+    /// A client gives up a request after this much virtual time without an answer, and
+    /// then the purchases it has not made yet (the office is unreachable).
     pub give_up_after: Duration,
 }
 
@@ -84,7 +89,8 @@ impl Default for UdpDemoConfig {
             partitions: Vec::new(),
             crash_primary_at: None,
             seed: 1,
-            give_up_after: Duration::from_secs(600),
+            pcap: None,
+            give_up_after: Duration::from_secs(120),
         }
     }
 }
@@ -367,8 +373,8 @@ fn client(net: &Caller, id: u16, requests: u32, give_up_after: Duration) -> Clie
         let mut first = true;
         loop {
             if net.now() - started > give_up_after {
-                log.gave_up += 1;
-                break;
+                log.gave_up += requests - req;
+                return log;
             }
             if !first {
                 log.retries += 1;
@@ -421,6 +427,8 @@ pub enum UdpDemoError {
     Impairment(#[from] ImpairError),
     #[error("{0}")]
     Config(String),
+    #[error("cannot write the capture: {0}")]
+    Pcap(#[from] std::io::Error),
 }
 
 /// Runs the demo and audits the outcome.
@@ -452,25 +460,27 @@ pub fn run(cfg: &UdpDemoConfig, out: &mut dyn Write) -> Result<UdpDemoReport, Ud
         );
     }
     let hub = SimHub::new(hub_cfg, cfg.seed)?;
+    let sink = cfg.pcap.as_ref().map(PcapSink::create).transpose()?;
     let mut world = SimWorld::new();
-    let mut host = |addr: Ipv4Addr, salt: u64| {
+    let mut host = |addr: Ipv4Addr, salt: u64| -> Result<usize, UdpDemoError> {
         let port = hub.attach(addr);
-        world.add_host(stack(
-            Box::new(port),
-            addr,
-            StackConfig {
-                seed: cfg.seed.wrapping_mul(31) + salt,
-                ..StackConfig::default()
-            },
-        ))
+        let link: BoxLink = match (&sink, addr == client_addr(0)) {
+            (Some(sink), true) => Box::new(PcapTap::new(port, sink.clone(), "sim-client-0")?),
+            _ => Box::new(port),
+        };
+        let stack_cfg = StackConfig {
+            seed: cfg.seed.wrapping_mul(31) + salt,
+            ..StackConfig::default()
+        };
+        Ok(world.add_host(stack(link, addr, stack_cfg)))
     };
-    let p = host(primary_addr(), 1);
-    let b = host(backup_addr(), 2);
-    let client_hosts: Vec<_> = clients
+    let p = host(primary_addr(), 1)?;
+    let b = host(backup_addr(), 2)?;
+    let client_hosts = clients
         .iter()
         .enumerate()
         .map(|(i, &a)| host(a, 10 + i as u64))
-        .collect();
+        .collect::<Result<Vec<_>, _>>()?;
 
     let per_client = cfg.requests / cfg.clients as u32;
     let extra = cfg.requests % cfg.clients as u32;
@@ -532,6 +542,14 @@ pub fn run(cfg: &UdpDemoConfig, out: &mut dyn Write) -> Result<UdpDemoReport, Ud
     };
     if let Err(e) = run {
         let _ = writeln!(out, "note: {e}");
+    }
+    if let Some(sink) = &sink {
+        sink.flush()?;
+        let _ = writeln!(
+            out,
+            "capture of client 0: {} packets written",
+            sink.packets()
+        );
     }
     let _ = writeln!(
         out,
