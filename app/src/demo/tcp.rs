@@ -216,9 +216,14 @@ pub fn run(cfg: &TcpDemoConfig, out: &mut dyn Write) -> Result<TcpDemoReport, De
         std::thread::spawn(move || {
             while !bar.is_finished() {
                 bar.set_position(progress.offset.load(Ordering::Relaxed));
+                let virtual_s = progress.virtual_ms.load(Ordering::Relaxed) as f64 / 1000.0;
+                let rate = if virtual_s > 0.0 {
+                    progress.offset.load(Ordering::Relaxed) as f64 * 8.0 / virtual_s / 1e6
+                } else {
+                    0.0
+                };
                 bar.set_message(format!(
-                    "t={:.1}s link {} retransmits {} reconnects {}",
-                    progress.virtual_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+                    "t={virtual_s:.1}s {rate:.1} Mbit/s link {} retransmits {} reconnects {}",
                     if progress.down.load(Ordering::Relaxed) == 1 {
                         "DOWN"
                     } else {
