@@ -389,38 +389,14 @@ fn run_udp_demo(args: &UdpDemoArgs) -> ExitCode {
     }
 }
 
-fn default_udp_args() -> UdpDemoArgs {
+/// The values a subcommand's arguments take when none are given (for `ustack demo`).
+fn defaults<A: Args>() -> A {
     #[derive(Parser)]
-    struct Wrapper {
+    struct Wrapper<A: Args> {
         #[command(flatten)]
-        args: UdpDemoArgs,
+        args: A,
     }
-    Wrapper::parse_from(["udp"]).args
-}
-
-fn default_tcp_args() -> TcpDemoArgs {
-    #[derive(Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        args: TcpDemoArgs,
-    }
-    Wrapper::parse_from(["tcp"]).args
-}
-
-fn default_ping_args() -> PingArgs {
-    PingArgs::parse_from_defaults()
-}
-
-impl PingArgs {
-    /// The defaults the `ping` subcommand would have, for `ustack demo` alone.
-    fn parse_from_defaults() -> PingArgs {
-        #[derive(Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            args: PingArgs,
-        }
-        Wrapper::parse_from(["ping"]).args
-    }
+    Wrapper::<A>::parse_from(["ustack"]).args
 }
 
 fn main() -> ExitCode {
@@ -430,12 +406,12 @@ fn main() -> ExitCode {
             println!("== ping over a lossy, reordering simulated link ==");
             let ping = run_ping(&PingArgs {
                 count: 10,
-                ..default_ping_args()
+                ..defaults::<PingArgs>()
             });
             println!("\n== TCP file transfer through a 10 s outage ==");
-            let tcp = run_tcp_demo(&default_tcp_args());
+            let tcp = run_tcp_demo(&defaults::<TcpDemoArgs>());
             println!("\n== UDP ticket office through a 10 s outage, at most once ==");
-            let udp = run_udp_demo(&default_udp_args());
+            let udp = run_udp_demo(&defaults::<UdpDemoArgs>());
             if [ping, tcp, udp].iter().all(|c| *c == ExitCode::SUCCESS) {
                 ExitCode::SUCCESS
             } else {

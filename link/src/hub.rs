@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::impair::{Engine, ImpairError, ImpairStats, Impairments, Outage};
 use crate::link::{Link, LinkError, Medium, TxInfo};
-use crate::sim::{derive_seed, InFlight};
+use crate::sim::{derive_seed, enqueue, InFlight};
 use crate::time::{Duration, Instant};
 
 /// Byte offset of the destination address in an IPv4 header (RFC 791 section 3.1).
@@ -192,18 +192,10 @@ impl Link for HubPort {
         let verdict = shared
             .engine(self.index, to)
             .decide(now, packet.len(), in_flight);
-        for (i, at) in verdict.deliveries.iter().enumerate() {
-            let Some(at) = *at else { continue };
-            let mut data = packet.to_vec();
-            if i == 0 {
-                if let Some((offset, bit)) = verdict.info.corrupted {
-                    data[offset] ^= 1 << bit;
-                }
-            }
-            let seq = shared.next_seq;
-            shared.next_seq += 1;
-            shared.ports[to].queue.push(InFlight { at, seq, data });
-        }
+        let HubShared {
+            ports, next_seq, ..
+        } = &mut *shared;
+        enqueue(&verdict, packet, &mut ports[to].queue, next_seq, Vec::new);
         Ok(verdict.info)
     }
 

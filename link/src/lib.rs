@@ -7,6 +7,7 @@ pub mod hub;
 pub mod impair;
 mod link;
 pub mod pcap;
+pub mod seed;
 pub mod sim;
 pub mod time;
 

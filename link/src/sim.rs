@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::impair::{Engine, ImpairError, ImpairStats, Impairments, Outage};
+use crate::impair::{Engine, ImpairError, ImpairStats, Impairments, Outage, Verdict};
 use crate::link::{Link, LinkError, Medium, TxInfo};
 use crate::time::{Duration, Instant};
 
@@ -117,12 +117,35 @@ pub struct SimLink {
     mtu: usize,
 }
 
-/// Derives independent per-direction seeds from one run seed (SplitMix64 finaliser).
-pub(crate) fn derive_seed(seed: u64, stream: u64) -> u64 {
-    let mut z = seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+pub(crate) use crate::seed::derive as derive_seed;
+
+/// Puts the copies the engine's `verdict` delivers (none, one, or two when duplicated;
+/// the first one corrupted if so decided) on `queue`, in send order. Shared by
+/// [`SimLink`] and [`SimHub`](crate::SimHub).
+pub(crate) fn enqueue(
+    verdict: &Verdict,
+    packet: &[u8],
+    queue: &mut BinaryHeap<InFlight>,
+    next_seq: &mut u64,
+    mut buffer: impl FnMut() -> Vec<u8>,
+) {
+    for (i, at) in verdict.deliveries.iter().enumerate() {
+        let Some(at) = *at else { continue };
+        let mut data = buffer();
+        data.clear();
+        data.extend_from_slice(packet);
+        if i == 0 {
+            if let Some((offset, bit)) = verdict.info.corrupted {
+                data[offset] ^= 1 << bit;
+            }
+        }
+        queue.push(InFlight {
+            at,
+            seq: *next_seq,
+            data,
+        });
+        *next_seq += 1;
+    }
 }
 
 impl SimLink {
@@ -203,20 +226,10 @@ impl Link for SimLink {
         let shared = &mut *guard;
         let dir = &mut shared.dirs[self.tx];
         let verdict = dir.engine.decide(now, packet.len(), dir.queue.len());
-        for (i, at) in verdict.deliveries.iter().enumerate() {
-            let Some(at) = *at else { continue };
-            let mut data = shared.pool.pop().unwrap_or_default();
-            data.clear();
-            data.extend_from_slice(packet);
-            if i == 0 {
-                if let Some((offset, bit)) = verdict.info.corrupted {
-                    data[offset] ^= 1 << bit;
-                }
-            }
-            let seq = dir.next_seq;
-            dir.next_seq += 1;
-            dir.queue.push(InFlight { at, seq, data });
-        }
+        let pool = &mut shared.pool;
+        enqueue(&verdict, packet, &mut dir.queue, &mut dir.next_seq, || {
+            pool.pop().unwrap_or_default()
+        });
         Ok(verdict.info)
     }
 

@@ -8,12 +8,12 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::net::link::{Instant, Link, LinkError};
+use crate::net::link::{seed, Instant, Link, LinkError};
 use crate::net::{Interface, IpNumber, Received, SendOptions};
 use crate::tcp::conn::{reset_for, Connection, State, TcpError};
 use crate::tcp::seq::SeqNumber;
 use crate::tcp::stats::ConnStats;
-use crate::tcp::wire::{self, Flags, Segment, TcpOptions, WireError};
+use crate::tcp::wire::{self, Segment, WireError};
 use crate::tcp::TcpConfig;
 use crate::udp::{UdpConfig, UdpHandle, UdpInput, UdpTable};
 
@@ -129,7 +129,7 @@ impl<L: Link> Stack<L> {
         iface.accept_protocol(IpNumber::TCP);
         iface.accept_protocol(IpNumber::UDP);
         let span = u64::from(u16::MAX - EPHEMERAL_FIRST) + 1;
-        let next_port = EPHEMERAL_FIRST + (mix(cfg.seed, 0x5eed) % span) as u16;
+        let next_port = EPHEMERAL_FIRST + (seed::derive(cfg.seed, 0x5eed) % span) as u16;
         Stack {
             iface,
             udp: UdpTable::new(cfg.udp.clone()),
@@ -493,21 +493,7 @@ impl<L: Link> Stack<L> {
         seq: SeqNumber,
         ack: Option<SeqNumber>,
     ) {
-        let seg = Segment {
-            src_port: local.port(),
-            dst_port: remote.port(),
-            seq,
-            ack: ack.unwrap_or(SeqNumber(0)),
-            flags: Flags {
-                rst: true,
-                ack: ack.is_some(),
-                ..Flags::default()
-            },
-            window: 0,
-            urgent: 0,
-            options: TcpOptions::default(),
-            payload: &[],
-        };
+        let seg = Segment::reset(local.port(), remote.port(), seq, ack);
         wire::emit(&seg, *local.ip(), *remote.ip(), &mut self.tx);
         if self
             .iface
@@ -640,12 +626,4 @@ pub enum UdpSendFailure {
     Udp(#[from] crate::udp::UdpSendError),
     #[error("{0}")]
     Net(String),
-}
-
-/// SplitMix64 step: spreads a seed over a value.
-fn mix(seed: u64, salt: u64) -> u64 {
-    let mut z = seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }

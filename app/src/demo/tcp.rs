@@ -20,7 +20,8 @@ use std::time::Instant as WallInstant;
 use sha2::{Digest, Sha256};
 
 use crate::link::{
-    Duration, ImpairError, Impairments, Instant, Outage, PcapSink, PcapTap, SimConfig, SimLink,
+    seed, Duration, ImpairError, Impairments, Instant, Outage, PcapSink, PcapTap, SimConfig,
+    SimLink,
 };
 use crate::runtime::{BoxLink, Caller, SimWorld, WorldError};
 use crate::sim::{host_addr, stack};
@@ -124,17 +125,10 @@ pub enum DemoError {
 
 /// The file: bytes from the seed, the same on every run with that seed.
 pub fn generate(size: u64, seed: u64) -> Vec<u8> {
-    let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
-    let mut out = Vec::with_capacity(size as usize);
-    while (out.len() as u64) < size {
-        // SplitMix64: cheap, and enough to make the file look like data.
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        out.extend_from_slice(&z.to_le_bytes());
-    }
+    let words = size.div_ceil(8);
+    let mut out: Vec<u8> = (0..words)
+        .flat_map(|i| seed::derive(seed, i).to_le_bytes())
+        .collect();
     out.truncate(size as usize);
     out
 }

@@ -1092,21 +1092,12 @@ impl Connection {
         if let Some((seq, ack)) = self.pending_rst.take() {
             self.stats.rsts_out += 1;
             self.stats.segs_out += 1;
-            return Some(Segment {
-                src_port: self.local.port(),
-                dst_port: self.remote.port(),
+            return Some(Segment::reset(
+                self.local.port(),
+                self.remote.port(),
                 seq,
-                ack: ack.unwrap_or(SeqNumber(0)),
-                flags: Flags {
-                    rst: true,
-                    ack: ack.is_some(),
-                    ..Flags::default()
-                },
-                window: 0,
-                urgent: 0,
-                options: TcpOptions::default(),
-                payload: &self.tx_payload,
-            });
+                ack,
+            ));
         }
         if self.send_rst {
             self.send_rst = false;

@@ -98,6 +98,33 @@ pub struct Segment<'a> {
     pub payload: &'a [u8],
 }
 
+impl Segment<'static> {
+    /// A reset (RFC 9293 section 3.10.7.1): `<SEQ=seq><CTL=RST>`, or with `ack`
+    /// `<SEQ=seq><ACK=ack><CTL=RST,ACK>`; no options, no data.
+    pub fn reset(
+        src_port: u16,
+        dst_port: u16,
+        seq: SeqNumber,
+        ack: Option<SeqNumber>,
+    ) -> Segment<'static> {
+        Segment {
+            src_port,
+            dst_port,
+            seq,
+            ack: ack.unwrap_or(SeqNumber(0)),
+            flags: Flags {
+                rst: true,
+                ack: ack.is_some(),
+                ..Flags::default()
+            },
+            window: 0,
+            urgent: 0,
+            options: TcpOptions::default(),
+            payload: &[],
+        }
+    }
+}
+
 impl Segment<'_> {
     /// Sequence space the segment occupies: payload length plus one each for SYN and FIN
     /// (RFC 9293 section 3.4).
