@@ -9,7 +9,7 @@ use std::hash::{Hash, Hasher};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::net::link::{seed, Instant, Link, LinkError};
-use crate::net::{Interface, IpNumber, Received, SendOptions};
+use crate::net::{IcmpEvent, Interface, IpNumber, Received, SendOptions};
 use crate::tcp::conn::{reset_for, Connection, State, TcpError};
 use crate::tcp::seq::SeqNumber;
 use crate::tcp::stats::ConnStats;
@@ -76,6 +76,8 @@ pub struct TransportStats {
     pub connections_opened: u64,
     pub connections_accepted: u64,
     pub send_errors: u64,
+    /// ICMP errors received (about any protocol).
+    pub icmp_errors_in: u64,
     /// Counters of every connection, closed ones included.
     pub tcp: ConnStats,
 }
@@ -398,6 +400,9 @@ impl<L: Link> Stack<L> {
             }
         }
         self.rx = payload;
+        while let Some(event) = self.iface.poll_icmp() {
+            self.on_icmp(event);
+        }
         while let Some(&(at, index)) = self.timers.first() {
             if at > now {
                 break;
@@ -413,6 +418,30 @@ impl<L: Link> Stack<L> {
             self.flush(now, index);
         }
         Ok(())
+    }
+
+    /// ICMP errors about our TCP segments go to their connection (RFC 1122 section
+    /// 4.2.3.9); echo replies and the rest are counted and left (ping is not a socket).
+    fn on_icmp(&mut self, event: IcmpEvent) {
+        let (code, original) = match event {
+            IcmpEvent::DestUnreachable { code, original, .. } => (Some(code), original),
+            IcmpEvent::TimeExceeded { original, .. } => (None, original),
+            IcmpEvent::EchoReply { .. } => return,
+        };
+        self.stats.icmp_errors_in += 1;
+        if original.protocol != IpNumber::TCP || original.head.len() < 8 {
+            return;
+        }
+        let head = &original.head;
+        let local = SocketAddrV4::new(original.src, u16::from_be_bytes([head[0], head[1]]));
+        let remote = SocketAddrV4::new(original.dst, u16::from_be_bytes([head[2], head[3]]));
+        let seq = SeqNumber(u32::from_be_bytes([head[4], head[5], head[6], head[7]]));
+        if let Some(&index) = self.by_tuple.get(&(local, remote)) {
+            if let Some(slot) = self.slots[index].as_mut() {
+                slot.conn.on_icmp_error(seq, code);
+                self.dirty.insert(index);
+            }
+        }
     }
 
     /// RFC 1122 section 4.1.3.1: a datagram for a port nobody listens on gets ICMP port

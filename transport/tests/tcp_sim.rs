@@ -336,3 +336,36 @@ fn both_directions_at_once_under_loss() {
         );
     }
 }
+
+/// RFC 1122 section 4.2.3.9: a host without TCP answers our SYN with ICMP protocol
+/// unreachable, a hard error: the connect fails at once as refused, without waiting out
+/// the SYN retries.
+#[test]
+fn icmp_protocol_unreachable_refuses_a_connect_at_once() {
+    use ustack_transport::net::link::{Instant, SimConfig, SimLink};
+    use ustack_transport::net::{Config, Interface, Ipv4Cidr};
+    use ustack_transport::stack::{Stack, StackConfig};
+    let (la, lb) = SimLink::pair(SimConfig::default(), 1).unwrap();
+    let cidr = |addr| Ipv4Cidr {
+        addr,
+        prefix_len: 24,
+    };
+    let mut a = Stack::new(
+        Interface::new(la, Config::new(cidr(common::A))),
+        StackConfig::default(),
+    );
+    // B runs IP and ICMP only.
+    let mut b = Interface::new(lb, Config::new(cidr(B)));
+    let now = Instant::ZERO;
+    let c = a.tcp_connect(now, SocketAddrV4::new(B, 80)).unwrap();
+    let mut scratch = Vec::new();
+    for _ in 0..4 {
+        a.poll(now).unwrap();
+        while b.recv(now, &mut scratch).unwrap().is_some() {}
+    }
+    assert_eq!(b.stats().icmp_errors_out, 1);
+    let conn = a.tcp(c).unwrap();
+    assert_eq!(conn.error(), Some(TcpError::Refused));
+    assert_eq!(conn.stats().icmp_errors, 1);
+    assert_eq!(a.stats().icmp_errors_in, 1);
+}

@@ -1003,6 +1003,27 @@ impl Connection {
         }
     }
 
+    /// An ICMP error quoting one of our segments with sequence number `seq` arrived
+    /// (`code`: destination unreachable code, `None` for time exceeded). RFC 5927: only
+    /// errors quoting data in flight count, so a blind attacker cannot forge them. RFC
+    /// 1122 section 4.2.3.9 and RFC 5461: protocol and port unreachable are hard errors
+    /// that abort a connection still in SYN-SENT (ECONNREFUSED, as Linux does); every
+    /// other error is soft: counted, and the retransmission timer keeps trying.
+    pub fn on_icmp_error(&mut self, seq: SeqNumber, code: Option<u8>) {
+        let in_flight = seq >= self.snd_una && seq < self.snd_max.max(self.snd_una + 1);
+        if !in_flight {
+            self.stats.icmp_errors_ignored += 1;
+            return;
+        }
+        self.stats.icmp_errors += 1;
+        const PROTOCOL_UNREACHABLE: u8 = 2;
+        const PORT_UNREACHABLE: u8 = 3;
+        let hard = matches!(code, Some(PROTOCOL_UNREACHABLE | PORT_UNREACHABLE));
+        if hard && self.state == State::SynSent {
+            self.fail(TcpError::Refused);
+        }
+    }
+
     /// RFC 9293 section 3.10.7.1-style reset for an unacceptable segment.
     fn send_rst_for(&mut self, seg: &Segment<'_>) {
         self.pending_rst = Some(reset_for(seg));

@@ -31,11 +31,15 @@ pub struct ConnStats {
     pub window_updates: u64,
     pub zero_window_probes: u64,
     pub keepalive_probes: u64,
+    /// ICMP errors about data in flight (RFC 5461 soft errors, or hard ones in SYN-SENT).
+    pub icmp_errors: u64,
+    /// ICMP errors quoting a sequence number not in flight (RFC 5927), ignored.
+    pub icmp_errors_ignored: u64,
 }
 
 impl ConnStats {
     /// `(name, value)` pairs in a fixed order.
-    pub fn counters(&self) -> [(&'static str, u64); 20] {
+    pub fn counters(&self) -> [(&'static str, u64); 22] {
         [
             ("segs_in", self.segs_in),
             ("segs_out", self.segs_out),
@@ -57,6 +61,8 @@ impl ConnStats {
             ("window_updates", self.window_updates),
             ("zero_window_probes", self.zero_window_probes),
             ("keepalive_probes", self.keepalive_probes),
+            ("icmp_errors", self.icmp_errors),
+            ("icmp_errors_ignored", self.icmp_errors_ignored),
         ]
     }
 
@@ -66,7 +72,7 @@ impl ConnStats {
         for (m, (_, o)) in mine.iter_mut().zip(other.counters()) {
             *m += o;
         }
-        let [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q, r, s, t] = mine;
+        let [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q, r, s, t, u, v] = mine;
         *self = ConnStats {
             segs_in: a,
             segs_out: b,
@@ -88,6 +94,8 @@ impl ConnStats {
             window_updates: r,
             zero_window_probes: s,
             keepalive_probes: t,
+            icmp_errors: u,
+            icmp_errors_ignored: v,
         };
     }
 }

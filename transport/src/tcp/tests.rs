@@ -1761,6 +1761,30 @@ fn fast_retransmit_and_newreno_partial_ack() {
     assert_eq!(s.send_queue(), 0);
 }
 
+/// RFC 5927: an ICMP error must quote a sequence number in flight; a forged one is
+/// ignored. A real soft error (host unreachable) on an established connection is only
+/// counted: the retransmission timer keeps trying (RFC 5461).
+#[test]
+fn icmp_errors_must_quote_data_in_flight_and_soft_ones_do_not_abort() {
+    let mut s = established(cfg());
+    s.send(b"hello").unwrap();
+    recv!(
+        s,
+        [Segment {
+            flags: PSH_ACK,
+            payload: b"hello",
+            ..RECV_TEMPL
+        }]
+    );
+    s.conn.on_icmp_error(ISS + 500, Some(3));
+    assert_eq!(s.stats().icmp_errors_ignored, 1);
+    s.conn.on_icmp_error(ISS + 1, Some(1));
+    assert_eq!(s.stats().icmp_errors, 1);
+    s.conn.on_icmp_error(ISS + 1, Some(3));
+    assert_eq!(s.state(), State::Established);
+    assert_eq!(s.error(), None);
+}
+
 /// RFC 9293 section 3.8.4: after `keepalive` idle, probes with SEG.SEQ = SND.NXT - 1 and
 /// no data draw an ACK; an answer restarts the idle timer, `keepalive_probes` unanswered
 /// probes end the connection with TimedOut.
