@@ -78,6 +78,8 @@ pub struct TransportStats {
     pub send_errors: u64,
     /// ICMP errors received (about any protocol).
     pub icmp_errors_in: u64,
+    /// ICMP port unreachable about datagrams we sent over UDP.
+    pub udp_port_unreachable_in: u64,
     /// Counters of every connection, closed ones included.
     pub tcp: ConnStats,
 }
@@ -429,6 +431,12 @@ impl<L: Link> Stack<L> {
             IcmpEvent::EchoReply { .. } => return,
         };
         self.stats.icmp_errors_in += 1;
+        if original.protocol == IpNumber::UDP && code == Some(3) {
+            // A UDP socket has no connection to fail; the error is counted for the
+            // operator (connected UDP sockets reporting ECONNREFUSED are future work).
+            self.stats.udp_port_unreachable_in += 1;
+            return;
+        }
         if original.protocol != IpNumber::TCP || original.head.len() < 8 {
             return;
         }
