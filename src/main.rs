@@ -10,6 +10,7 @@ use ustack_app::demo::tcp::{self as tcp_demo, TcpDemoConfig};
 use ustack_app::demo::udp::{self as udp_demo, UdpDemoConfig};
 use ustack_app::link::time::parse_duration;
 use ustack_app::link::{Duration, Outage};
+use ustack_app::net::Ipv4Cidr;
 
 /// ustack: a user-space TCP/IP stack. Runs on a simulated network, a TUN device or a raw
 /// interface; see README.md.
@@ -163,15 +164,19 @@ struct UpArgs {
     /// TUN device to create or attach to.
     #[arg(long, conflicts_with = "raw")]
     tun: Option<String>,
-    /// Interface to bind a raw AF_PACKET socket to.
+    /// Interface to bind a raw AF_PACKET socket to (not built yet).
     #[arg(long)]
     raw: Option<String>,
     /// Our address and prefix, e.g. 198.18.0.2/24.
-    #[arg(long)]
-    addr: String,
-    /// Use IFF_VNET_HDR checksum and segmentation offload.
+    #[arg(long, value_parser = cidr)]
+    addr: Ipv4Cidr,
+    /// MTU of the device.
+    #[arg(long, default_value_t = 1500)]
+    mtu: usize,
+    /// Use IFF_VNET_HDR checksum and segmentation offload (not built yet).
     #[arg(long)]
     offload: bool,
+    /// Write a pcapng capture of the device.
     #[arg(long)]
     pcap: Option<PathBuf>,
 }
@@ -247,6 +252,10 @@ fn size(s: &str) -> Result<u64, String> {
         return Err(format!("`{s}`: the size must be between 1 byte and 16 GiB"));
     }
     Ok(total)
+}
+
+fn cidr(s: &str) -> Result<Ipv4Cidr, String> {
+    s.parse::<Ipv4Cidr>().map_err(|e| e.to_string())
 }
 
 fn outage(s: &str) -> Result<Outage, String> {
@@ -389,6 +398,32 @@ fn run_udp_demo(args: &UdpDemoArgs) -> ExitCode {
     }
 }
 
+fn run_up(args: &UpArgs) -> ExitCode {
+    if args.raw.is_some() {
+        return not_implemented("up --raw");
+    }
+    if args.offload {
+        return not_implemented("up --offload");
+    }
+    let Some(tun) = args.tun.clone() else {
+        eprintln!("ustack up: give a device with --tun NAME");
+        return ExitCode::from(2);
+    };
+    let cfg = ustack_app::up::UpConfig {
+        tun,
+        addr: args.addr,
+        mtu: args.mtu,
+        pcap: args.pcap.clone(),
+    };
+    match ustack_app::up::run(&cfg, &mut std::io::stdout()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ustack up: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// The values a subcommand's arguments take when none are given (for `ustack demo`).
 fn defaults<A: Args>() -> A {
     #[derive(Parser)]
@@ -427,7 +462,7 @@ fn main() -> ExitCode {
         Command::Demo {
             which: Some(Demo::Udp(args)),
         } => run_udp_demo(&args),
-        Command::Up(_) => not_implemented("up"),
+        Command::Up(args) => run_up(&args),
         Command::Iperf3(_) => not_implemented("iperf3"),
         Command::Impair(_) => not_implemented("impair"),
         Command::Bench(_) => not_implemented("bench"),

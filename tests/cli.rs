@@ -26,7 +26,15 @@ fn help_lists_the_design_subcommands() {
 #[test]
 fn unbuilt_commands_exit_2_and_say_so() {
     for args in [
-        &["up", "--tun", "ustack0", "--addr", "198.18.0.2/24"][..],
+        &["up", "--raw", "veth0", "--addr", "198.18.0.2/24"][..],
+        &[
+            "up",
+            "--tun",
+            "ustk9",
+            "--offload",
+            "--addr",
+            "198.18.0.2/24",
+        ],
         &["iperf3", "-s"],
         &["impair", "--tun-a", "a", "--tun-b", "b"],
         &["bench", "--quick"],
@@ -158,4 +166,16 @@ fn the_main_demo_runs_all_three_and_succeeds() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("sha256 match"), "{stdout}");
     assert!(stdout.contains("audit passed"), "{stdout}");
+}
+
+#[test]
+fn up_without_a_device_or_with_a_bad_address_is_a_clear_error() {
+    let out = ustack(&["up", "--addr", "198.18.0.2/24"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("--tun"));
+    let out = ustack(&["up", "--tun", "ustk9", "--addr", "198.18.0.2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("prefix length"));
 }

@@ -10,3 +10,5 @@ pub mod demo;
 pub mod runtime;
 pub mod sim;
 pub mod socket;
+#[cfg(target_os = "linux")]
+pub mod up;

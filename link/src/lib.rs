@@ -10,6 +10,8 @@ pub mod pcap;
 pub mod seed;
 pub mod sim;
 pub mod time;
+#[cfg(target_os = "linux")]
+pub mod tun;
 
 pub use hub::{HubConfig, HubPort, SimHub};
 pub use impair::{Engine, GilbertElliott, ImpairError, ImpairStats, Impairments, Outage};
@@ -17,3 +19,5 @@ pub use link::{Capabilities, DropReason, Link, LinkError, Medium, TxInfo};
 pub use pcap::{PcapSink, PcapTap};
 pub use sim::{SimConfig, SimLink, SimStats};
 pub use time::{Clock, Duration, Instant};
+#[cfg(target_os = "linux")]
+pub use tun::TunLink;
