@@ -93,7 +93,7 @@ struct PingArgs {
 
 #[derive(Args, Debug)]
 struct TcpDemoArgs {
-    /// File size in bytes (suffixes K, M, G for KiB, MiB, GiB).
+    /// File size in bytes, at most 1G (suffixes K, M, G for KiB, MiB, GiB).
     #[arg(long, value_parser = size, default_value = "32M")]
     size: u64,
     /// Probability that a packet is lost, each direction (0 to 1).
@@ -248,8 +248,9 @@ fn size(s: &str) -> Result<u64, String> {
         _ => return Err(bad()),
     };
     let total = n.checked_mul(scale).ok_or_else(bad)?;
-    if total == 0 || total > 16 << 30 {
-        return Err(format!("`{s}`: the size must be between 1 byte and 16 GiB"));
+    // Both hosts hold the whole file in memory.
+    if total == 0 || total > 1 << 30 {
+        return Err(format!("`{s}`: the size must be between 1 byte and 1 GiB"));
     }
     Ok(total)
 }

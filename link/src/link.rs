@@ -147,6 +147,12 @@ pub trait Link {
         Ok(n)
     }
 
+    /// The file descriptor that becomes readable when a packet arrives, for drivers that
+    /// wait on several things at once (a real device); `None` for simulated links.
+    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+
     /// The earliest time at which [`Link::recv`] may return a packet, if the link knows
     /// it: `Some(t <= now)` means ready now; a simulated link returns the delivery time of
     /// the next packet in flight. Real devices return `None` and are waited on instead.
@@ -190,6 +196,9 @@ macro_rules! forward_link {
             }
             fn poll_at(&self, now: Instant) -> Option<Instant> {
                 (**self).poll_at(now)
+            }
+            fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+                (**self).raw_fd()
             }
             fn wait(&mut self, now: Instant, timeout: Option<Duration>) -> Result<bool, LinkError> {
                 (**self).wait(now, timeout)

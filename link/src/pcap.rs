@@ -252,6 +252,10 @@ impl<L: Link> Link for PcapTap<L> {
         self.inner.poll_at(now)
     }
 
+    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.inner.raw_fd()
+    }
+
     fn wait(&mut self, now: Instant, timeout: Option<Duration>) -> Result<bool, LinkError> {
         self.inner.wait(now, timeout)
     }

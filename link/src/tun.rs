@@ -121,6 +121,10 @@ impl Link for TunLink {
         None
     }
 
+    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        Some(self.fd.as_raw_fd())
+    }
+
     fn wait(&mut self, _now: Instant, timeout: Option<Duration>) -> Result<bool, LinkError> {
         let mut pfd = libc::pollfd {
             fd: self.fd.as_raw_fd(),

@@ -34,6 +34,61 @@ pub struct Caller {
     tx: Sender<Msg>,
     participant: usize,
     host: HostId,
+    /// Wakes a wall-clock runtime sleeping in poll(2) on its device.
+    wake: Option<std::sync::Arc<Waker>>,
+}
+
+/// An eventfd the runtime polls beside its device, so a socket call wakes it at once.
+#[derive(Debug)]
+struct Waker {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Waker {
+    fn new() -> Option<Waker> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain flags; the result is checked.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        // SAFETY: a fresh descriptor we own.
+        (raw >= 0).then(|| Waker {
+            fd: unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) },
+        })
+    }
+
+    fn wake(&self) {
+        use std::os::fd::AsRawFd;
+        let one: u64 = 1;
+        // SAFETY: eight valid bytes; a full counter (EAGAIN) still means "awake".
+        unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    fn clear(&self) {
+        use std::os::fd::AsRawFd;
+        let mut count: u64 = 0;
+        // SAFETY: eight valid bytes; EAGAIN when already clear is fine.
+        unsafe { libc::read(self.fd.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+    }
+
+    /// Sleeps until the device or a caller is ready, or `timeout` passes.
+    fn poll(&self, device: std::os::fd::RawFd, timeout: Duration) {
+        use std::os::fd::AsRawFd;
+        let mut fds = [
+            libc::pollfd {
+                fd: device,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let ms = timeout.as_millis().clamp(1, 1000) as i32;
+        // SAFETY: two valid pollfds; errors (EINTR) just end the sleep early.
+        unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+        self.clear();
+    }
 }
 
 impl std::fmt::Debug for Msg {
@@ -59,6 +114,9 @@ impl Caller {
         };
         if self.tx.send(Msg::Call(call)).is_err() {
             return Reply::Err(CallError::Deadlock);
+        }
+        if let Some(w) = &self.wake {
+            w.wake();
         }
         answer.recv().unwrap_or(Reply::Err(CallError::Deadlock))
     }
@@ -212,6 +270,7 @@ impl SimWorld {
             tx: self.tx.clone(),
             participant,
             host,
+            wake: None,
         };
         let guard = ExitGuard {
             tx: self.tx.clone(),
@@ -355,10 +414,13 @@ pub struct Runtime {
     tx: Sender<Msg>,
     thread: Option<JoinHandle<Stack<BoxLink>>>,
     stop: Sender<()>,
+    wake: Option<std::sync::Arc<Waker>>,
 }
 
-/// How long the wall-clock driver sleeps at most between looks at the link.
+/// How long the wall-clock driver sleeps at most between looks at a link it cannot poll.
 const WALL_TICK: Duration = Duration::from_millis(1);
+/// How long it sleeps in poll(2) on a device with nothing scheduled.
+const WALL_IDLE: Duration = Duration::from_millis(100);
 
 impl Runtime {
     /// Starts the driver thread for `stack` on a wall clock whose epoch is now.
@@ -370,6 +432,11 @@ impl Runtime {
     pub fn start_with_clock(stack: Stack<BoxLink>, clock: Clock) -> Runtime {
         let (tx, rx) = unbounded::<Msg>();
         let (stop, stopped) = bounded::<()>(1);
+        // A device with a descriptor is waited on in poll(2) together with an eventfd
+        // the callers ring; a simulated link falls back to short sleeps on the channel.
+        let device = stack.interface().link().raw_fd();
+        let wake = device.and_then(|_| Waker::new()).map(std::sync::Arc::new);
+        let waker = wake.clone();
         let thread = std::thread::Builder::new()
             .name("ustack-runtime".into())
             .spawn(move || {
@@ -394,6 +461,32 @@ impl Runtime {
                         }
                     }
                     waiting = still;
+                    if let (Some(fd), Some(w)) = (device, &waker) {
+                        // Serve every queued call, then sleep on the device and the
+                        // eventfd until the next timer.
+                        let mut served = false;
+                        while let Ok(msg) = rx.try_recv() {
+                            served = true;
+                            if let Msg::Call(mut call) = msg {
+                                engine.now = clock.now();
+                                match engine.attempt(&mut call) {
+                                    Some(reply) => {
+                                        let _ = call.reply.send(reply);
+                                    }
+                                    None => waiting.push(call),
+                                }
+                            }
+                        }
+                        if !served {
+                            let wait = engine
+                                .next_event(&waiting)
+                                .map(|t| t - engine.now)
+                                .unwrap_or(WALL_IDLE)
+                                .min(WALL_IDLE);
+                            w.poll(fd, wait);
+                        }
+                        continue;
+                    }
                     let wait = engine
                         .next_event(&waiting)
                         .map(|t| t - engine.now)
@@ -420,6 +513,7 @@ impl Runtime {
             tx,
             thread: Some(thread),
             stop,
+            wake,
         }
     }
 
@@ -429,12 +523,16 @@ impl Runtime {
             tx: self.tx.clone(),
             participant: 0,
             host: 0,
+            wake: self.wake.clone(),
         }
     }
 
     /// Stops the driver and returns the stack (for its counters).
     pub fn stop(mut self) -> Option<Stack<BoxLink>> {
         let _ = self.stop.send(());
+        if let Some(w) = &self.wake {
+            w.wake();
+        }
         self.thread.take().and_then(|t| t.join().ok())
     }
 }
@@ -442,6 +540,9 @@ impl Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         let _ = self.stop.send(());
+        if let Some(w) = &self.wake {
+            w.wake();
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
