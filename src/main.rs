@@ -203,16 +203,46 @@ struct Iperf3Args {
 
 #[derive(Args, Debug)]
 struct ImpairArgs {
+    /// First TUN device (created if missing).
     #[arg(long)]
     tun_a: String,
+    /// Second TUN device.
     #[arg(long)]
     tun_b: String,
-    #[arg(long, value_parser = probability)]
-    loss: Option<f64>,
+    /// Probability that a packet is lost, each direction (0 to 1).
+    #[arg(long, value_parser = probability, default_value = "0")]
+    loss: f64,
+    /// Probability that a packet is held back so later ones overtake it.
+    #[arg(long, value_parser = probability, default_value = "0")]
+    reorder: f64,
+    /// Probability that a packet is delivered twice.
+    #[arg(long, value_parser = probability, default_value = "0")]
+    duplicate: f64,
+    /// Probability that one bit of a packet is flipped.
+    #[arg(long, value_parser = probability, default_value = "0")]
+    corrupt: f64,
+    /// One-way delay.
+    #[arg(long, value_parser = duration, default_value = "0ms")]
+    delay: Duration,
+    /// Delay variation (keeps order).
+    #[arg(long, value_parser = duration, default_value = "0ms")]
+    jitter: Duration,
+    /// Rate limit in Mbit/s, each direction (0: none).
+    #[arg(long, default_value_t = 0)]
+    rate_mbit: u64,
+    /// Both directions down from START for LEN (times from the start of forwarding).
     #[arg(long, value_parser = outage)]
     outage: Vec<Outage>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value_t = 1500)]
+    mtu: usize,
+    /// Capture device A's side to pcapng (impairment decisions as packet comments).
     #[arg(long)]
-    seed: Option<u64>,
+    pcap: Option<PathBuf>,
+    /// Stop after this long instead of running until killed.
+    #[arg(long = "for", value_parser = duration)]
+    run_for: Option<Duration>,
 }
 
 #[derive(Args, Debug)]
@@ -425,6 +455,57 @@ fn run_up(args: &UpArgs) -> ExitCode {
     }
 }
 
+fn run_impair(args: &ImpairArgs) -> ExitCode {
+    let imp = ustack_app::link::Impairments {
+        loss: args.loss,
+        reorder: args.reorder,
+        duplicate: args.duplicate,
+        corrupt: args.corrupt,
+        delay: args.delay,
+        jitter: args.jitter,
+        rate_bps: (args.rate_mbit > 0).then(|| args.rate_mbit * 1_000_000),
+        outages: args.outage.clone(),
+        ..ustack_app::link::Impairments::none()
+    };
+    let cfg = ustack_app::impair::ImpairConfig {
+        tun_a: args.tun_a.clone(),
+        tun_b: args.tun_b.clone(),
+        mtu: args.mtu,
+        a_to_b: imp.clone(),
+        b_to_a: imp,
+        seed: args.seed,
+        pcap: args.pcap.clone(),
+        run_for: args.run_for,
+    };
+    match ustack_app::impair::run(&cfg, &mut std::io::stdout()) {
+        Ok(stats) => {
+            println!(
+                "a->b: {} packets, {} lost, {} outage-dropped, {} reordered, {} duplicated, {} corrupted",
+                stats.a_to_b.packets,
+                stats.a_to_b.lost + stats.a_to_b.burst_lost,
+                stats.a_to_b.outage_dropped,
+                stats.a_to_b.reordered,
+                stats.a_to_b.duplicated,
+                stats.a_to_b.corrupted
+            );
+            println!(
+                "b->a: {} packets, {} lost, {} outage-dropped, {} reordered, {} duplicated, {} corrupted",
+                stats.b_to_a.packets,
+                stats.b_to_a.lost + stats.b_to_a.burst_lost,
+                stats.b_to_a.outage_dropped,
+                stats.b_to_a.reordered,
+                stats.b_to_a.duplicated,
+                stats.b_to_a.corrupted
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ustack impair: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// The values a subcommand's arguments take when none are given (for `ustack demo`).
 fn defaults<A: Args>() -> A {
     #[derive(Parser)]
@@ -465,7 +546,7 @@ fn main() -> ExitCode {
         } => run_udp_demo(&args),
         Command::Up(args) => run_up(&args),
         Command::Iperf3(_) => not_implemented("iperf3"),
-        Command::Impair(_) => not_implemented("impair"),
+        Command::Impair(args) => run_impair(&args),
         Command::Bench(_) => not_implemented("bench"),
     }
 }

@@ -36,7 +36,6 @@ fn unbuilt_commands_exit_2_and_say_so() {
             "198.18.0.2/24",
         ],
         &["iperf3", "-s"],
-        &["impair", "--tun-a", "a", "--tun-b", "b"],
         &["bench", "--quick"],
     ] {
         let out = ustack(args);
@@ -178,4 +177,11 @@ fn up_without_a_device_or_with_a_bad_address_is_a_clear_error() {
     assert!(String::from_utf8(out.stderr)
         .unwrap()
         .contains("prefix length"));
+}
+
+#[test]
+fn impair_refuses_bad_flags_before_touching_devices() {
+    let out = ustack(&["impair", "--tun-a", "ia", "--tun-b", "ib", "--loss", "2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("probability"));
 }

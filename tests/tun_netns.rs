@@ -1,7 +1,11 @@
-//! ustack on a real TUN device against the Linux kernel, inside a network namespace this
-//! test creates and deletes (addresses from 198.18.0.0/15, traffic only inside it): the
-//! kernel's `ping` gets replies, Python's sockets get TCP echo, discard and UDP echo.
-//! Needs root; without it the test says SKIPPED (a failure under CI=true).
+//! ustack on real TUN devices against the Linux kernel, inside network namespaces these
+//! tests create and delete (addresses from 198.18.0.0/15, traffic only inside them):
+//! - `ustack up`: the kernel's `ping` gets replies, Python's sockets get TCP echo,
+//!   discard and UDP echo;
+//! - `ustack impair`: the kernel's own TCP and ping run between two namespaces through
+//!   the impairment engine.
+//!
+//! Needs root; without it the tests say SKIPPED (a failure under CI=true).
 
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -166,4 +170,134 @@ except ConnectionRefusedError:
 "#;
     let out = ns.exec(&["timeout", "20", "python3", "-c", probe, OURS]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "refused");
+}
+
+/// `ustack impair` between two namespaces: A holds device `ia` (198.18.2.1), B gets `ib`
+/// (198.18.2.2) moved into it; everything A and B exchange crosses the engine.
+struct ImpairedPair {
+    a: Netns,
+    b: Netns,
+}
+
+impl ImpairedPair {
+    fn new(tag: &str, flags: &[&str]) -> ImpairedPair {
+        let mut a = Netns::new(&format!("{tag}a"));
+        let b = Netns::new(&format!("{tag}b"));
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &a.name,
+                env!("CARGO_BIN_EXE_ustack"),
+                "impair",
+                "--tun-a",
+                "ia",
+                "--tun-b",
+                "ib",
+                "--for",
+                "60s",
+            ])
+            .args(flags)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ustack impair starts");
+        a.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !a.exec(&["ip", "link", "show", "ib"]).status.success() {
+            assert!(Instant::now() < deadline, "the TUN devices never appeared");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        a.must(&["ip", "link", "set", "ib", "netns", &b.name]);
+        a.must(&["ip", "addr", "add", "198.18.2.1/24", "dev", "ia"]);
+        a.must(&["ip", "link", "set", "ia", "up"]);
+        b.must(&["ip", "addr", "add", "198.18.2.2/24", "dev", "ib"]);
+        b.must(&["ip", "link", "set", "ib", "up"]);
+        ImpairedPair { a, b }
+    }
+}
+
+#[test]
+fn kernel_traffic_crosses_the_impairment_engine() {
+    if skip_unless_root() {
+        return;
+    }
+    let pair = ImpairedPair::new("imp", &["--delay", "20ms", "--loss", "0.05", "--seed", "3"]);
+    // The delay is applied each way: no reply can come back in under 40 ms.
+    let ping = pair
+        .a
+        .exec(&["ping", "-c", "5", "-i", "0.2", "-W", "2", "198.18.2.2"]);
+    let text = String::from_utf8_lossy(&ping.stdout).to_string();
+    let rtts: Vec<f64> = text
+        .lines()
+        .filter_map(|l| l.split("time=").nth(1))
+        .filter_map(|t| t.split(' ').next()?.parse().ok())
+        .collect();
+    assert!(!rtts.is_empty(), "no ping replies through 5% loss:\n{text}");
+    assert!(
+        rtts.iter().all(|&r| r >= 40.0),
+        "a reply faster than the configured delay:\n{text}"
+    );
+    // The kernel's TCP moves 1 MiB through the loss, byte count checked by the server.
+    let server = r#"
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("198.18.2.2", 5000)); s.listen(1); s.settimeout(30)
+c, _ = s.accept(); n = 0
+while True:
+    d = c.recv(65536)
+    if not d:
+        break
+    n += len(d)
+c.sendall(str(n).encode()); c.close()
+"#;
+    let mut srv = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &pair.b.name,
+            "timeout",
+            "40",
+            "python3",
+            "-c",
+            server,
+        ])
+        .spawn()
+        .expect("python server starts");
+    let client = r#"
+import socket, time
+for _ in range(50):
+    try:
+        s = socket.create_connection(("198.18.2.2", 5000), timeout=10)
+        break
+    except OSError:
+        time.sleep(0.1)
+s.sendall(b"x" * (1 << 20)); s.shutdown(socket.SHUT_WR)
+print(s.recv(100).decode())
+"#;
+    let out = pair.a.exec(&["timeout", "40", "python3", "-c", client]);
+    let _ = srv.wait();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1048576",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn total_loss_in_the_engine_silences_the_kernel() {
+    if skip_unless_root() {
+        return;
+    }
+    let pair = ImpairedPair::new("los", &["--loss", "1"]);
+    let ping = pair
+        .a
+        .exec(&["ping", "-c", "3", "-i", "0.2", "-W", "1", "198.18.2.2"]);
+    let text = String::from_utf8_lossy(&ping.stdout);
+    assert!(
+        !ping.status.success() && text.contains(" 0 received"),
+        "{text}"
+    );
+    let _ = &pair.b;
 }

@@ -7,6 +7,8 @@ pub use ustack_transport::net;
 pub use ustack_transport::net::link;
 
 pub mod demo;
+#[cfg(target_os = "linux")]
+pub mod impair;
 pub mod runtime;
 pub mod sim;
 pub mod socket;

@@ -384,6 +384,53 @@ impl Engine {
     }
 }
 
+/// Packets on their way through one direction of an impairment engine: what a device
+/// forwarder (`ustack impair`) keeps between reading a packet and writing it out.
+#[derive(Debug, Default)]
+pub struct DelayLine {
+    queue: std::collections::BinaryHeap<crate::sim::InFlight>,
+    next_seq: u64,
+}
+
+impl DelayLine {
+    pub fn new() -> DelayLine {
+        DelayLine::default()
+    }
+
+    /// Queues the copies `verdict` delivers (none, one, or two), corrupted as decided.
+    pub fn push(&mut self, verdict: &Verdict, packet: &[u8]) {
+        crate::sim::enqueue(
+            verdict,
+            packet,
+            &mut self.queue,
+            &mut self.next_seq,
+            Vec::new,
+        );
+    }
+
+    /// The next packet due at `now`, in delivery order.
+    pub fn pop_due(&mut self, now: Instant) -> Option<Vec<u8>> {
+        if self.queue.peek()?.at <= now {
+            self.queue.pop().map(|p| p.data)
+        } else {
+            None
+        }
+    }
+
+    /// When the next packet is due.
+    pub fn next_at(&self) -> Option<Instant> {
+        self.queue.peek().map(|p| p.at)
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -544,5 +591,37 @@ mod tests {
             "500ms+1.5s".parse::<Outage>().unwrap(),
             Outage::new(Duration::from_millis(500), Duration::from_millis(1500))
         );
+    }
+}
+
+#[cfg(test)]
+mod delay_line_tests {
+    use super::*;
+
+    #[test]
+    fn packets_come_out_when_due_in_order() {
+        let mut e = Engine::new(
+            Impairments {
+                delay: Duration::from_millis(10),
+                duplicate: 1.0,
+                ..Impairments::none()
+            },
+            1,
+        )
+        .unwrap();
+        let mut line = DelayLine::new();
+        line.push(&e.decide(Instant::ZERO, 3, 0), b"abc");
+        assert_eq!(line.len(), 2);
+        assert_eq!(line.pop_due(Instant::from_millis(9)), None);
+        assert_eq!(line.next_at(), Some(Instant::from_millis(10)));
+        assert_eq!(
+            line.pop_due(Instant::from_millis(10)).as_deref(),
+            Some(&b"abc"[..])
+        );
+        assert_eq!(
+            line.pop_due(Instant::from_millis(10)).as_deref(),
+            Some(&b"abc"[..])
+        );
+        assert!(line.is_empty());
     }
 }

@@ -14,7 +14,9 @@ pub mod time;
 pub mod tun;
 
 pub use hub::{HubConfig, HubPort, SimHub};
-pub use impair::{Engine, GilbertElliott, ImpairError, ImpairStats, Impairments, Outage};
+pub use impair::{
+    DelayLine, Engine, GilbertElliott, ImpairError, ImpairStats, Impairments, Outage,
+};
 pub use link::{Capabilities, DropReason, Link, LinkError, Medium, TxInfo};
 pub use pcap::{PcapSink, PcapTap};
 pub use sim::{SimConfig, SimLink, SimStats};

@@ -1,0 +1,127 @@
+//! `ustack impair`: user-space netem. Forwards packets between two TUN devices through
+//! the same seeded impairment engine the simulator uses, on the wall clock, so the
+//! kernel's TCP can be run through exactly the faults ustack's is tested with (this
+//! kernel has no netem).
+
+use std::io::Write;
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+
+use crate::link::{
+    seed, Clock, DelayLine, Duration, Engine, ImpairError, ImpairStats, Impairments, Instant, Link,
+    PcapSink, PcapTap, TunLink,
+};
+use crate::runtime::BoxLink;
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImpairConfig {
+    pub tun_a: String,
+    pub tun_b: String,
+    pub mtu: usize,
+    /// What happens to packets from A to B, and from B to A.
+    pub a_to_b: Impairments,
+    pub b_to_a: Impairments,
+    pub seed: u64,
+    /// Capture device A's side (what A sends, what reaches A) to pcapng.
+    pub pcap: Option<PathBuf>,
+    /// Stop after this long (`None`: until killed).
+    pub run_for: Option<Duration>,
+}
+
+/// Why forwarding could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ImpairRunError {
+    #[error("{0}")]
+    Device(std::io::Error),
+    #[error("invalid impairment: {0}")]
+    Impairment(#[from] ImpairError),
+    #[error("cannot write the capture: {0}")]
+    Pcap(std::io::Error),
+    #[error("device error: {0}")]
+    Link(#[from] crate::link::LinkError),
+}
+
+/// Counters of both directions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ForwardStats {
+    pub a_to_b: ImpairStats,
+    pub b_to_a: ImpairStats,
+    /// Packets the destination device refused (its queue was full).
+    pub write_drops: u64,
+}
+
+fn wait_for(fds: [RawFd; 2], timeout: Duration) {
+    let mut pfds = fds.map(|fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    let ms = timeout.as_millis().clamp(0, 100) as i32;
+    // SAFETY: two valid pollfds; EINTR just ends the sleep early.
+    unsafe { libc::poll(pfds.as_mut_ptr(), 2, ms) };
+}
+
+/// Forwards until `run_for` passes (or for ever); `out` gets the start line.
+pub fn run(cfg: &ImpairConfig, out: &mut dyn Write) -> Result<ForwardStats, ImpairRunError> {
+    let a = TunLink::open(&cfg.tun_a, cfg.mtu).map_err(ImpairRunError::Device)?;
+    let b = TunLink::open(&cfg.tun_b, cfg.mtu).map_err(ImpairRunError::Device)?;
+    let fds = [
+        a.raw_fd().expect("a TUN device has a descriptor"),
+        b.raw_fd().expect("a TUN device has a descriptor"),
+    ];
+    let a: BoxLink = match &cfg.pcap {
+        Some(path) => {
+            let sink = PcapSink::create(path).map_err(ImpairRunError::Pcap)?;
+            Box::new(PcapTap::new(a, sink, &cfg.tun_a).map_err(ImpairRunError::Pcap)?)
+        }
+        None => Box::new(a),
+    };
+    let mut links: [BoxLink; 2] = [a, Box::new(b)];
+    let mut engines = [
+        Engine::new(cfg.a_to_b.clone(), seed::derive(cfg.seed, 1))?,
+        Engine::new(cfg.b_to_a.clone(), seed::derive(cfg.seed, 2))?,
+    ];
+    // lines[i] holds packets travelling towards device i.
+    let mut lines = [DelayLine::new(), DelayLine::new()];
+    let mut write_drops = 0;
+    let _ = writeln!(
+        out,
+        "ustack impair: forwarding {} <-> {} through the impairment engine, seed {}",
+        cfg.tun_a, cfg.tun_b, cfg.seed
+    );
+    let _ = out.flush();
+    let clock = Clock::wall();
+    let end = cfg.run_for.map(|d| Instant::ZERO + d);
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let now = clock.now();
+        if end.is_some_and(|e| now >= e) {
+            break;
+        }
+        for (to, line) in lines.iter_mut().enumerate() {
+            while let Some(packet) = line.pop_due(now) {
+                if links[to].send(now, &packet).is_err() {
+                    write_drops += 1;
+                }
+            }
+        }
+        for from in 0..2 {
+            while let Some(n) = links[from].recv(now, &mut buf)? {
+                let to = 1 - from;
+                let verdict = engines[from].decide(now, n, lines[to].len());
+                lines[to].push(&verdict, &buf[..n]);
+            }
+        }
+        let next = lines.iter().filter_map(|l| l.next_at()).min();
+        let wait = next.map_or(Duration::from_millis(100), |t| t - clock.now());
+        if !wait.is_zero() {
+            wait_for(fds, wait);
+        }
+    }
+    Ok(ForwardStats {
+        a_to_b: engines[0].stats(),
+        b_to_a: engines[1].stats(),
+        write_drops,
+    })
+}
