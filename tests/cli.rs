@@ -183,5 +183,7 @@ fn up_without_a_device_or_with_a_bad_address_is_a_clear_error() {
 fn impair_refuses_bad_flags_before_touching_devices() {
     let out = ustack(&["impair", "--tun-a", "ia", "--tun-b", "ib", "--loss", "2"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8(out.stderr).unwrap().contains("probability"));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("probability"));
 }
