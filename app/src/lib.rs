@@ -9,6 +9,7 @@ pub use ustack_transport::net::link;
 pub mod demo;
 #[cfg(target_os = "linux")]
 pub mod impair;
+pub mod iperf3;
 pub mod runtime;
 pub mod sim;
 pub mod socket;

@@ -1,6 +1,7 @@
 //! `ustack up`: the stack on a real device, on the wall clock, serving the classic test
 //! services until the process is stopped: ICMP echo (the network layer answers ping),
-//! TCP echo (port 7, RFC 862), TCP discard (port 9, RFC 863) and UDP echo (port 7).
+//! TCP echo (port 7, RFC 862), TCP discard (port 9, RFC 863), UDP echo (port 7) and an
+//! iperf3 server for TCP tests (port 5201).
 
 use std::io::{Read, Write};
 use std::net::SocketAddrV4;
@@ -87,10 +88,15 @@ pub fn run(cfg: &UpConfig, out: &mut dyn Write) -> Result<(), UpError> {
     serve_tcp(&caller, 7, true)?;
     serve_tcp(&caller, 9, false)?;
     serve_udp_echo(&caller, SocketAddrV4::new(cfg.addr.addr, 7))?;
+    let iperf = caller.clone();
+    std::thread::Builder::new()
+        .name("iperf3".into())
+        .spawn(move || crate::iperf3::serve(&iperf))
+        .map_err(|e| UpError::Listen(crate::iperf3::PORT, e.to_string()))?;
     let _ = writeln!(
         out,
-        "ustack up on {} as {}: answering ping, TCP echo (7), TCP discard (9), UDP echo (7); \
-         the iperf3 server is not built yet",
+        "ustack up on {} as {}: answering ping, TCP echo (7), TCP discard (9), UDP echo (7), \
+         and an iperf3 server for TCP tests (5201)",
         cfg.tun, cfg.addr
     );
     let _ = writeln!(

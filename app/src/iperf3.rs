@@ -1,0 +1,210 @@
+//! An iperf3-compatible server (TCP tests, normal and reverse, any number of parallel
+//! streams), so the real `iperf3 -c` can measure ustack. The control protocol is iperf3's:
+//! a 37-byte cookie, one state byte at a time, and JSON blobs prefixed by a 32-bit
+//! big-endian length (PARAM_EXCHANGE and EXCHANGE_RESULTS).
+
+use std::io::{ErrorKind, Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant as WallInstant;
+
+use crate::link::Duration;
+use crate::runtime::Caller;
+use crate::socket::{TcpListener, TcpStream};
+
+/// iperf3's default port.
+pub const PORT: u16 = 5201;
+const COOKIE_LEN: usize = 37;
+/// Control states (iperf_api.h).
+const TEST_START: u8 = 1;
+const TEST_RUNNING: u8 = 2;
+const TEST_END: u8 = 4;
+const PARAM_EXCHANGE: u8 = 9;
+const CREATE_STREAMS: u8 = 10;
+const EXCHANGE_RESULTS: u8 = 13;
+const DISPLAY_RESULTS: u8 = 14;
+const IPERF_DONE: u8 = 16;
+/// SERVER_ERROR is -2 as a signed byte.
+const SERVER_ERROR: u8 = 0xfe;
+/// iperf_error.h: "not implemented yet".
+const IEUNIMP: i32 = 13;
+/// Largest JSON blob accepted from a client.
+const MAX_JSON: usize = 1 << 20;
+/// How often stream threads look at the stop flag.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Why a test ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum Iperf3Error {
+    #[error("control connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("bad parameters from the client: {0}")]
+    Params(String),
+    #[error("the client asked for UDP, which this server does not do yet")]
+    Udp,
+}
+
+fn read_json(s: &mut TcpStream) -> Result<serde_json::Value, Iperf3Error> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_JSON {
+        return Err(Iperf3Error::Params(format!("{len}-byte JSON")));
+    }
+    let mut buf = vec![0u8; len];
+    s.read_exact(&mut buf)?;
+    serde_json::from_slice(&buf).map_err(|e| Iperf3Error::Params(e.to_string()))
+}
+
+fn write_json(s: &mut TcpStream, v: &serde_json::Value) -> Result<(), Iperf3Error> {
+    let body = v.to_string().into_bytes();
+    let mut msg = (body.len() as u32).to_be_bytes().to_vec();
+    msg.extend_from_slice(&body);
+    s.write_all(&msg)?;
+    Ok(())
+}
+
+/// Serves tests one after another for ever (until the listener fails).
+pub fn serve(caller: &Caller) -> Result<(), Iperf3Error> {
+    let listener = TcpListener::bind(caller, PORT, 16).map_err(std::io::Error::from)?;
+    loop {
+        let (mut ctrl, _) = listener.accept().map_err(std::io::Error::from)?;
+        // A failed test (client gone, bad parameters) must not stop the server.
+        let _ = run_test(&listener, &mut ctrl);
+    }
+}
+
+/// One test, from the control connection's cookie to IPERF_DONE.
+fn run_test(listener: &TcpListener, ctrl: &mut TcpStream) -> Result<(), Iperf3Error> {
+    let mut cookie = [0u8; COOKIE_LEN];
+    ctrl.read_exact(&mut cookie)?;
+    ctrl.write_all(&[PARAM_EXCHANGE])?;
+    let params = read_json(ctrl)?;
+    if params.get("udp").and_then(|v| v.as_bool()) == Some(true) {
+        // SERVER_ERROR is followed by the server's i_errno and errno (network order);
+        // the client prints "not implemented yet".
+        let mut msg = vec![SERVER_ERROR];
+        msg.extend_from_slice(&IEUNIMP.to_be_bytes());
+        msg.extend_from_slice(&0i32.to_be_bytes());
+        ctrl.write_all(&msg)?;
+        return Err(Iperf3Error::Udp);
+    }
+    let parallel = params
+        .get("parallel")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(1)
+        .clamp(1, 128) as usize;
+    let reverse = params
+        .get("reverse")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let block = params
+        .get("len")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(128 * 1024)
+        .clamp(1, 1 << 20) as usize;
+    ctrl.write_all(&[CREATE_STREAMS])?;
+    let mut streams = Vec::with_capacity(parallel);
+    while streams.len() < parallel {
+        let (mut s, _) = listener.accept().map_err(std::io::Error::from)?;
+        let mut c = [0u8; COOKIE_LEN];
+        s.read_exact(&mut c)?;
+        if c == cookie {
+            streams.push(s);
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = WallInstant::now();
+    let workers: Vec<_> = streams
+        .into_iter()
+        .map(|mut s| {
+            let stop = stop.clone();
+            let bytes = Arc::new(AtomicU64::new(0));
+            let counter = bytes.clone();
+            let handle = std::thread::spawn(move || {
+                if reverse {
+                    s.set_write_timeout(Some(POLL));
+                    let data = vec![0x5au8; block];
+                    while !stop.load(Ordering::Relaxed) {
+                        match s.write(&data) {
+                            Ok(n) => {
+                                counter.fetch_add(n as u64, Ordering::Relaxed);
+                            }
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                            Err(_) => break,
+                        }
+                    }
+                } else {
+                    s.set_read_timeout(Some(POLL));
+                    let mut buf = vec![0u8; 256 * 1024];
+                    loop {
+                        match s.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => {
+                                counter.fetch_add(n as u64, Ordering::Relaxed);
+                            }
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                                if stop.load(Ordering::Relaxed) {
+                                    break;
+                                }
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
+            });
+            (handle, bytes)
+        })
+        .collect();
+    ctrl.write_all(&[TEST_START, TEST_RUNNING])?;
+    // The client says TEST_END when its time is up (or leaves: treat like the end).
+    let mut state = [0u8; 1];
+    let ended = ctrl.read_exact(&mut state).is_ok() && state[0] == TEST_END;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut totals = Vec::new();
+    for (handle, bytes) in workers {
+        let _ = handle.join();
+        totals.push(bytes.load(Ordering::Relaxed));
+    }
+    if !ended {
+        return Ok(());
+    }
+    ctrl.write_all(&[EXCHANGE_RESULTS])?;
+    let client_results = read_json(ctrl)?;
+    // Stream ids must be the client's: it checks them. They come in creation order,
+    // which is the order the data connections arrived in; iperf3 numbers them 1, 3, 4,
+    // 5, ... (a quirk of iperf_add_stream), used if the client sent none.
+    let client_ids: Vec<u64> = client_results
+        .get("streams")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|s| s.get("id")?.as_u64()).collect())
+        .unwrap_or_default();
+    let streams: Vec<serde_json::Value> = totals
+        .iter()
+        .enumerate()
+        .map(|(i, &bytes)| {
+            let id = client_ids
+                .get(i)
+                .copied()
+                .unwrap_or(if i == 0 { 1 } else { i as u64 + 2 });
+            serde_json::json!({
+                "id": id, "bytes": bytes, "retransmits": -1, "jitter": 0, "errors": 0,
+                "omitted_errors": 0, "packets": 0, "omitted_packets": 0,
+                "start_time": 0, "end_time": elapsed,
+            })
+        })
+        .collect();
+    let results = serde_json::json!({
+        "cpu_util_total": 0, "cpu_util_user": 0, "cpu_util_system": 0,
+        "sender_has_retransmits": if reverse { 0 } else { -1 },
+        "congestion_used": "cubic",
+        "streams": streams,
+    });
+    write_json(ctrl, &results)?;
+    ctrl.write_all(&[DISPLAY_RESULTS])?;
+    let mut done = [0u8; 1];
+    let _ = ctrl.read_exact(&mut done);
+    let _ = done[0] == IPERF_DONE;
+    Ok(())
+}
