@@ -45,6 +45,8 @@ pub enum SocketError {
     TimeLimit,
     #[error("the simulation is over: every application finished")]
     Shutdown,
+    #[error("the stack's runtime has stopped")]
+    Stopped,
 }
 
 /// `TcpStream::connect` failed.
@@ -66,6 +68,7 @@ impl SocketError {
             SocketError::Deadlock | SocketError::TimeLimit | SocketError::Shutdown => {
                 io::ErrorKind::Other
             }
+            SocketError::Stopped => io::ErrorKind::NotConnected,
         }
     }
 }
@@ -92,6 +95,7 @@ impl From<CallError> for SocketError {
             CallError::Deadlock => SocketError::Deadlock,
             CallError::TimeLimit => SocketError::TimeLimit,
             CallError::Shutdown => SocketError::Shutdown,
+            CallError::Stopped => SocketError::Stopped,
         }
     }
 }

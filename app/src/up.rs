@@ -110,10 +110,12 @@ pub fn run(cfg: &UpConfig, out: &mut dyn Write) -> Result<(), UpError> {
         cfg.tun
     );
     let _ = out.flush();
-    // The runtime and the service threads do the work; this thread only keeps them alive.
-    loop {
-        caller.sleep(Duration::from_secs(3600));
-    }
+    // The runtime and the service threads do the work; this thread only keeps them alive
+    // and notices if the runtime stops (the device went away).
+    while caller.sleep(Duration::from_secs(3600)) {}
+    Err(UpError::Device(std::io::Error::other(
+        "the device failed; the stack stopped",
+    )))
 }
 
 /// An address next to ours for the kernel's side of the device.

@@ -126,6 +126,8 @@ pub(crate) enum CallError {
     TimeLimit,
     /// Every ordinary participant finished; servers are asked to stop.
     Shutdown,
+    /// The runtime thread is gone (stopped, or its device failed).
+    Stopped,
 }
 
 /// A call in flight: who made it, on which host, how to answer.

@@ -69,8 +69,9 @@ impl Waker {
         unsafe { libc::read(self.fd.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
     }
 
-    /// Sleeps until the device or a caller is ready, or `timeout` passes.
-    fn poll(&self, device: std::os::fd::RawFd, timeout: Duration) {
+    /// Sleeps until the device or a caller is ready, or `timeout` passes. Returns false
+    /// if the device reports an error or hang-up (it went away).
+    fn poll(&self, device: std::os::fd::RawFd, timeout: Duration) -> bool {
         use std::os::fd::AsRawFd;
         let mut fds = [
             libc::pollfd {
@@ -88,6 +89,7 @@ impl Waker {
         // SAFETY: two valid pollfds; errors (EINTR) just end the sleep early.
         unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
         self.clear();
+        fds[0].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) == 0
     }
 }
 
@@ -113,12 +115,12 @@ impl Caller {
             reply,
         };
         if self.tx.send(Msg::Call(call)).is_err() {
-            return Reply::Err(CallError::Deadlock);
+            return Reply::Err(CallError::Stopped);
         }
         if let Some(w) = &self.wake {
             w.wake();
         }
-        answer.recv().unwrap_or(Reply::Err(CallError::Deadlock))
+        answer.recv().unwrap_or(Reply::Err(CallError::Stopped))
     }
 
     pub fn host(&self) -> HostId {
@@ -133,15 +135,14 @@ impl Caller {
         }
     }
 
-    /// Sleeps on the runtime's clock.
-    pub fn sleep(&self, length: Duration) {
-        let _ = self.call(
-            Op::Sleep {
-                until: None,
-                length,
-            },
-            None,
-        );
+    /// Sleeps on the runtime's clock; false if the runtime is gone (or the simulation
+    /// ended) instead.
+    pub fn sleep(&self, length: Duration) -> bool {
+        let op = Op::Sleep {
+            until: None,
+            length,
+        };
+        matches!(self.call(op, None), Reply::Done)
     }
 
     /// The same caller on another host (an application with a foot on two hosts).
@@ -483,7 +484,13 @@ impl Runtime {
                                 .map(|t| t - engine.now)
                                 .unwrap_or(WALL_IDLE)
                                 .min(WALL_IDLE);
-                            w.poll(fd, wait);
+                            if !w.poll(fd, wait) {
+                                eprintln!("ustack: the device failed; the stack stops");
+                                for call in waiting.drain(..) {
+                                    let _ = call.reply.send(Reply::Err(CallError::Stopped));
+                                }
+                                break;
+                            }
                         }
                         continue;
                     }
