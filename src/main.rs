@@ -183,22 +183,35 @@ struct UpArgs {
 
 #[derive(Args, Debug)]
 struct Iperf3Args {
-    /// Run as server.
+    /// Run as server (on the device given by --tun/--addr, like `ustack up`).
     #[arg(short = 's', long, conflicts_with = "client")]
     server: bool,
-    /// Run as client, connecting to HOST.
+    /// Run as client, connecting to HOST (an iperf3 server, the kernel's for instance).
     #[arg(short = 'c', long)]
-    client: Option<String>,
-    #[arg(short = 't', long)]
-    time: Option<u64>,
+    client: Option<std::net::Ipv4Addr>,
+    /// Test length in seconds.
+    #[arg(short = 't', long, default_value_t = 10)]
+    time: u64,
+    /// Reverse: the server sends, we receive.
     #[arg(short = 'R', long)]
     reverse: bool,
+    /// UDP test (not built yet).
     #[arg(short = 'u', long)]
     udp: bool,
-    #[arg(short = 'P', long)]
-    parallel: Option<u32>,
+    /// Parallel streams.
+    #[arg(short = 'P', long, default_value_t = 1)]
+    parallel: usize,
+    /// Print a JSON summary as the last line.
     #[arg(long)]
     json: bool,
+    /// TUN device ustack runs on.
+    #[arg(long)]
+    tun: Option<String>,
+    /// Our address and prefix on the device, e.g. 198.18.1.2/24.
+    #[arg(long, value_parser = cidr)]
+    addr: Option<Ipv4Cidr>,
+    #[arg(long, default_value_t = 1500)]
+    mtu: usize,
 }
 
 #[derive(Args, Debug)]
@@ -455,6 +468,74 @@ fn run_up(args: &UpArgs) -> ExitCode {
     }
 }
 
+fn run_iperf3(args: &Iperf3Args) -> ExitCode {
+    if args.udp {
+        return not_implemented("iperf3 -u");
+    }
+    let (Some(tun), Some(addr)) = (args.tun.clone(), args.addr) else {
+        eprintln!(
+            "ustack iperf3: give the device ustack runs on with --tun NAME --addr A.B.C.D/LEN"
+        );
+        return ExitCode::from(2);
+    };
+    if args.server {
+        return run_up(&UpArgs {
+            tun: Some(tun),
+            raw: None,
+            addr,
+            mtu: args.mtu,
+            offload: false,
+            pcap: None,
+        });
+    }
+    let Some(host) = args.client else {
+        eprintln!("ustack iperf3: give -s or -c HOST");
+        return ExitCode::from(2);
+    };
+    let link = match ustack_app::link::TunLink::open(&tun, args.mtu) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("ustack iperf3: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let iface = ustack_app::net::Interface::new(
+        Box::new(link) as ustack_app::runtime::BoxLink,
+        ustack_app::net::Config::new(addr),
+    );
+    let stack = ustack_app::transport::stack::Stack::new(iface, Default::default());
+    let runtime = ustack_app::runtime::Runtime::start(stack);
+    let server = std::net::SocketAddrV4::new(host, ustack_app::iperf3::PORT);
+    match ustack_app::iperf3::client(
+        &runtime.caller(),
+        server,
+        args.time,
+        args.reverse,
+        args.parallel,
+    ) {
+        Ok(r) => {
+            println!(
+                "{} {} bytes in {:.2} s over {} stream(s): {:.2} Gbit/s (the server counted {} bytes), {} retransmits",
+                if r.reverse { "received" } else { "sent" },
+                r.bytes,
+                r.seconds,
+                r.streams,
+                r.gbit_per_s(),
+                r.server_bytes,
+                r.retransmits
+            );
+            if args.json {
+                println!("{}", r.to_json());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ustack iperf3: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn run_impair(args: &ImpairArgs) -> ExitCode {
     let imp = ustack_app::link::Impairments {
         loss: args.loss,
@@ -545,7 +626,7 @@ fn main() -> ExitCode {
             which: Some(Demo::Udp(args)),
         } => run_udp_demo(&args),
         Command::Up(args) => run_up(&args),
-        Command::Iperf3(_) => not_implemented("iperf3"),
+        Command::Iperf3(args) => run_iperf3(&args),
         Command::Impair(args) => run_impair(&args),
         Command::Bench(_) => not_implemented("bench"),
     }

@@ -35,7 +35,16 @@ fn unbuilt_commands_exit_2_and_say_so() {
             "--addr",
             "198.18.0.2/24",
         ],
-        &["iperf3", "-s"],
+        &[
+            "iperf3",
+            "-c",
+            "198.18.1.1",
+            "-u",
+            "--tun",
+            "ustk9",
+            "--addr",
+            "198.18.1.2/24",
+        ],
         &["bench", "--quick"],
     ] {
         let out = ustack(args);
@@ -186,4 +195,13 @@ fn impair_refuses_bad_flags_before_touching_devices() {
     assert!(String::from_utf8(out.stderr)
         .unwrap()
         .contains("probability"));
+}
+
+#[test]
+fn iperf3_without_a_device_is_a_clear_error() {
+    let out = ustack(&["iperf3", "-c", "198.18.1.1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("--tun NAME --addr"));
 }

@@ -338,3 +338,73 @@ fn the_kernel_iperf3_client_runs_tcp_tests_against_ustack() {
         "{text}"
     );
 }
+
+/// `ustack iperf3 -c` against the kernel's `iperf3 -s`, both directions: the kernel
+/// server counts exactly the bytes ustack sent.
+#[test]
+fn ustack_iperf3_client_measures_against_the_kernel_server() {
+    if skip_unless_root() {
+        return;
+    }
+    let ns = Netns::new("ipc");
+    ns.must(&["ip", "link", "set", "lo", "up"]);
+    for (i, reverse) in [false, true].into_iter().enumerate() {
+        let mut server = Command::new("ip")
+            .args([
+                "netns", "exec", &ns.name, "timeout", "30", "iperf3", "-s", "-1",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("iperf3 -s starts");
+        let dev = format!("ustc{i}");
+        let mut args = vec![
+            "netns",
+            "exec",
+            &ns.name,
+            "timeout",
+            "30",
+            env!("CARGO_BIN_EXE_ustack"),
+            "iperf3",
+            "-c",
+            KERNEL,
+            "--tun",
+            &dev,
+            "--addr",
+            "198.18.1.2/24",
+            "-t",
+            "1",
+            "--json",
+        ];
+        if reverse {
+            args.push("-R");
+        }
+        let client = Command::new("ip")
+            .args(&args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("ustack iperf3 starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ns.exec(&["ip", "link", "show", &dev]).status.success() {
+            assert!(Instant::now() < deadline, "the TUN device never appeared");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        ns.must(&["ip", "addr", "add", &format!("{KERNEL}/24"), "dev", &dev]);
+        ns.must(&["ip", "link", "set", &dev, "up"]);
+        let out = client.wait_with_output().expect("ustack iperf3 ends");
+        let _ = server.kill();
+        let _ = server.wait();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "reverse={reverse}: {text}");
+        let v: serde_json::Value =
+            serde_json::from_str(text.lines().last().unwrap_or("")).expect("a JSON line");
+        let bytes = v["bytes"].as_u64().unwrap_or(0);
+        assert!(bytes > 1_000_000, "reverse={reverse}: {v}");
+        if !reverse {
+            assert_eq!(
+                v["server_bytes"], v["bytes"],
+                "the kernel counted other bytes: {v}"
+            );
+        }
+    }
+}

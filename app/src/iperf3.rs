@@ -208,3 +208,199 @@ fn run_test(listener: &TcpListener, ctrl: &mut TcpStream) -> Result<(), Iperf3Er
     let _ = done[0] == IPERF_DONE;
     Ok(())
 }
+
+/// What the client measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientReport {
+    pub reverse: bool,
+    pub streams: usize,
+    /// Bytes this side sent (normal) or received (reverse), over `seconds`.
+    pub bytes: u64,
+    /// What the server reported for the same direction.
+    pub server_bytes: u64,
+    pub seconds: f64,
+    pub retransmits: u64,
+}
+
+impl ClientReport {
+    pub fn gbit_per_s(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.bytes as f64 * 8.0 / self.seconds / 1e9
+        } else {
+            0.0
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "tool": "ustack iperf3",
+            "reverse": self.reverse,
+            "streams": self.streams,
+            "bytes": self.bytes,
+            "server_bytes": self.server_bytes,
+            "seconds": self.seconds,
+            "gbit_per_s": self.gbit_per_s(),
+            "retransmits": self.retransmits,
+        })
+    }
+}
+
+fn expect_state(ctrl: &mut TcpStream, want: u8) -> Result<(), Iperf3Error> {
+    let mut b = [0u8; 1];
+    ctrl.read_exact(&mut b)?;
+    if b[0] == want {
+        return Ok(());
+    }
+    Err(Iperf3Error::Params(match b[0] {
+        0xff => "the server is busy running a test".to_string(),
+        SERVER_ERROR => "the server reported an error".to_string(),
+        other => format!("expected state {want}, got {other}"),
+    }))
+}
+
+/// Runs one TCP test against an iperf3 server at `server`, like `iperf3 -c`.
+pub fn client(
+    caller: &Caller,
+    server: std::net::SocketAddrV4,
+    seconds: u64,
+    reverse: bool,
+    parallel: usize,
+) -> Result<ClientReport, Iperf3Error> {
+    let connect = |c: &Caller| {
+        TcpStream::connect(c, server, Some(Duration::from_secs(10))).map_err(std::io::Error::from)
+    };
+    let mut ctrl = connect(caller)?;
+    // 36 printable characters and a NUL, unique enough per run.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut cookie: Vec<u8> = (0..36u64)
+        .map(|i| {
+            b"abcdefghijklmnopqrstuvwxyz234567"[(crate::link::seed::derive(nanos, i) % 32) as usize]
+        })
+        .collect();
+    cookie.push(0);
+    ctrl.write_all(&cookie)?;
+    expect_state(&mut ctrl, PARAM_EXCHANGE)?;
+    let parallel = parallel.clamp(1, 128);
+    let mut params = serde_json::json!({
+        "tcp": true, "omit": 0, "time": seconds, "num": 0, "blockcount": 0,
+        "parallel": parallel, "len": 131072, "pacing_timer": 1000,
+        "client_version": concat!("ustack-", env!("CARGO_PKG_VERSION")),
+    });
+    if reverse {
+        params["reverse"] = serde_json::Value::Bool(true);
+    }
+    write_json(&mut ctrl, &params)?;
+    expect_state(&mut ctrl, CREATE_STREAMS)?;
+    let mut streams = Vec::with_capacity(parallel);
+    for _ in 0..parallel {
+        let mut s = connect(caller)?;
+        s.write_all(&cookie)?;
+        streams.push(s);
+    }
+    expect_state(&mut ctrl, TEST_START)?;
+    expect_state(&mut ctrl, TEST_RUNNING)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = WallInstant::now();
+    let workers: Vec<_> = streams
+        .into_iter()
+        .map(|mut s| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut bytes = 0u64;
+                if reverse {
+                    // Read until the server closes the stream after TEST_END: dropping a
+                    // stream with unread data would reset it, and iperf3 then aborts
+                    // the whole test.
+                    s.set_read_timeout(Some(POLL));
+                    let mut buf = vec![0u8; 256 * 1024];
+                    let mut drain_until = None;
+                    loop {
+                        match s.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => bytes += n as u64,
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                            Err(_) => break,
+                        }
+                        if stop.load(Ordering::Relaxed) {
+                            let until = *drain_until.get_or_insert_with(|| {
+                                WallInstant::now() + std::time::Duration::from_secs(5)
+                            });
+                            if WallInstant::now() >= until {
+                                break;
+                            }
+                        }
+                    }
+                } else {
+                    s.set_write_timeout(Some(POLL));
+                    let data = vec![0x75u8; 128 * 1024];
+                    while !stop.load(Ordering::Relaxed) {
+                        match s.write(&data) {
+                            Ok(n) => bytes += n as u64,
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                            Err(_) => break,
+                        }
+                    }
+                }
+                let retransmits = s.info().map(|i| i.stats.retransmits).unwrap_or(0);
+                (bytes, retransmits)
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_secs(seconds));
+    let elapsed = start.elapsed().as_secs_f64();
+    // Normal: stop sending, then say TEST_END. Reverse: say TEST_END first, so the
+    // server stops and closes the streams our readers are draining.
+    if reverse {
+        ctrl.write_all(&[TEST_END])?;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut totals = Vec::new();
+    for w in workers {
+        totals.push(w.join().unwrap_or((0, 0)));
+    }
+    if !reverse {
+        ctrl.write_all(&[TEST_END])?;
+    }
+    expect_state(&mut ctrl, EXCHANGE_RESULTS)?;
+    let ids: Vec<u64> = (0..totals.len() as u64)
+        .map(|i| if i == 0 { 1 } else { i + 2 })
+        .collect();
+    let ours: Vec<serde_json::Value> = totals
+        .iter()
+        .zip(&ids)
+        .map(|(&(bytes, retr), &id)| {
+            serde_json::json!({
+                "id": id, "bytes": bytes, "retransmits": if reverse { -1 } else { retr as i64 },
+                "jitter": 0, "errors": 0, "omitted_errors": 0, "packets": 0,
+                "omitted_packets": 0, "start_time": 0, "end_time": elapsed,
+            })
+        })
+        .collect();
+    write_json(
+        &mut ctrl,
+        &serde_json::json!({
+            "cpu_util_total": 0, "cpu_util_user": 0, "cpu_util_system": 0,
+            "sender_has_retransmits": if reverse { -1 } else { 1 },
+            "congestion_used": "cubic", "streams": ours,
+        }),
+    )?;
+    let theirs = read_json(&mut ctrl)?;
+    let server_bytes = theirs
+        .get("streams")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|s| s.get("bytes")?.as_u64()).sum())
+        .unwrap_or(0);
+    expect_state(&mut ctrl, DISPLAY_RESULTS)?;
+    ctrl.write_all(&[IPERF_DONE])?;
+    Ok(ClientReport {
+        reverse,
+        streams: totals.len(),
+        bytes: totals.iter().map(|t| t.0).sum(),
+        server_bytes,
+        seconds: elapsed,
+        retransmits: totals.iter().map(|t| t.1).sum(),
+    })
+}
