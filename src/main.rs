@@ -260,10 +260,13 @@ struct ImpairArgs {
 
 #[derive(Args, Debug)]
 struct BenchArgs {
+    /// Short runs (1 s per throughput test, 50 pings).
     #[arg(long)]
     quick: bool,
+    /// Also write the results as JSON to FILE.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Draw the results as SVG (not built yet).
     #[arg(long)]
     svg: Option<PathBuf>,
 }
@@ -536,6 +539,29 @@ fn run_iperf3(args: &Iperf3Args) -> ExitCode {
     }
 }
 
+fn run_bench(args: &BenchArgs) -> ExitCode {
+    if args.svg.is_some() {
+        return not_implemented("bench --svg");
+    }
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ustack"));
+    let cfg = ustack_app::bench::BenchConfig::new(args.quick, exe);
+    match ustack_app::bench::run_bench(&cfg, &mut std::io::stdout()) {
+        Ok(rows) => {
+            if let Some(path) = &args.json {
+                if let Err(e) = ustack_app::bench::write_json(&rows, path) {
+                    eprintln!("ustack bench: cannot write {}: {e}", path.display());
+                    return ExitCode::from(1);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ustack bench: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn run_impair(args: &ImpairArgs) -> ExitCode {
     let imp = ustack_app::link::Impairments {
         loss: args.loss,
@@ -628,6 +654,6 @@ fn main() -> ExitCode {
         Command::Up(args) => run_up(&args),
         Command::Iperf3(args) => run_iperf3(&args),
         Command::Impair(args) => run_impair(&args),
-        Command::Bench(_) => not_implemented("bench"),
+        Command::Bench(args) => run_bench(&args),
     }
 }

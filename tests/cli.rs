@@ -45,7 +45,7 @@ fn unbuilt_commands_exit_2_and_say_so() {
             "--addr",
             "198.18.1.2/24",
         ],
-        &["bench", "--quick"],
+        &["bench", "--quick", "--svg", "/tmp/ustack-bench-never.svg"],
     ] {
         let out = ustack(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");

@@ -339,8 +339,8 @@ fn the_kernel_iperf3_client_runs_tcp_tests_against_ustack() {
     );
 }
 
-/// `ustack iperf3 -c` against the kernel's `iperf3 -s`, both directions: the kernel
-/// server counts exactly the bytes ustack sent.
+/// `ustack iperf3 -c` against the kernel's `iperf3 -s`, both directions: both sides count
+/// the bytes (the kernel up to TEST_END, so never more than ustack).
 #[test]
 fn ustack_iperf3_client_measures_against_the_kernel_server() {
     if skip_unless_root() {
@@ -400,11 +400,55 @@ fn ustack_iperf3_client_measures_against_the_kernel_server() {
             serde_json::from_str(text.lines().last().unwrap_or("")).expect("a JSON line");
         let bytes = v["bytes"].as_u64().unwrap_or(0);
         assert!(bytes > 1_000_000, "reverse={reverse}: {v}");
-        if !reverse {
-            assert_eq!(
-                v["server_bytes"], v["bytes"],
-                "the kernel counted other bytes: {v}"
-            );
-        }
+        // The kernel's count stops at TEST_END, so bytes still in flight then are ours
+        // alone: it can be lower, never higher.
+        let server = v["server_bytes"].as_u64().unwrap_or(0);
+        assert!(
+            server > 1_000_000 && server <= bytes,
+            "reverse={reverse}: {v}"
+        );
     }
+}
+
+/// `ustack bench --quick` measures the kernel and ustack side by side and writes JSON; no
+/// speed is asserted (the machine is shared), only that every number was measured.
+#[test]
+fn bench_quick_measures_every_row_and_writes_json() {
+    if skip_unless_root() {
+        return;
+    }
+    let path = std::env::temp_dir().join(format!("ustack-bench-{}.json", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_ustack"))
+        .args(["bench", "--quick", "--json"])
+        .arg(&path)
+        .output()
+        .expect("ustack bench runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("ratio") && text.contains("smoltcp: not measured yet"),
+        "{text}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    std::fs::remove_file(&path).ok();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 6);
+    for row in rows {
+        assert!(row["ustack"].as_f64().unwrap() > 0.0, "{row}");
+    }
+    assert!(
+        rows.iter()
+            .filter(|r| r["kernel"].as_f64().unwrap() > 0.0)
+            .count()
+            == 5
+    );
+    let leftover = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let me = format!("-{}", std::process::id());
+    assert!(!String::from_utf8_lossy(&leftover.stdout)
+        .lines()
+        .any(|l| l.contains("ustack-bench") && l.contains(&me)));
 }

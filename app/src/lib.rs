@@ -6,6 +6,8 @@ pub use ustack_transport as transport;
 pub use ustack_transport::net;
 pub use ustack_transport::net::link;
 
+#[cfg(target_os = "linux")]
+pub mod bench;
 pub mod demo;
 #[cfg(target_os = "linux")]
 pub mod impair;

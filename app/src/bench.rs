@@ -1,0 +1,376 @@
+//! `ustack bench`: side-by-side measurements in one run on this machine, inside network
+//! namespaces it creates and deletes (198.18.3.0/24 to 198.18.5.0/24), as ratios to the
+//! kernel's own TCP/IP:
+//! - TCP throughput: kernel iperf3 to kernel iperf3 over a veth pair (the baseline), the
+//!   kernel's iperf3 client against `ustack up` on a TUN device, and `ustack iperf3 -c`
+//!   against the kernel's server;
+//! - request/response latency: kernel ping RTT over veth versus to ustack on TUN
+//!   (percentiles from an HDR histogram);
+//! - ustack's TCP alone, in process, over an unimpaired SimLink pair.
+//!
+//! smoltcp, the third column DESIGN.md asks for, is not measured yet: the bench says so.
+
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration as StdDuration, Instant as WallInstant};
+
+use crate::link::{Instant, SimConfig, SimLink};
+use crate::net::{Config, Interface, Ipv4Cidr};
+use crate::transport::stack::{Stack, StackConfig};
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchConfig {
+    /// Seconds per throughput test.
+    pub seconds: u64,
+    /// Pings per latency test.
+    pub pings: u32,
+    /// Bytes for the in-process SimLink test.
+    pub sim_bytes: usize,
+    /// The `ustack` binary to start for the device tests.
+    pub ustack: PathBuf,
+}
+
+impl BenchConfig {
+    pub fn new(quick: bool, ustack: PathBuf) -> BenchConfig {
+        BenchConfig {
+            seconds: if quick { 1 } else { 5 },
+            pings: if quick { 50 } else { 500 },
+            sim_bytes: if quick { 256 << 20 } else { 1 << 30 },
+            ustack,
+        }
+    }
+}
+
+/// Why the bench could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("ustack bench needs root (network namespaces and TUN devices)")]
+    NotRoot,
+    #[error("`{0}` is needed and was not found (apt-get install {1})")]
+    Missing(&'static str, &'static str),
+    #[error("{0}")]
+    Step(String),
+}
+
+/// A namespace and the processes started in it, removed whatever happens.
+struct Netns {
+    name: String,
+    children: Vec<Child>,
+}
+
+impl Netns {
+    fn new(tag: &str) -> Result<Netns, BenchError> {
+        let name = format!("ustack-bench-{tag}-{}", std::process::id());
+        run(&["ip", "netns", "add", &name])?;
+        let ns = Netns {
+            name,
+            children: Vec::new(),
+        };
+        ns.exec(&["ip", "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).args(args);
+        c
+    }
+
+    fn exec(&self, args: &[&str]) -> Result<String, BenchError> {
+        let out = self
+            .cmd(args)
+            .output()
+            .map_err(|e| BenchError::Step(format!("{args:?}: {e}")))?;
+        if !out.status.success() {
+            return Err(BenchError::Step(format!(
+                "{args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn spawn(&mut self, args: &[&str]) -> Result<(), BenchError> {
+        let child = self
+            .cmd(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| BenchError::Step(format!("{args:?}: {e}")))?;
+        self.children.push(child);
+        Ok(())
+    }
+
+    fn wait_for_link(&self, dev: &str) -> Result<(), BenchError> {
+        let deadline = WallInstant::now() + StdDuration::from_secs(10);
+        while self.exec(&["ip", "link", "show", dev]).is_err() {
+            if WallInstant::now() > deadline {
+                return Err(BenchError::Step(format!("device {dev} never appeared")));
+            }
+            std::thread::sleep(StdDuration::from_millis(20));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+fn run(args: &[&str]) -> Result<(), BenchError> {
+    let ok = Command::new(args[0])
+        .args(&args[1..])
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(())
+        .ok_or_else(|| BenchError::Step(format!("{args:?} failed")))
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool).arg("--version").output().is_ok()
+        || Command::new(tool).arg("-V").output().is_ok()
+}
+
+/// Bits per second received, from `iperf3 -J`.
+fn iperf3_bps(ns: &Netns, server: &str, seconds: u64, reverse: bool) -> Result<f64, BenchError> {
+    let t = seconds.to_string();
+    let mut args = vec!["timeout", "60", "iperf3", "-c", server, "-t", &t, "-J"];
+    if reverse {
+        args.push("-R");
+    }
+    let text = ns.exec(&args)?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| BenchError::Step(format!("iperf3 -J: {e}")))?;
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .ok_or_else(|| BenchError::Step(format!("iperf3 gave no result: {}", v["error"])))
+}
+
+/// Ping round-trip times: (p50, p99, max) in microseconds.
+fn ping_us(ns: &Netns, target: &str, count: u32) -> Result<(u64, u64, u64), BenchError> {
+    let c = count.to_string();
+    let text = ns.exec(&["ping", "-c", &c, "-i", "0.01", "-W", "2", target])?;
+    let mut hist =
+        hdrhistogram::Histogram::<u64>::new(3).map_err(|e| BenchError::Step(e.to_string()))?;
+    for rtt in text.lines().filter_map(|l| {
+        l.split("time=")
+            .nth(1)?
+            .split(' ')
+            .next()?
+            .parse::<f64>()
+            .ok()
+    }) {
+        let _ = hist.record((rtt * 1000.0).round().max(1.0) as u64);
+    }
+    if hist.is_empty() {
+        return Err(BenchError::Step(format!("no ping replies from {target}")));
+    }
+    Ok((
+        hist.value_at_quantile(0.5),
+        hist.value_at_quantile(0.99),
+        hist.max(),
+    ))
+}
+
+/// ustack alone: TCP over an unimpaired SimLink pair in this process.
+fn sim_gbps(bytes: usize) -> f64 {
+    let (la, lb) = SimLink::pair(SimConfig::default(), 1).expect("a valid default config");
+    let ip = |n| Ipv4Addr::new(198, 18, 5, n);
+    let mk = |l, n| {
+        Stack::new(
+            Interface::new(
+                l,
+                Config::new(Ipv4Cidr {
+                    addr: ip(n),
+                    prefix_len: 24,
+                }),
+            ),
+            StackConfig::default(),
+        )
+    };
+    let (mut a, mut b) = (mk(la, 1), mk(lb, 2));
+    let _ = b.tcp_listen(5201, 1);
+    let now = Instant::ZERO;
+    let Ok(c) = a.tcp_connect(now, SocketAddrV4::new(ip(2), 5201)) else {
+        return 0.0;
+    };
+    let chunk = vec![0u8; 256 * 1024];
+    let mut buf = vec![0u8; 256 * 1024];
+    let (mut sent, mut got, mut server) = (0, 0, None);
+    let start = WallInstant::now();
+    while got < bytes && start.elapsed() < StdDuration::from_secs(60) {
+        let _ = a.poll(now);
+        let _ = b.poll(now);
+        server = server.or_else(|| b.tcp_accept(5201));
+        if sent < bytes {
+            sent += a
+                .tcp_send(c, &chunk[..chunk.len().min(bytes - sent)])
+                .unwrap_or(0);
+        }
+        if let Some(s) = server {
+            while let Ok(n @ 1..) = b.tcp_recv(s, &mut buf) {
+                got += n;
+            }
+        }
+    }
+    got as f64 * 8.0 / start.elapsed().as_secs_f64() / 1e9
+}
+
+/// One measured row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub what: &'static str,
+    pub kernel: f64,
+    pub ustack: f64,
+    pub unit: &'static str,
+}
+
+/// Runs every measurement; `out` gets the table.
+pub fn run_bench(cfg: &BenchConfig, out: &mut dyn Write) -> Result<Vec<Row>, BenchError> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(BenchError::NotRoot);
+    }
+    for (tool, pkg) in [
+        ("ip", "iproute2"),
+        ("iperf3", "iperf3"),
+        ("ping", "iputils-ping"),
+    ] {
+        if !have(tool) {
+            return Err(BenchError::Missing(tool, pkg));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "ustack bench: {} s per throughput test, {} pings per latency test",
+        cfg.seconds, cfg.pings
+    );
+    let ustack = cfg.ustack.to_string_lossy().to_string();
+    let mut rows = Vec::new();
+
+    // The kernel over a veth pair.
+    let mut ka = Netns::new("ka")?;
+    let kb = Netns::new("kb")?;
+    run(&[
+        "ip", "link", "add", "ubench0", "netns", &ka.name, "type", "veth", "peer", "ubench1",
+        "netns", &kb.name,
+    ])?;
+    ka.exec(&["ip", "addr", "add", "198.18.3.1/24", "dev", "ubench0"])?;
+    ka.exec(&["ip", "link", "set", "ubench0", "up"])?;
+    kb.exec(&["ip", "addr", "add", "198.18.3.2/24", "dev", "ubench1"])?;
+    kb.exec(&["ip", "link", "set", "ubench1", "up"])?;
+    let mut kb = kb;
+    kb.spawn(&["iperf3", "-s"])?;
+    std::thread::sleep(StdDuration::from_millis(300));
+    let kernel_in = iperf3_bps(&ka, "198.18.3.2", cfg.seconds, false)?;
+    let kernel_out = iperf3_bps(&ka, "198.18.3.2", cfg.seconds, true)?;
+    let kernel_ping = ping_us(&ka, "198.18.3.2", cfg.pings)?;
+    let _ = &mut ka;
+    drop(kb);
+    drop(ka);
+
+    // ustack on TUN, the kernel on the other side.
+    let mut us = Netns::new("us")?;
+    us.spawn(&[&ustack, "up", "--tun", "ubench2", "--addr", "198.18.4.2/24"])?;
+    us.wait_for_link("ubench2")?;
+    us.exec(&["ip", "addr", "add", "198.18.4.1/24", "dev", "ubench2"])?;
+    us.exec(&["ip", "link", "set", "ubench2", "up"])?;
+    let ustack_in = iperf3_bps(&us, "198.18.4.2", cfg.seconds, false)?;
+    let ustack_out = iperf3_bps(&us, "198.18.4.2", cfg.seconds, true)?;
+    let ustack_ping = ping_us(&us, "198.18.4.2", cfg.pings)?;
+    drop(us);
+
+    rows.push(Row {
+        what: "TCP into the stack (iperf3 from the kernel)",
+        kernel: kernel_in / 1e9,
+        ustack: ustack_in / 1e9,
+        unit: "Gbit/s",
+    });
+    rows.push(Row {
+        what: "TCP out of the stack (iperf3 -R)",
+        kernel: kernel_out / 1e9,
+        ustack: ustack_out / 1e9,
+        unit: "Gbit/s",
+    });
+    rows.push(Row {
+        what: "ping RTT p50",
+        kernel: kernel_ping.0 as f64,
+        ustack: ustack_ping.0 as f64,
+        unit: "us",
+    });
+    rows.push(Row {
+        what: "ping RTT p99",
+        kernel: kernel_ping.1 as f64,
+        ustack: ustack_ping.1 as f64,
+        unit: "us",
+    });
+    rows.push(Row {
+        what: "ping RTT max",
+        kernel: kernel_ping.2 as f64,
+        ustack: ustack_ping.2 as f64,
+        unit: "us",
+    });
+    let sim = sim_gbps(cfg.sim_bytes);
+
+    let _ = writeln!(
+        out,
+        "{:<46} {:>10} {:>10} {:>8}",
+        "measurement", "kernel", "ustack", "ratio"
+    );
+    for r in &rows {
+        let ratio = if r.kernel > 0.0 {
+            r.ustack / r.kernel
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            out,
+            "{:<46} {:>10.2} {:>10.2} {:>7.2}x  {}",
+            r.what, r.kernel, r.ustack, ratio, r.unit
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{:<46} {:>10} {:>10.2} {:>8}  Gbit/s",
+        "TCP in process over a SimLink pair", "-", sim, "-"
+    );
+    let _ = writeln!(
+        out,
+        "smoltcp: not measured yet (the reference peer is not part of ustack bench so far)"
+    );
+    rows.push(Row {
+        what: "TCP in process over a SimLink pair",
+        kernel: 0.0,
+        ustack: sim,
+        unit: "Gbit/s",
+    });
+    Ok(rows)
+}
+
+/// The rows as one JSON document.
+pub fn to_json(rows: &[Row]) -> serde_json::Value {
+    serde_json::json!({
+        "tool": "ustack bench",
+        "smoltcp": null,
+        "rows": rows.iter().map(|r| serde_json::json!({
+            "what": r.what, "kernel": r.kernel, "ustack": r.ustack, "unit": r.unit,
+            "ratio_to_kernel": if r.kernel > 0.0 { serde_json::json!(r.ustack / r.kernel) } else { serde_json::Value::Null },
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Writes `to_json` to `path`.
+pub fn write_json(rows: &[Row], path: &Path) -> std::io::Result<()> {
+    std::fs::write(path, to_json(rows).to_string())
+}
