@@ -542,7 +542,13 @@ impl Connection {
             return by_cwnd.min(self.snd_wnd.saturating_sub(self.flight()));
         }
         let cwnd = self.cc.cwnd() + self.inflation;
-        self.snd_wnd.min(cwnd).saturating_sub(self.flight())
+        // Data the peer SACKed is not in the network, even below SND.NXT, so it does not
+        // count against cwnd; the peer's window still counts from SND.UNA.
+        let in_network = self
+            .flight()
+            .saturating_sub(self.scoreboard.sacked_below(self.snd_nxt));
+        let by_cwnd = cwnd.saturating_sub(in_network);
+        by_cwnd.min(self.snd_wnd.saturating_sub(self.flight()))
     }
 
     /// RFC 6675 section 4 SetPipe, simplified: bytes in flight are those sent and not
@@ -1212,9 +1218,21 @@ impl Connection {
             self.retransmit_head = false;
             (self.snd_una, max_len.min(self.send_buf.len()))
         } else {
+            // Going back N after a timeout: skip what the peer SACKed, and stop each
+            // segment at the next SACKed block.
+            if self.snd_nxt < self.snd_max {
+                if let Some(end) = self.scoreboard.sacked_end(self.snd_nxt) {
+                    self.snd_nxt = end;
+                }
+            }
             let offset = self.snd_nxt - self.snd_una;
             let unsent = self.send_buf.len().saturating_sub(offset);
-            let len = max_len.min(unsent).min(self.usable_window());
+            let mut len = max_len.min(unsent).min(self.usable_window());
+            if self.snd_nxt < self.snd_max {
+                if let Some(start) = self.scoreboard.next_sacked(self.snd_nxt) {
+                    len = len.min(start - self.snd_nxt);
+                }
+            }
             let fin_next =
                 self.fin_queued && self.snd_nxt + len == data_end && self.snd_nxt <= data_end;
             if len == 0 {
@@ -1375,9 +1393,13 @@ impl Connection {
         self.inflation = 0;
         self.dupacks = 0;
         self.retransmit_head = false;
-        // RFC 2018 section 8: the receiver may renege, so SACK state is dropped on a
-        // timeout and everything from snd_una is resent.
-        self.scoreboard.clear();
+        // RFC 2018 section 8: the receiver may renege on what it SACKed. The first
+        // timeout keeps the scoreboard, so going back N skips SACKed data (as Linux
+        // does); a second one in a row drops it and resends everything, which also
+        // recovers from a receiver that did renege.
+        if self.retries > 1 {
+            self.scoreboard.clear();
+        }
         self.sack_recovery = false;
         // Go back N: resend from the oldest unacknowledged byte (or the SYN).
         self.snd_nxt = if handshake { self.iss } else { self.snd_una };

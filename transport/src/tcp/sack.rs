@@ -105,6 +105,28 @@ impl Scoreboard {
         None
     }
 
+    /// If `seq` lies in a SACKed block, the block's right edge.
+    pub fn sacked_end(&self, seq: SeqNumber) -> Option<SeqNumber> {
+        self.blocks
+            .iter()
+            .find(|&&(l, r)| l <= seq && seq < r)
+            .map(|&(_, r)| r)
+    }
+
+    /// SACKed bytes below `seq` (all blocks start above SND.UNA).
+    pub fn sacked_below(&self, seq: SeqNumber) -> usize {
+        self.blocks
+            .iter()
+            .filter(|&&(l, _)| l < seq)
+            .map(|&(l, r)| r.min(seq) - l)
+            .sum()
+    }
+
+    /// The left edge of the first SACKed block starting after `seq`.
+    pub fn next_sacked(&self, seq: SeqNumber) -> Option<SeqNumber> {
+        self.blocks.iter().map(|&(l, _)| l).find(|&l| l > seq)
+    }
+
     /// UnSACKed bytes between `from` and the highest SACKed byte: presumed lost.
     pub fn hole_bytes(&self, from: SeqNumber) -> usize {
         let mut cursor = from;
@@ -163,6 +185,25 @@ mod tests {
         );
         assert_eq!(sb.update(s(100), s(200), &[Some((s(150), s(300)))]), 50);
         assert!(sb.update(s(100), s(200), &[Some((s(180), s(170)))]) == 0);
+    }
+
+    #[test]
+    fn sacked_ranges_are_found_for_skipping() {
+        let mut sb = Scoreboard::new(8);
+        sb.update(
+            s(100),
+            s(1000),
+            &[Some((s(300), s(400))), Some((s(500), s(600)))],
+        );
+        assert_eq!(sb.sacked_end(s(300)), Some(s(400)));
+        assert_eq!(sb.sacked_end(s(399)), Some(s(400)));
+        assert_eq!(sb.sacked_end(s(400)), None);
+        assert_eq!(sb.next_sacked(s(100)), Some(s(300)));
+        assert_eq!(sb.next_sacked(s(300)), Some(s(500)));
+        assert_eq!(sb.next_sacked(s(600)), None);
+        assert_eq!(sb.sacked_below(s(350)), 50);
+        assert_eq!(sb.sacked_below(s(1000)), 200);
+        assert_eq!(sb.sacked_below(s(200)), 0);
     }
 
     #[test]

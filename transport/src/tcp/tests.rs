@@ -1785,6 +1785,51 @@ fn icmp_errors_must_quote_data_in_flight_and_soft_ones_do_not_abort() {
     assert_eq!(s.error(), None);
 }
 
+/// After a timeout, going back N skips what the peer SACKed (the scoreboard survives
+/// the first RTO): segment 2 was SACKed, so only 0, 1 and 3 are sent again.
+#[test]
+fn going_back_n_after_a_timeout_skips_sacked_segments() {
+    let mut s = established(TcpConfig {
+        sack: true,
+        ..cfg()
+    });
+    let data = pattern(4 * 1460);
+    s.send(&data).unwrap();
+    let seg = |i: usize| Segment {
+        seq: ISS + 1 + i * 1460,
+        flags: if i == 3 { PSH_ACK } else { ACK },
+        payload: &data[i * 1460..(i + 1) * 1460],
+        ..RECV_TEMPL
+    };
+    let at = |i: usize| ISS + 1 + i * 1460;
+    recv!(s, [seg(0), seg(1), seg(2), seg(3)]);
+    // Only segment 2 arrived: one duplicate ACK, not enough for fast retransmit.
+    send!(
+        s,
+        Segment {
+            ack: at(0),
+            options: sack(&[(at(2), at(3))]),
+            ..SEND_TEMPL
+        }
+    );
+    recv_nothing!(s);
+    let rto = s.conn.poll_timeout().unwrap();
+    s.now = rto;
+    s.conn.on_timeout(rto);
+    recv!(s, [seg(0)]);
+    s.now += ms(100);
+    send!(
+        s,
+        Segment {
+            ack: at(1),
+            options: sack(&[(at(2), at(3))]),
+            ..SEND_TEMPL
+        }
+    );
+    recv!(s, [seg(1), seg(3)]);
+    assert_eq!(s.stats().retransmits, 3);
+}
+
 /// RFC 9293 section 3.8.4: after `keepalive` idle, probes with SEG.SEQ = SND.NXT - 1 and
 /// no data draw an ACK; an answer restarts the idle timer, `keepalive_probes` unanswered
 /// probes end the connection with TimedOut.
