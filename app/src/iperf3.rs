@@ -4,7 +4,7 @@
 //! big-endian length (PARAM_EXCHANGE and EXCHANGE_RESULTS).
 
 use std::io::{ErrorKind, Read, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant as WallInstant;
 
@@ -42,6 +42,32 @@ pub enum Iperf3Error {
     Params(String),
     #[error("the client asked for UDP, which this server does not do yet")]
     Udp,
+}
+
+/// iperf3's id for the `i`-th stream (0-based): 1, 3, 4, 5, ... (a quirk of
+/// iperf_add_stream that clients check).
+fn stream_id(i: usize) -> u64 {
+    if i == 0 {
+        1
+    } else {
+        i as u64 + 2
+    }
+}
+
+/// Writes blocks of `fill` until `stop` is set, looking at it every [`POLL`]; returns the
+/// bytes the stack took.
+fn send_until(s: &mut TcpStream, stop: &AtomicBool, fill: u8, block: usize) -> u64 {
+    s.set_write_timeout(Some(POLL));
+    let data = vec![fill; block];
+    let mut bytes = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        match s.write(&data) {
+            Ok(n) => bytes += n as u64,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(_) => break,
+        }
+    }
+    bytes
 }
 
 fn read_json(s: &mut TcpStream) -> Result<serde_json::Value, Iperf3Error> {
@@ -119,41 +145,27 @@ fn run_test(listener: &TcpListener, ctrl: &mut TcpStream) -> Result<(), Iperf3Er
         .into_iter()
         .map(|mut s| {
             let stop = stop.clone();
-            let bytes = Arc::new(AtomicU64::new(0));
-            let counter = bytes.clone();
-            let handle = std::thread::spawn(move || {
+            std::thread::spawn(move || {
                 if reverse {
-                    s.set_write_timeout(Some(POLL));
-                    let data = vec![0x5au8; block];
-                    while !stop.load(Ordering::Relaxed) {
-                        match s.write(&data) {
-                            Ok(n) => {
-                                counter.fetch_add(n as u64, Ordering::Relaxed);
+                    return send_until(&mut s, &stop, 0x5a, block);
+                }
+                s.set_read_timeout(Some(POLL));
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut bytes = 0u64;
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => bytes += n as u64,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            if stop.load(Ordering::Relaxed) {
+                                break;
                             }
-                            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                            Err(_) => break,
                         }
-                    }
-                } else {
-                    s.set_read_timeout(Some(POLL));
-                    let mut buf = vec![0u8; 256 * 1024];
-                    loop {
-                        match s.read(&mut buf) {
-                            Ok(0) => break,
-                            Ok(n) => {
-                                counter.fetch_add(n as u64, Ordering::Relaxed);
-                            }
-                            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                                if stop.load(Ordering::Relaxed) {
-                                    break;
-                                }
-                            }
-                            Err(_) => break,
-                        }
+                        Err(_) => break,
                     }
                 }
-            });
-            (handle, bytes)
+                bytes
+            })
         })
         .collect();
     ctrl.write_all(&[TEST_START, TEST_RUNNING])?;
@@ -162,11 +174,7 @@ fn run_test(listener: &TcpListener, ctrl: &mut TcpStream) -> Result<(), Iperf3Er
     let ended = ctrl.read_exact(&mut state).is_ok() && state[0] == TEST_END;
     stop.store(true, Ordering::Relaxed);
     let elapsed = start.elapsed().as_secs_f64();
-    let mut totals = Vec::new();
-    for (handle, bytes) in workers {
-        let _ = handle.join();
-        totals.push(bytes.load(Ordering::Relaxed));
-    }
+    let totals: Vec<u64> = workers.into_iter().map(|w| w.join().unwrap_or(0)).collect();
     if !ended {
         return Ok(());
     }
@@ -184,10 +192,7 @@ fn run_test(listener: &TcpListener, ctrl: &mut TcpStream) -> Result<(), Iperf3Er
         .iter()
         .enumerate()
         .map(|(i, &bytes)| {
-            let id = client_ids
-                .get(i)
-                .copied()
-                .unwrap_or(if i == 0 { 1 } else { i as u64 + 2 });
+            let id = client_ids.get(i).copied().unwrap_or_else(|| stream_id(i));
             serde_json::json!({
                 "id": id, "bytes": bytes, "retransmits": -1, "jitter": 0, "errors": 0,
                 "omitted_errors": 0, "packets": 0, "omitted_packets": 0,
@@ -334,15 +339,7 @@ pub fn client(
                         }
                     }
                 } else {
-                    s.set_write_timeout(Some(POLL));
-                    let data = vec![0x75u8; 128 * 1024];
-                    while !stop.load(Ordering::Relaxed) {
-                        match s.write(&data) {
-                            Ok(n) => bytes += n as u64,
-                            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                            Err(_) => break,
-                        }
-                    }
+                    bytes = send_until(&mut s, &stop, 0x75, 128 * 1024);
                 }
                 let retransmits = s.info().map(|i| i.stats.retransmits).unwrap_or(0);
                 (bytes, retransmits)
@@ -365,9 +362,7 @@ pub fn client(
         ctrl.write_all(&[TEST_END])?;
     }
     expect_state(&mut ctrl, EXCHANGE_RESULTS)?;
-    let ids: Vec<u64> = (0..totals.len() as u64)
-        .map(|i| if i == 0 { 1 } else { i + 2 })
-        .collect();
+    let ids: Vec<u64> = (0..totals.len()).map(stream_id).collect();
     let ours: Vec<serde_json::Value> = totals
         .iter()
         .zip(&ids)
