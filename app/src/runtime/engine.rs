@@ -295,6 +295,29 @@ impl Engine {
         }
     }
 
+    /// Tries `call` now: answers it (true), or parks it in `waiting` (false).
+    pub fn serve(&mut self, mut call: Call, waiting: &mut Vec<Call>) -> bool {
+        match self.attempt(&mut call) {
+            Some(reply) => {
+                let _ = call.reply.send(reply);
+                true
+            }
+            None => {
+                waiting.push(call);
+                false
+            }
+        }
+    }
+
+    /// Tries every parked call again, in the order given; returns whether any was answered.
+    pub fn retry(&mut self, waiting: &mut Vec<Call>) -> bool {
+        let mut answered = false;
+        for call in std::mem::take(waiting) {
+            answered |= self.serve(call, waiting);
+        }
+        answered
+    }
+
     /// Earliest time something may change: a stack event or a waiting call's deadline
     /// (sleeps included).
     pub fn next_event(&self, waiting: &[Call]) -> Option<Instant> {

@@ -326,14 +326,8 @@ impl SimWorld {
             // Execute in participant order: deterministic whatever the threads did.
             pending.sort_by_key(|c| c.participant);
             let mut answered = false;
-            for mut call in pending.drain(..) {
-                match self.engine.attempt(&mut call) {
-                    Some(reply) => {
-                        let _ = call.reply.send(reply);
-                        answered = true;
-                    }
-                    None => waiting.push(call),
-                }
+            for call in pending.drain(..) {
+                answered |= self.engine.serve(call, &mut waiting);
             }
             self.engine.settle();
             answered |= self.recheck(&mut waiting);
@@ -373,20 +367,8 @@ impl SimWorld {
     }
 
     fn recheck(&mut self, waiting: &mut Vec<Call>) -> bool {
-        let mut answered = false;
-        let mut still = Vec::with_capacity(waiting.len());
         waiting.sort_by_key(|c| c.participant);
-        for mut call in waiting.drain(..) {
-            match self.engine.attempt(&mut call) {
-                Some(reply) => {
-                    let _ = call.reply.send(reply);
-                    answered = true;
-                }
-                None => still.push(call),
-            }
-        }
-        *waiting = still;
-        answered
+        self.engine.retry(waiting)
     }
 
     fn exited(&mut self, participant: usize) {
@@ -452,30 +434,16 @@ impl Runtime {
                     }
                     engine.now = clock.now();
                     engine.settle();
-                    let mut still = Vec::new();
-                    for mut call in waiting.drain(..) {
-                        match engine.attempt(&mut call) {
-                            Some(reply) => {
-                                let _ = call.reply.send(reply);
-                            }
-                            None => still.push(call),
-                        }
-                    }
-                    waiting = still;
+                    engine.retry(&mut waiting);
                     if let (Some(fd), Some(w)) = (device, &waker) {
                         // Serve every queued call, then sleep on the device and the
                         // eventfd until the next timer.
                         let mut served = false;
                         while let Ok(msg) = rx.try_recv() {
                             served = true;
-                            if let Msg::Call(mut call) = msg {
+                            if let Msg::Call(call) = msg {
                                 engine.now = clock.now();
-                                match engine.attempt(&mut call) {
-                                    Some(reply) => {
-                                        let _ = call.reply.send(reply);
-                                    }
-                                    None => waiting.push(call),
-                                }
+                                engine.serve(call, &mut waiting);
                             }
                         }
                         if !served {
@@ -500,14 +468,9 @@ impl Runtime {
                         .unwrap_or(WALL_TICK)
                         .min(WALL_TICK);
                     match rx.recv_timeout(wait) {
-                        Ok(Msg::Call(mut call)) => {
+                        Ok(Msg::Call(call)) => {
                             engine.now = clock.now();
-                            match engine.attempt(&mut call) {
-                                Some(reply) => {
-                                    let _ = call.reply.send(reply);
-                                }
-                                None => waiting.push(call),
-                            }
+                            engine.serve(call, &mut waiting);
                         }
                         Ok(Msg::Exit(_)) | Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => break,
