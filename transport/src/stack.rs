@@ -90,6 +90,8 @@ struct Slot {
     generation: u32,
     /// Listener port, while the connection waits in its SYN or accept queue.
     listener: Option<u16>,
+    /// In the listener's accept queue (established, not yet accepted).
+    queued: bool,
     /// The application let go: reap once closed.
     detached: bool,
     /// Key of this connection's entry in the timer index.
@@ -558,6 +560,7 @@ impl<L: Link> Stack<L> {
             conn,
             generation: self.generations[index],
             listener,
+            queued: false,
             detached: false,
             timer_key: None,
         });
@@ -597,28 +600,23 @@ impl<L: Link> Stack<L> {
         let state = slot.conn.state();
         if let Some(port) = slot.listener {
             let established = !matches!(state, State::SynReceived | State::Closed);
-            let in_ready = self
-                .listeners
-                .get(&port)
-                .is_some_and(|l| l.ready.contains(&index));
-            if established && !in_ready {
+            if established && !slot.queued {
                 if let Some(l) = self.listeners.get_mut(&port) {
                     l.half_open = l.half_open.saturating_sub(1);
                     l.ready.push_back(index);
+                    slot.queued = true;
                 }
             }
             if state == State::Closed {
                 // Died before accept: forget it.
                 if let Some(l) = self.listeners.get_mut(&port) {
-                    if let Some(pos) = l.ready.iter().position(|&i| i == index) {
-                        l.ready.remove(pos);
+                    if slot.queued {
+                        l.ready.retain(|&i| i != index);
                     } else {
                         l.half_open = l.half_open.saturating_sub(1);
                     }
                 }
-                if let Some(slot) = self.slots[index].as_mut() {
-                    slot.detached = true;
-                }
+                slot.detached = true;
             }
         }
         let reap = self.slots[index]
