@@ -14,28 +14,9 @@
 mod common;
 
 use common::{pattern, transfer, Pair};
-use ustack_transport::net::link::{Duration, Impairments, SimConfig};
+use ustack_transport::net::link::{Duration, SimConfig};
 use ustack_transport::stack::StackConfig;
 use ustack_transport::tcp::TcpConfig;
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn combined() -> Impairments {
-    Impairments {
-        loss: 0.05,
-        reorder: 0.1,
-        duplicate: 0.05,
-        corrupt: 0.01,
-        delay: Duration::from_millis(10),
-        jitter: Duration::from_millis(200),
-        ..Impairments::none()
-    }
-}
 
 fn patient_config() -> StackConfig {
     StackConfig {
@@ -48,14 +29,18 @@ fn patient_config() -> StackConfig {
 }
 
 fn patient_pair(seed: u64) -> Pair {
-    Pair::new(SimConfig::symmetric(combined()), patient_config(), seed)
+    Pair::new(
+        SimConfig::symmetric(common::all_impairments()),
+        patient_config(),
+        seed,
+    )
 }
 
 #[test]
 fn every_seed_delivers_the_same_bytes_under_all_impairments() {
-    let seeds = env("USTACK_TCP_SEEDS", 24) as u64;
-    let size = env("USTACK_TCP_BYTES", 4 << 20);
-    let first = env("USTACK_TCP_FIRST_SEED", 1000) as u64;
+    let seeds = common::env("USTACK_TCP_SEEDS", 24) as u64;
+    let size = common::env("USTACK_TCP_BYTES", 4 << 20);
+    let first = common::env("USTACK_TCP_FIRST_SEED", 1000) as u64;
     let data = pattern(size, 7);
     let mut failures = Vec::new();
     for seed in first..first + seeds {
@@ -82,9 +67,9 @@ fn every_seed_delivers_the_same_bytes_under_all_impairments() {
 
 #[test]
 fn every_seed_carries_both_directions_at_once() {
-    let seeds = (env("USTACK_TCP_SEEDS", 24) / 2).max(1) as u64;
-    let size = env("USTACK_TCP_BYTES", 4 << 20) / 2;
-    let first = env("USTACK_TCP_FIRST_SEED", 1000) as u64;
+    let seeds = (common::env("USTACK_TCP_SEEDS", 24) / 2).max(1) as u64;
+    let size = common::env("USTACK_TCP_BYTES", 4 << 20) / 2;
+    let first = common::env("USTACK_TCP_FIRST_SEED", 1000) as u64;
     let up = pattern(size, 1);
     let down = pattern(size, 2);
     for seed in first..first + seeds {
@@ -101,8 +86,8 @@ fn every_seed_carries_both_directions_at_once() {
 #[test]
 #[ignore]
 fn trace_one_seed() {
-    let seed = env("USTACK_TCP_FIRST_SEED", 1000) as u64;
-    let size = env("USTACK_TCP_BYTES", 4 << 20);
+    let seed = common::env("USTACK_TCP_FIRST_SEED", 1000) as u64;
+    let size = common::env("USTACK_TCP_BYTES", 4 << 20);
     let data = pattern(size, 7);
     let mut p = patient_pair(seed);
     let (c, s) = p.connect(5001);
@@ -147,11 +132,11 @@ fn capture_one_seed() {
     use ustack_transport::net::link::{Instant, PcapSink, PcapTap, SimConfig, SimLink};
     use ustack_transport::net::{Config, Interface, Ipv4Cidr};
     use ustack_transport::stack::Stack;
-    let seed = env("USTACK_TCP_FIRST_SEED", 1000) as u64;
-    let size = env("USTACK_TCP_BYTES", 4 << 20);
+    let seed = common::env("USTACK_TCP_FIRST_SEED", 1000) as u64;
+    let size = common::env("USTACK_TCP_BYTES", 4 << 20);
     let path =
         std::env::var("USTACK_TCP_PCAP").unwrap_or_else(|_| "/tmp/ustack-seed.pcapng".into());
-    let (la, lb) = SimLink::pair(SimConfig::symmetric(combined()), seed).unwrap();
+    let (la, lb) = SimLink::pair(SimConfig::symmetric(common::all_impairments()), seed).unwrap();
     let sink = PcapSink::create(&path).unwrap();
     let la = PcapTap::new(la, sink.clone(), "a").unwrap();
     let cfg = |s| StackConfig {

@@ -82,10 +82,7 @@ fn transfer_under(imp: Impairments, seeds: std::ops::Range<u64>) {
 }
 
 fn transfer_sized(imp: Impairments, seeds: std::ops::Range<u64>, default_size: usize) {
-    let size = std::env::var("USTACK_TCP_BYTES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default_size);
+    let size = common::env("USTACK_TCP_BYTES", default_size);
     for seed in seeds {
         let mut p = Pair::impaired(imp.clone(), seed);
         let (c, s) = p.connect(5001);
@@ -221,19 +218,7 @@ fn transfer_under_rate_limit_and_tail_drop() {
 /// runs the full size (see tcp_props.rs for the many-seed version).
 #[test]
 fn transfer_under_everything_at_once() {
-    transfer_sized(
-        Impairments {
-            loss: 0.05,
-            reorder: 0.1,
-            duplicate: 0.05,
-            corrupt: 0.01,
-            delay: Duration::from_millis(10),
-            jitter: Duration::from_millis(200),
-            ..Impairments::none()
-        },
-        1..3,
-        8 << 20,
-    );
+    transfer_sized(common::all_impairments(), 1..3, 8 << 20);
 }
 
 /// 10 Mbit/s with 10 ms each way and a bounded queue: transfers take virtual seconds, so

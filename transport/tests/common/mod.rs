@@ -228,3 +228,25 @@ pub fn exchange(
     }
     (up_got, down_got)
 }
+
+/// A `usize` from the environment (seed counts, sizes), or `default`.
+pub fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Issue 3's combined schedule: 5% loss, 10% reordering, 5% duplication, 1% corruption,
+/// 10 ms delay with 200 ms jitter.
+pub fn all_impairments() -> Impairments {
+    Impairments {
+        loss: 0.05,
+        reorder: 0.1,
+        duplicate: 0.05,
+        corrupt: 0.01,
+        delay: Duration::from_millis(10),
+        jitter: Duration::from_millis(200),
+        ..Impairments::none()
+    }
+}
