@@ -47,6 +47,15 @@ impl Netns {
         );
     }
 
+    /// Waits (at most 10 s) for a process in the namespace to create device `dev`.
+    fn wait_for_link(&self, dev: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.exec(&["ip", "link", "show", dev]).status.success() {
+            assert!(Instant::now() < deadline, "the device {dev} never appeared");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Starts `ustack up` on a TUN device and configures the kernel's side.
     fn start_ustack(&mut self) {
         let child = Command::new("ip")
@@ -66,11 +75,7 @@ impl Netns {
             .spawn()
             .expect("ustack starts");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.exec(&["ip", "link", "show", "ustk0"]).status.success() {
-            assert!(Instant::now() < deadline, "the TUN device never appeared");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_for_link("ustk0");
         self.must(&["ip", "addr", "add", &format!("{KERNEL}/24"), "dev", "ustk0"]);
         self.must(&["ip", "link", "set", "ustk0", "up"]);
         self.must(&["ip", "link", "set", "lo", "up"]);
@@ -203,11 +208,7 @@ impl ImpairedPair {
             .spawn()
             .expect("ustack impair starts");
         a.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !a.exec(&["ip", "link", "show", "ib"]).status.success() {
-            assert!(Instant::now() < deadline, "the TUN devices never appeared");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        a.wait_for_link("ib");
         a.must(&["ip", "link", "set", "ib", "netns", &b.name]);
         a.must(&["ip", "addr", "add", "198.18.2.1/24", "dev", "ia"]);
         a.must(&["ip", "link", "set", "ia", "up"]);
@@ -384,11 +385,7 @@ fn ustack_iperf3_client_measures_against_the_kernel_server() {
             .stdout(Stdio::piped())
             .spawn()
             .expect("ustack iperf3 starts");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !ns.exec(&["ip", "link", "show", &dev]).status.success() {
-            assert!(Instant::now() < deadline, "the TUN device never appeared");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        ns.wait_for_link(&dev);
         ns.must(&["ip", "addr", "add", &format!("{KERNEL}/24"), "dev", &dev]);
         ns.must(&["ip", "link", "set", &dev, "up"]);
         let out = client.wait_with_output().expect("ustack iperf3 ends");
