@@ -8,8 +8,8 @@ use std::os::fd::RawFd;
 use std::path::PathBuf;
 
 use crate::link::{
-    seed, Clock, DelayLine, Duration, Engine, ImpairError, ImpairStats, Impairments, Instant, Link,
-    PcapSink, PcapTap, TunLink,
+    seed, tap_boxed, Clock, DelayLine, Duration, Engine, ImpairError, ImpairStats, Impairments,
+    Instant, Link, PcapSink, TunLink,
 };
 use crate::runtime::BoxLink;
 
@@ -70,13 +70,13 @@ pub fn run(cfg: &ImpairConfig, out: &mut dyn Write) -> Result<ForwardStats, Impa
         a.raw_fd().expect("a TUN device has a descriptor"),
         b.raw_fd().expect("a TUN device has a descriptor"),
     ];
-    let a: BoxLink = match &cfg.pcap {
-        Some(path) => {
-            let sink = PcapSink::create(path).map_err(ImpairRunError::Pcap)?;
-            Box::new(PcapTap::new(a, sink, &cfg.tun_a).map_err(ImpairRunError::Pcap)?)
-        }
-        None => Box::new(a),
-    };
+    let sink = cfg
+        .pcap
+        .as_ref()
+        .map(PcapSink::create)
+        .transpose()
+        .map_err(ImpairRunError::Pcap)?;
+    let a = tap_boxed(a, sink.as_ref(), &cfg.tun_a).map_err(ImpairRunError::Pcap)?;
     let mut links: [BoxLink; 2] = [a, Box::new(b)];
     let mut engines = [
         Engine::new(cfg.a_to_b.clone(), seed::derive(cfg.seed, 1))?,

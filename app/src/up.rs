@@ -7,9 +7,9 @@ use std::io::{Read, Write};
 use std::net::SocketAddrV4;
 use std::path::PathBuf;
 
-use crate::link::{Duration, PcapSink, PcapTap, TunLink};
+use crate::link::{tap_boxed, Duration, PcapSink, TunLink};
 use crate::net::{Config, Interface, Ipv4Cidr};
-use crate::runtime::{BoxLink, Caller, Runtime};
+use crate::runtime::{Caller, Runtime};
 use crate::socket::{TcpListener, UdpSocket};
 use crate::transport::stack::{Stack, StackConfig};
 
@@ -72,13 +72,13 @@ fn serve_udp_echo(caller: &Caller, local: SocketAddrV4) -> Result<(), UpError> {
 /// Brings the stack up and serves until the process ends.
 pub fn run(cfg: &UpConfig, out: &mut dyn Write) -> Result<(), UpError> {
     let tun = TunLink::open(&cfg.tun, cfg.mtu).map_err(UpError::Device)?;
-    let link: BoxLink = match &cfg.pcap {
-        Some(path) => {
-            let sink = PcapSink::create(path).map_err(UpError::Pcap)?;
-            Box::new(PcapTap::new(tun, sink, &cfg.tun).map_err(UpError::Pcap)?)
-        }
-        None => Box::new(tun),
-    };
+    let sink = cfg
+        .pcap
+        .as_ref()
+        .map(PcapSink::create)
+        .transpose()
+        .map_err(UpError::Pcap)?;
+    let link = tap_boxed(tun, sink.as_ref(), &cfg.tun).map_err(UpError::Pcap)?;
     let stack = Stack::new(
         Interface::new(link, Config::new(cfg.addr)),
         StackConfig::default(),

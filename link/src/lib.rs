@@ -18,7 +18,7 @@ pub use impair::{
     DelayLine, Engine, GilbertElliott, ImpairError, ImpairStats, Impairments, Outage,
 };
 pub use link::{Capabilities, DropReason, Link, LinkError, Medium, TxInfo};
-pub use pcap::{PcapSink, PcapTap};
+pub use pcap::{tap_boxed, PcapSink, PcapTap};
 pub use sim::{SimConfig, SimLink, SimStats};
 pub use time::{Clock, Duration, Instant};
 #[cfg(target_os = "linux")]

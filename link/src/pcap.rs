@@ -184,6 +184,19 @@ pub fn impairment_note(info: &TxInfo) -> Option<String> {
     Some(format!("ustack-impair: {}", parts.join(", ")))
 }
 
+/// `link` boxed, captured into `sink` as interface `name` when there is a sink: how a
+/// tool with an optional `--pcap` builds its device.
+pub fn tap_boxed<L: Link + Send + 'static>(
+    link: L,
+    sink: Option<&PcapSink>,
+    name: &str,
+) -> io::Result<Box<dyn Link + Send>> {
+    Ok(match sink {
+        Some(sink) => Box::new(PcapTap::new(link, sink.clone(), name)?),
+        None => Box::new(link),
+    })
+}
+
 /// Wraps a link and records every packet sent and received through it.
 #[derive(Debug)]
 pub struct PcapTap<L: Link> {

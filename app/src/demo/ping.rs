@@ -8,8 +8,8 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use crate::link::{
-    Duration, ImpairError, Impairments, Instant, Link, Outage, PcapSink, PcapTap, SimConfig,
-    SimLink, SimStats,
+    tap_boxed, Duration, ImpairError, Impairments, Instant, Outage, PcapSink, SimConfig, SimLink,
+    SimStats,
 };
 use crate::net::{Config, IcmpEvent, Interface, Ipv4Cidr, SendError, Stats};
 
@@ -171,7 +171,7 @@ pub enum PingError {
 }
 
 /// A host's interface on its end of the simulated link, captured or not.
-type Host = Interface<Box<dyn Link>>;
+type Host = Interface<crate::runtime::BoxLink>;
 
 /// The payload of request `seq`: a pattern the reply must echo exactly.
 fn pattern(seq: u16, size: usize) -> Vec<u8> {
@@ -186,10 +186,7 @@ pub fn run(cfg: &PingConfig, progress: &mut dyn Write) -> Result<PingReport, Pin
     let (link_a, link_b) = SimLink::pair(sim, cfg.seed)?;
     let (stats_a, stats_b) = (link_a.clone(), link_b.clone());
     let sink = cfg.pcap.as_ref().map(PcapSink::create).transpose()?;
-    let link_a = match &sink {
-        Some(sink) => Box::new(PcapTap::new(link_a, sink.clone(), "sim-host-a")?) as Box<dyn Link>,
-        None => Box::new(link_a),
-    };
+    let link_a = tap_boxed(link_a, sink.as_ref(), "sim-host-a")?;
     let host = |link, addr| {
         let mut config = Config::new(Ipv4Cidr {
             addr,

@@ -20,10 +20,10 @@ use std::time::Instant as WallInstant;
 use sha2::{Digest, Sha256};
 
 use crate::link::{
-    seed, Duration, ImpairError, Impairments, Instant, Outage, PcapSink, PcapTap, SimConfig,
+    seed, tap_boxed, Duration, ImpairError, Impairments, Instant, Outage, PcapSink, SimConfig,
     SimLink,
 };
-use crate::runtime::{BoxLink, Caller, SimWorld, WorldError};
+use crate::runtime::{Caller, SimWorld, WorldError};
 use crate::sim::{host_addr, stack};
 use crate::socket::{SocketError, TcpListener, TcpStream};
 use crate::transport::stack::StackConfig;
@@ -162,10 +162,7 @@ pub fn run(cfg: &TcpDemoConfig, out: &mut dyn Write) -> Result<TcpDemoReport, De
     let probe = la.clone();
     let (stats_a, stats_b) = (la.clone(), lb.clone());
     let sink = cfg.pcap.as_ref().map(PcapSink::create).transpose()?;
-    let la: BoxLink = match &sink {
-        Some(sink) => Box::new(PcapTap::new(la, sink.clone(), "sim-host-a")?),
-        None => Box::new(la),
-    };
+    let la = tap_boxed(la, sink.as_ref(), "sim-host-a")?;
     let mut world = SimWorld::new();
     let stack_cfg = |seed| StackConfig {
         seed,

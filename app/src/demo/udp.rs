@@ -24,9 +24,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant as WallInstant;
 
 use crate::link::{
-    Duration, HubConfig, ImpairError, Impairments, Instant, Outage, PcapSink, PcapTap, SimHub,
+    tap_boxed, Duration, HubConfig, ImpairError, Impairments, Instant, Outage, PcapSink, SimHub,
 };
-use crate::runtime::{BoxLink, Caller, SimWorld};
+use crate::runtime::{Caller, SimWorld};
 use crate::sim::stack;
 use crate::socket::UdpSocket;
 use crate::transport::stack::StackConfig;
@@ -464,10 +464,8 @@ pub fn run(cfg: &UdpDemoConfig, out: &mut dyn Write) -> Result<UdpDemoReport, Ud
     let mut world = SimWorld::new();
     let mut host = |addr: Ipv4Addr, salt: u64| -> Result<usize, UdpDemoError> {
         let port = hub.attach(addr);
-        let link: BoxLink = match (&sink, addr == client_addr(0)) {
-            (Some(sink), true) => Box::new(PcapTap::new(port, sink.clone(), "sim-client-0")?),
-            _ => Box::new(port),
-        };
+        let tapped = sink.as_ref().filter(|_| addr == client_addr(0));
+        let link = tap_boxed(port, tapped, "sim-client-0")?;
         let stack_cfg = StackConfig {
             seed: cfg.seed.wrapping_mul(31) + salt,
             ..StackConfig::default()
