@@ -238,8 +238,7 @@ pub struct Row {
 
 /// Runs every measurement; `out` gets the table.
 pub fn run_bench(cfg: &BenchConfig, out: &mut dyn Write) -> Result<Vec<Row>, BenchError> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         return Err(BenchError::NotRoot);
     }
     for (tool, pkg) in [

@@ -4,14 +4,17 @@
 //! kernel has no netem).
 
 use std::io::Write;
-use std::os::fd::RawFd;
 use std::path::PathBuf;
 
+use crate::link::poll::wait_readable;
 use crate::link::{
     seed, tap_boxed, Clock, DelayLine, Duration, Engine, ImpairError, ImpairStats, Impairments,
     Instant, Link, PcapSink, TunLink,
 };
 use crate::runtime::BoxLink;
+
+/// How long the forwarder sleeps at most with no packet in flight.
+const FORWARD_IDLE: Duration = Duration::from_millis(100);
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,25 +54,10 @@ pub struct ForwardStats {
     pub write_drops: u64,
 }
 
-fn wait_for(fds: [RawFd; 2], timeout: Duration) {
-    let mut pfds = fds.map(|fd| libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    });
-    let ms = timeout.as_millis().clamp(0, 100) as i32;
-    // SAFETY: two valid pollfds; EINTR just ends the sleep early.
-    unsafe { libc::poll(pfds.as_mut_ptr(), 2, ms) };
-}
-
 /// Forwards until `run_for` passes (or for ever); `out` gets the start line.
 pub fn run(cfg: &ImpairConfig, out: &mut dyn Write) -> Result<ForwardStats, ImpairRunError> {
     let a = TunLink::open(&cfg.tun_a, cfg.mtu).map_err(ImpairRunError::Device)?;
     let b = TunLink::open(&cfg.tun_b, cfg.mtu).map_err(ImpairRunError::Device)?;
-    let fds = [
-        a.raw_fd().expect("a TUN device has a descriptor"),
-        b.raw_fd().expect("a TUN device has a descriptor"),
-    ];
     let sink = cfg
         .pcap
         .as_ref()
@@ -114,9 +102,14 @@ pub fn run(cfg: &ImpairConfig, out: &mut dyn Write) -> Result<ForwardStats, Impa
             }
         }
         let next = lines.iter().filter_map(|l| l.next_at()).min();
-        let wait = next.map_or(Duration::from_millis(100), |t| t - clock.now());
+        let wait = next.map_or(FORWARD_IDLE, |t| t - clock.now());
         if !wait.is_zero() {
-            wait_for(fds, wait);
+            let fds = links
+                .each_ref()
+                .map(|l| l.fd().expect("a TUN device has a descriptor"));
+            // A signal or a failed poll only ends this sleep early; the next read says
+            // whether a device is really gone.
+            let _ = wait_readable(fds, wait.min(FORWARD_IDLE));
         }
     }
     Ok(ForwardStats {

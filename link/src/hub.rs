@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::impair::{Engine, ImpairError, ImpairStats, Impairments, Outage};
 use crate::link::{Link, LinkError, Medium, TxInfo};
 use crate::sim::{derive_seed, enqueue, InFlight};
-use crate::time::{Duration, Instant};
+use crate::time::Instant;
 
 /// Byte offset of the destination address in an IPv4 header (RFC 791 section 3.1).
 const IPV4_DST: std::ops::Range<usize> = 16..20;
@@ -225,10 +225,6 @@ impl Link for HubPort {
             .queue
             .peek()
             .map(|p| p.at)
-    }
-
-    fn wait(&mut self, now: Instant, _timeout: Option<Duration>) -> Result<bool, LinkError> {
-        Ok(self.poll_at(now).is_some_and(|t| t <= now))
     }
 }
 

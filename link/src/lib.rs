@@ -7,6 +7,8 @@ pub mod hub;
 pub mod impair;
 mod link;
 pub mod pcap;
+#[cfg(target_os = "linux")]
+pub mod poll;
 pub mod seed;
 pub mod sim;
 pub mod time;
@@ -17,7 +19,7 @@ pub use hub::{HubConfig, HubPort, SimHub};
 pub use impair::{
     DelayLine, Engine, GilbertElliott, ImpairError, ImpairStats, Impairments, Outage,
 };
-pub use link::{Capabilities, DropReason, Link, LinkError, Medium, TxInfo};
+pub use link::{DropReason, Link, LinkError, Medium, TxInfo};
 pub use pcap::{tap_boxed, PcapSink, PcapTap};
 pub use sim::{SimConfig, SimLink, SimStats};
 pub use time::{Clock, Duration, Instant};

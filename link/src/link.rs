@@ -1,6 +1,8 @@
 //! The `Link` trait: what every device under ustack (TUN, raw AF_PACKET, simulated) offers
 //! the network layer above it.
 
+use std::os::fd::BorrowedFd;
+
 use crate::time::{Duration, Instant};
 
 /// What one unit on the link is.
@@ -10,17 +12,6 @@ pub enum Medium {
     Ip,
     /// Ethernet II frames (raw AF_PACKET sockets). Pcap link type ETHERNET (1).
     Ethernet,
-}
-
-/// Offloads a device performs, so the layers above can skip work.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Capabilities {
-    /// Received packets arrive with transport checksums already verified.
-    pub rx_checksum: bool,
-    /// The device fills in transport checksums of sent packets.
-    pub tx_checksum: bool,
-    /// The device accepts TCP segments larger than the MTU and segments them (TSO).
-    pub tcp_segmentation: bool,
 }
 
 /// Why a device failed to move a packet.
@@ -93,19 +84,14 @@ impl TxInfo {
 /// A device that moves whole packets (or frames) in both directions.
 ///
 /// All methods take `now`: a simulated link lives on the caller's virtual clock, and
-/// wrappers such as [`PcapTap`](crate::PcapTap) stamp packets with it. Methods never
-/// block except [`Link::wait`].
+/// wrappers such as [`PcapTap`](crate::PcapTap) stamp packets with it. No method blocks:
+/// a driver of a real device sleeps on its [`Link::fd`] (see [`crate::poll`]).
 pub trait Link {
     /// What a packet on this link is.
     fn medium(&self) -> Medium;
 
     /// The largest packet (IP) or frame payload (Ethernet) the link carries.
     fn mtu(&self) -> usize;
-
-    /// Offloads the device performs.
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
 
     /// Sends one packet. `Ok` means the link accepted it, not that it will arrive.
     fn send(&mut self, now: Instant, packet: &[u8]) -> Result<TxInfo, LinkError>;
@@ -114,42 +100,9 @@ pub trait Link {
     /// ready at `now`.
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<usize>, LinkError>;
 
-    /// Sends several packets; returns how many were accepted before the first error.
-    fn send_batch(&mut self, now: Instant, packets: &[&[u8]]) -> Result<usize, LinkError> {
-        for (i, packet) in packets.iter().enumerate() {
-            if let Err(e) = self.send(now, packet) {
-                return if i == 0 { Err(e) } else { Ok(i) };
-            }
-        }
-        Ok(packets.len())
-    }
-
-    /// Receives up to `bufs.len()` packets; `lens[i]` gets the length of the packet in
-    /// `bufs[i]`. Returns how many were received.
-    fn recv_batch(
-        &mut self,
-        now: Instant,
-        bufs: &mut [&mut [u8]],
-        lens: &mut [usize],
-    ) -> Result<usize, LinkError> {
-        let mut n = 0;
-        for (buf, len) in bufs.iter_mut().zip(lens.iter_mut()) {
-            match self.recv(now, buf) {
-                Ok(Some(l)) => {
-                    *len = l;
-                    n += 1;
-                }
-                Ok(None) => break,
-                Err(e) if n == 0 => return Err(e),
-                Err(_) => break,
-            }
-        }
-        Ok(n)
-    }
-
-    /// The file descriptor that becomes readable when a packet arrives, for drivers that
-    /// wait on several things at once (a real device); `None` for simulated links.
-    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+    /// The descriptor that becomes readable when a packet arrives, for drivers that wait
+    /// on several things at once (a real device); `None` for simulated links.
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
         None
     }
 
@@ -157,14 +110,9 @@ pub trait Link {
     /// it: `Some(t <= now)` means ready now; a simulated link returns the delivery time of
     /// the next packet in flight. Real devices return `None` and are waited on instead.
     fn poll_at(&self, now: Instant) -> Option<Instant>;
-
-    /// Blocks until a packet can be received or `timeout` has passed (`None`: no limit);
-    /// returns whether a packet is ready. Links on a virtual clock never block: they
-    /// report readiness at `now` and return at once.
-    fn wait(&mut self, now: Instant, timeout: Option<Duration>) -> Result<bool, LinkError>;
 }
 
-/// Forwards every method, batches included, to the referenced link.
+/// Forwards every method to the referenced link.
 macro_rules! forward_link {
     ($ty:ty) => {
         impl<L: Link + ?Sized> Link for $ty {
@@ -174,34 +122,17 @@ macro_rules! forward_link {
             fn mtu(&self) -> usize {
                 (**self).mtu()
             }
-            fn capabilities(&self) -> Capabilities {
-                (**self).capabilities()
-            }
             fn send(&mut self, now: Instant, packet: &[u8]) -> Result<TxInfo, LinkError> {
                 (**self).send(now, packet)
             }
             fn recv(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<usize>, LinkError> {
                 (**self).recv(now, buf)
             }
-            fn send_batch(&mut self, now: Instant, packets: &[&[u8]]) -> Result<usize, LinkError> {
-                (**self).send_batch(now, packets)
-            }
-            fn recv_batch(
-                &mut self,
-                now: Instant,
-                bufs: &mut [&mut [u8]],
-                lens: &mut [usize],
-            ) -> Result<usize, LinkError> {
-                (**self).recv_batch(now, bufs, lens)
+            fn fd(&self) -> Option<BorrowedFd<'_>> {
+                (**self).fd()
             }
             fn poll_at(&self, now: Instant) -> Option<Instant> {
                 (**self).poll_at(now)
-            }
-            fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
-                (**self).raw_fd()
-            }
-            fn wait(&mut self, now: Instant, timeout: Option<Duration>) -> Result<bool, LinkError> {
-                (**self).wait(now, timeout)
             }
         }
     };

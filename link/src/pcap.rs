@@ -22,7 +22,7 @@ use pcap_file::pcapng::blocks::interface_description::{
 use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::DataLink;
 
-use crate::link::{Capabilities, Link, LinkError, Medium, TxInfo};
+use crate::link::{Link, LinkError, Medium, TxInfo};
 use crate::time::{Duration, Instant};
 
 /// pcapng `epb_flags` direction bits (pcapng spec, section 4.3.1).
@@ -242,10 +242,6 @@ impl<L: Link> Link for PcapTap<L> {
         self.inner.mtu()
     }
 
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
     fn send(&mut self, now: Instant, packet: &[u8]) -> Result<TxInfo, LinkError> {
         let info = self.inner.send(now, packet)?;
         self.sink
@@ -265,12 +261,8 @@ impl<L: Link> Link for PcapTap<L> {
         self.inner.poll_at(now)
     }
 
-    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
-        self.inner.raw_fd()
-    }
-
-    fn wait(&mut self, now: Instant, timeout: Option<Duration>) -> Result<bool, LinkError> {
-        self.inner.wait(now, timeout)
+    fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.inner.fd()
     }
 }
 

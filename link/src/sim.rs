@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::impair::{Engine, ImpairError, ImpairStats, Impairments, Outage, Verdict};
 use crate::link::{Link, LinkError, Medium, TxInfo};
-use crate::time::{Duration, Instant};
+use crate::time::Instant;
 
 /// Configuration of a [`SimLink`] pair: MTU and the impairments of each direction.
 #[derive(Debug, Clone, PartialEq)]
@@ -262,15 +262,12 @@ impl Link for SimLink {
     fn poll_at(&self, _now: Instant) -> Option<Instant> {
         self.lock().dirs[self.rx()].queue.peek().map(|p| p.at)
     }
-
-    fn wait(&mut self, now: Instant, _timeout: Option<Duration>) -> Result<bool, LinkError> {
-        Ok(self.poll_at(now).is_some_and(|t| t <= now))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::Duration;
     use proptest::prelude::*;
 
     fn drain(link: &mut SimLink, now: Instant) -> Vec<Vec<u8>> {

@@ -1,23 +1,31 @@
 //! `TunLink`: a Linux TUN device (bare IPv4 packets, `IFF_TUN | IFF_NO_PI`), read and
-//! written without blocking; [`Link::wait`] sleeps in poll(2) on the device.
+//! written without blocking; a driver sleeps on [`Link::fd`] with [`crate::poll`].
 //!
-//! The ioctl is made with libc directly: the interface request is three fields, and
-//! the offload variant (IFF_VNET_HDR, a later issue) needs further ioctls of its own.
+//! The device is opened with std and read and written as a file. The one call nix has no
+//! safe wrapper for is the TUNSETIFF ioctl: nix only generates the (unsafe) function for
+//! it, since the kernel reads an `ifreq` through the pointer; that `unsafe` stays here.
 
-use std::ffi::CString;
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::OpenOptionsExt;
 
 use crate::link::{Link, LinkError, Medium, TxInfo};
-use crate::time::{Duration, Instant};
+use crate::time::Instant;
 
-/// `_IOW('T', 202, int)` from linux/if_tun.h.
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+// TUNSETIFF is `_IOW('T', 202, int)` in linux/if_tun.h although the kernel reads a whole
+// `struct ifreq`: the request code is built from the size of an int (a "bad" ioctl in
+// nix's terms), the argument is a pointer to the ifreq.
+nix::ioctl_write_ptr_bad!(
+    tun_set_iff,
+    nix::request_code_write!(b'T', 202, std::mem::size_of::<libc::c_int>()),
+    libc::ifreq
+);
 
 /// A TUN device owned by this process; it disappears when dropped (unless persistent).
 #[derive(Debug)]
 pub struct TunLink {
-    fd: OwnedFd,
+    file: File,
     name: String,
     mtu: usize,
 }
@@ -31,40 +39,33 @@ impl TunLink {
                 format!("`{name}` is not a valid interface name (1 to 15 bytes)"),
             ));
         }
-        let path = CString::new("/dev/net/tun").expect("no NUL in a literal");
-        // SAFETY: a valid C string and flags; the result is checked.
-        let raw = unsafe {
-            libc::open(
-                path.as_ptr(),
-                libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
-            )
-        };
-        if raw < 0 {
-            let e = io::Error::last_os_error();
-            return Err(io::Error::new(
-                e.kind(),
-                format!("cannot open /dev/net/tun: {e}"),
-            ));
-        }
-        // SAFETY: `raw` is a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: ifreq is plain old data; all-zero is a valid value.
-        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-        for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        // std opens with O_CLOEXEC.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open("/dev/net/tun")
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot open /dev/net/tun: {e}")))?;
+        let mut ifr_name = [0 as libc::c_char; libc::IFNAMSIZ];
+        for (dst, src) in ifr_name.iter_mut().zip(name.bytes()) {
             *dst = src as libc::c_char;
         }
-        req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
-        // SAFETY: TUNSETIFF takes a pointer to an ifreq that lives across the call.
-        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            return Err(io::Error::new(
-                e.kind(),
+        let req = libc::ifreq {
+            ifr_name,
+            ifr_ifru: libc::__c_anonymous_ifr_ifru {
+                ifru_flags: (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short,
+            },
+        };
+        // SAFETY: `file` is an open /dev/net/tun descriptor and `req` a fully initialised
+        // ifreq that lives across the call; the kernel only reads it.
+        unsafe { tun_set_iff(file.as_raw_fd(), &req) }.map_err(|e| {
+            io::Error::new(
+                io::Error::from(e).kind(),
                 format!("cannot create TUN device {name}: {e}"),
-            ));
-        }
+            )
+        })?;
         Ok(TunLink {
-            fd,
+            file,
             name: name.to_string(),
             mtu,
         })
@@ -91,57 +92,34 @@ impl Link for TunLink {
                 mtu: self.mtu,
             });
         }
-        // SAFETY: the buffer is valid for its length.
-        let n = unsafe { libc::write(self.fd.as_raw_fd(), packet.as_ptr().cast(), packet.len()) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return Err(if e.kind() == io::ErrorKind::WouldBlock {
-                LinkError::WouldBlock
-            } else {
-                LinkError::Io(e)
-            });
+        match self.file.write(packet) {
+            Ok(_) => Ok(TxInfo::default()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(LinkError::WouldBlock),
+            Err(e) => Err(LinkError::Io(e)),
         }
-        Ok(TxInfo::default())
     }
 
     fn recv(&mut self, _now: Instant, buf: &mut [u8]) -> Result<Option<usize>, LinkError> {
-        // SAFETY: the buffer is valid for its length.
-        let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
-                _ => Err(LinkError::Io(e)),
-            };
+        match self.file.read(buf) {
+            Ok(n) => Ok(Some(n)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(LinkError::Io(e)),
         }
-        Ok(Some(n as usize))
     }
 
     fn poll_at(&self, _now: Instant) -> Option<Instant> {
         None
     }
 
-    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
-        Some(self.fd.as_raw_fd())
-    }
-
-    fn wait(&mut self, _now: Instant, timeout: Option<Duration>) -> Result<bool, LinkError> {
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
-        // SAFETY: one valid pollfd.
-        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                return Ok(false);
-            }
-            return Err(LinkError::Io(e));
-        }
-        Ok(rc > 0 && pfd.revents & libc::POLLIN != 0)
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.file.as_fd())
     }
 }
 

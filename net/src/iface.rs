@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 
 use etherparse::icmpv4::{DestUnreachableHeader, TimeExceededCode};
 use etherparse::{IcmpEchoHeader, Icmpv4Header, Icmpv4Type, IpNumber, Ipv4Header, Ipv4HeaderSlice};
-use ustack_link::{Duration, Instant, Link, LinkError};
+use ustack_link::{Instant, Link, LinkError};
 
 use crate::frag::{self, FragmentKey, Reassembler, ReassemblyConfig};
 use crate::icmp::{self, IcmpError, IcmpEvent, Incoming, QUOTED_PAYLOAD};
@@ -249,11 +249,6 @@ impl<L: Link> Interface<L> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
-    }
-
-    /// Blocks on the link until a packet is ready or `timeout` passes.
-    pub fn wait(&mut self, now: Instant, timeout: Option<Duration>) -> Result<bool, LinkError> {
-        self.link.wait(now, timeout)
     }
 
     fn is_broadcast(&self, addr: Ipv4Addr) -> bool {

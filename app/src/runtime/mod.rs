@@ -15,7 +15,8 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 
-use crate::link::{Clock, Duration, Instant};
+use crate::link::poll::Waker;
+use crate::link::{Clock, Duration, Instant, Link};
 use crate::transport::stack::Stack;
 use engine::Engine;
 pub use engine::{BoxLink, HostId, TcpInfo};
@@ -36,61 +37,6 @@ pub struct Caller {
     host: HostId,
     /// Wakes a wall-clock runtime sleeping in poll(2) on its device.
     wake: Option<std::sync::Arc<Waker>>,
-}
-
-/// An eventfd the runtime polls beside its device, so a socket call wakes it at once.
-#[derive(Debug)]
-struct Waker {
-    fd: std::os::fd::OwnedFd,
-}
-
-impl Waker {
-    fn new() -> Option<Waker> {
-        use std::os::fd::FromRawFd;
-        // SAFETY: plain flags; the result is checked.
-        let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        // SAFETY: a fresh descriptor we own.
-        (raw >= 0).then(|| Waker {
-            fd: unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) },
-        })
-    }
-
-    fn wake(&self) {
-        use std::os::fd::AsRawFd;
-        let one: u64 = 1;
-        // SAFETY: eight valid bytes; a full counter (EAGAIN) still means "awake".
-        unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
-    }
-
-    fn clear(&self) {
-        use std::os::fd::AsRawFd;
-        let mut count: u64 = 0;
-        // SAFETY: eight valid bytes; EAGAIN when already clear is fine.
-        unsafe { libc::read(self.fd.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
-    }
-
-    /// Sleeps until the device or a caller is ready, or `timeout` passes. Returns false
-    /// if the device reports an error or hang-up (it went away).
-    fn poll(&self, device: std::os::fd::RawFd, timeout: Duration) -> bool {
-        use std::os::fd::AsRawFd;
-        let mut fds = [
-            libc::pollfd {
-                fd: device,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        let ms = timeout.as_millis().clamp(1, 1000) as i32;
-        // SAFETY: two valid pollfds; errors (EINTR) just end the sleep early.
-        unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
-        self.clear();
-        fds[0].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) == 0
-    }
 }
 
 impl std::fmt::Debug for Msg {
@@ -417,8 +363,11 @@ impl Runtime {
         let (stop, stopped) = bounded::<()>(1);
         // A device with a descriptor is waited on in poll(2) together with an eventfd
         // the callers ring; a simulated link falls back to short sleeps on the channel.
-        let device = stack.interface().link().raw_fd();
-        let wake = device.and_then(|_| Waker::new()).map(std::sync::Arc::new);
+        let has_fd = stack.interface().link().fd().is_some();
+        let wake = has_fd
+            .then(Waker::new)
+            .and_then(Result::ok)
+            .map(std::sync::Arc::new);
         let waker = wake.clone();
         let thread = std::thread::Builder::new()
             .name("ustack-runtime".into())
@@ -435,7 +384,7 @@ impl Runtime {
                     engine.now = clock.now();
                     engine.settle();
                     engine.retry(&mut waiting);
-                    if let (Some(fd), Some(w)) = (device, &waker) {
+                    if let Some(w) = &waker {
                         // Serve every queued call, then sleep on the device and the
                         // eventfd until the next timer.
                         let mut served = false;
@@ -452,7 +401,13 @@ impl Runtime {
                                 .map(|t| t - engine.now)
                                 .unwrap_or(WALL_IDLE)
                                 .min(WALL_IDLE);
-                            if !w.poll(fd, wait) {
+                            let device = engine.hosts[0].interface().link().fd();
+                            let device = device.expect("a link with a waker has a descriptor");
+                            // poll(2) waits whole milliseconds: at least one, so that a
+                            // timer due in under a millisecond does not spin. An error of
+                            // poll itself (not of the device) only ends this sleep.
+                            let wait = wait.clamp(Duration::from_millis(1), WALL_IDLE);
+                            if w.wait_with(device, wait).is_ok_and(|d| d.failed) {
                                 eprintln!("ustack: the device failed; the stack stops");
                                 for call in waiting.drain(..) {
                                     let _ = call.reply.send(Reply::Err(CallError::Stopped));
