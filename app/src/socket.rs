@@ -6,8 +6,8 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::link::Duration;
-use crate::runtime::{CallError, Caller, Op, Reply, TcpInfo};
-use crate::transport::stack::{StackError, TcpHandle};
+use crate::runtime::{CallError, Caller, Op, Reply, RuntimeError, TcpInfo};
+use crate::transport::stack::{StackError, TcpHandle, UdpSendFailure};
 use crate::transport::tcp::TcpError;
 use crate::transport::udp::{BindError as UdpBindError, UdpHandle};
 
@@ -22,88 +22,157 @@ fn kind_of_tcp(e: TcpError) -> io::ErrorKind {
     }
 }
 
-/// Why a socket call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a call on an open socket (read, write, accept, send, receive...) failed.
+#[derive(Debug, thiserror::Error)]
 pub enum SocketError {
     #[error(transparent)]
     Tcp(#[from] TcpError),
-    #[error("address in use: port {0}")]
-    AddrInUse(u16),
-    #[error("no route to host {0}")]
-    NoRoute(Ipv4Addr),
-    #[error("no free ephemeral port")]
-    NoPort,
     #[error("the socket is closed")]
     Closed,
     #[error("the operation timed out")]
     Timeout,
-    #[error("{0}")]
-    Send(String),
-    #[error("the simulation is deadlocked: every application waits and the network is idle")]
-    Deadlock,
-    #[error("the simulation reached its time limit")]
-    TimeLimit,
-    #[error("the simulation is over: every application finished")]
-    Shutdown,
-    #[error("the stack's runtime has stopped")]
-    Stopped,
+    #[error(transparent)]
+    Send(UdpSendFailure),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
 }
 
-/// `TcpStream::connect` failed.
-pub type ConnectError = SocketError;
-/// `bind`/`listen` failed.
-pub type BindError = SocketError;
+/// Why `TcpStream::connect` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Refused, reset or timed out after the SYN retries.
+    #[error(transparent)]
+    Tcp(#[from] TcpError),
+    #[error("no route to host {0}")]
+    NoRoute(Ipv4Addr),
+    #[error("no free ephemeral port")]
+    NoPort,
+    /// The connection was removed before it was established.
+    #[error("the socket is closed")]
+    Closed,
+    /// The caller's connect timeout passed.
+    #[error("the operation timed out")]
+    Timeout,
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+/// Why `TcpListener::bind` or `UdpSocket::bind` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("address in use: port {0}")]
+    AddrInUse(u16),
+    #[error("no free ephemeral port")]
+    NoPort,
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
 
 impl SocketError {
     pub fn kind(&self) -> io::ErrorKind {
         match self {
             SocketError::Tcp(e) => kind_of_tcp(*e),
-            SocketError::AddrInUse(_) => io::ErrorKind::AddrInUse,
-            SocketError::NoRoute(_) => io::ErrorKind::HostUnreachable,
-            SocketError::NoPort => io::ErrorKind::AddrNotAvailable,
             SocketError::Closed => io::ErrorKind::NotConnected,
             // std on Linux reports an elapsed read timeout as EAGAIN.
             SocketError::Timeout => io::ErrorKind::WouldBlock,
             SocketError::Send(_) => io::ErrorKind::Other,
-            SocketError::Deadlock | SocketError::TimeLimit | SocketError::Shutdown => {
-                io::ErrorKind::Other
-            }
-            SocketError::Stopped => io::ErrorKind::NotConnected,
+            SocketError::Runtime(e) => e.kind(),
         }
     }
 }
 
-impl From<SocketError> for io::Error {
-    fn from(e: SocketError) -> io::Error {
-        io::Error::new(e.kind(), e)
+impl ConnectError {
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            ConnectError::Tcp(e) => kind_of_tcp(*e),
+            ConnectError::NoRoute(_) => io::ErrorKind::HostUnreachable,
+            ConnectError::NoPort => io::ErrorKind::AddrNotAvailable,
+            ConnectError::Closed => io::ErrorKind::NotConnected,
+            ConnectError::Timeout => io::ErrorKind::WouldBlock,
+            ConnectError::Runtime(e) => e.kind(),
+        }
     }
+}
+
+impl BindError {
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            BindError::AddrInUse(_) => io::ErrorKind::AddrInUse,
+            BindError::NoPort => io::ErrorKind::AddrNotAvailable,
+            BindError::Runtime(e) => e.kind(),
+        }
+    }
+}
+
+/// `From<E> for io::Error` with the kind each error names.
+macro_rules! into_io_error {
+    ($($ty:ty),*) => {$(
+        impl From<$ty> for io::Error {
+            fn from(e: $ty) -> io::Error {
+                io::Error::new(e.kind(), e)
+            }
+        }
+    )*};
+}
+
+into_io_error!(SocketError, ConnectError, BindError);
+
+/// An error a call cannot produce for this operation: the runtime mixed up replies.
+fn wrong(e: &CallError) -> RuntimeError {
+    RuntimeError::WrongReply(match e {
+        CallError::Stack(_) => "stack error",
+        CallError::UdpBind(_) => "UDP bind error",
+        CallError::UdpSend(_) => "UDP send error",
+        CallError::UdpClosed => "UDP closed",
+        CallError::Deadline => "deadline",
+        CallError::Ended(_) => "runtime error",
+    })
 }
 
 impl From<CallError> for SocketError {
     fn from(e: CallError) -> SocketError {
         match e {
             CallError::Stack(StackError::Tcp(t)) => SocketError::Tcp(t),
-            CallError::Stack(StackError::AddrInUse(p)) => SocketError::AddrInUse(p),
-            CallError::Stack(StackError::NoRoute(ip)) => SocketError::NoRoute(ip),
-            CallError::Stack(StackError::NoEphemeralPort(_)) => SocketError::NoPort,
-            CallError::Stack(StackError::BadHandle) => SocketError::Closed,
-            CallError::UdpBind(UdpBindError::AddrInUse(p)) => SocketError::AddrInUse(p),
-            CallError::UdpBind(UdpBindError::NoEphemeralPort) => SocketError::NoPort,
-            CallError::UdpSend(s) => SocketError::Send(s),
-            CallError::UdpClosed => SocketError::Closed,
+            CallError::Stack(StackError::BadHandle) | CallError::UdpClosed => SocketError::Closed,
+            CallError::UdpSend(f) => SocketError::Send(f),
             CallError::Deadline => SocketError::Timeout,
-            CallError::Deadlock => SocketError::Deadlock,
-            CallError::TimeLimit => SocketError::TimeLimit,
-            CallError::Shutdown => SocketError::Shutdown,
-            CallError::Stopped => SocketError::Stopped,
+            CallError::Ended(r) => SocketError::Runtime(r),
+            other => SocketError::Runtime(wrong(&other)),
         }
     }
 }
 
-fn unexpected(r: Reply) -> SocketError {
+impl From<CallError> for ConnectError {
+    fn from(e: CallError) -> ConnectError {
+        match e {
+            CallError::Stack(StackError::Tcp(t)) => ConnectError::Tcp(t),
+            CallError::Stack(StackError::NoRoute(ip)) => ConnectError::NoRoute(ip),
+            CallError::Stack(StackError::NoEphemeralPort(_)) => ConnectError::NoPort,
+            CallError::Stack(StackError::BadHandle) => ConnectError::Closed,
+            CallError::Deadline => ConnectError::Timeout,
+            CallError::Ended(r) => ConnectError::Runtime(r),
+            other => ConnectError::Runtime(wrong(&other)),
+        }
+    }
+}
+
+impl From<CallError> for BindError {
+    fn from(e: CallError) -> BindError {
+        match e {
+            CallError::Stack(StackError::AddrInUse(p))
+            | CallError::UdpBind(UdpBindError::AddrInUse(p)) => BindError::AddrInUse(p),
+            CallError::UdpBind(UdpBindError::NoEphemeralPort) => BindError::NoPort,
+            CallError::Ended(r) => BindError::Runtime(r),
+            other => BindError::Runtime(wrong(&other)),
+        }
+    }
+}
+
+/// The error for a reply that is not the answer `E`'s operation expects.
+fn failed<E: From<CallError>>(r: Reply) -> E {
     match r {
         Reply::Err(e) => e.into(),
-        other => SocketError::Send(format!("unexpected runtime reply {other:?}")),
+        other => CallError::Ended(RuntimeError::WrongReply(other.name())).into(),
     }
 }
 
@@ -124,7 +193,7 @@ impl TcpListener {
                 port,
                 timeout: None,
             }),
-            r => Err(unexpected(r)),
+            r => Err(failed(r)),
         }
     }
 
@@ -147,7 +216,7 @@ impl TcpListener {
                 TcpStream::new(self.caller.clone(), h, local, remote),
                 remote,
             )),
-            r => Err(unexpected(r)),
+            r => Err(failed(r)),
         }
     }
 }
@@ -198,7 +267,7 @@ impl TcpStream {
             Reply::Stream { h, local, remote } => {
                 Ok(TcpStream::new(caller.clone(), h, local, remote))
             }
-            r => Err(unexpected(r)),
+            r => Err(failed(r)),
         }
     }
 
@@ -226,7 +295,7 @@ impl TcpStream {
             .call(Op::TcpSetNodelay { h: self.h, nodelay }, None)
         {
             Reply::Done => Ok(()),
-            r => Err(unexpected(r)),
+            r => Err(failed(r)),
         }
     }
 
@@ -234,7 +303,7 @@ impl TcpStream {
     pub fn shutdown(&self) -> Result<(), SocketError> {
         match self.caller.call(Op::TcpShutdown { h: self.h }, None) {
             Reply::Done => Ok(()),
-            r => Err(unexpected(r)),
+            r => Err(failed(r)),
         }
     }
 
@@ -242,7 +311,7 @@ impl TcpStream {
     pub fn info(&self) -> Result<TcpInfo, SocketError> {
         match self.caller.call(Op::TcpInfo { h: self.h }, None) {
             Reply::Info(info) => Ok(*info),
-            r => Err(unexpected(r)),
+            r => Err(failed(r)),
         }
     }
 
@@ -253,7 +322,7 @@ impl TcpStream {
             .call(Op::TcpRead { h: self.h, max }, self.read_timeout)
         {
             Reply::Data(data) => Ok(data),
-            r => Err(unexpected(r)),
+            r => Err(failed(r)),
         }
     }
 }
@@ -282,7 +351,7 @@ impl io::Write for TcpStream {
             self.write_timeout,
         ) {
             Reply::Written(n) => Ok(n),
-            r => Err(unexpected(r).into()),
+            r => Err(failed::<SocketError>(r).into()),
         }
     }
 
@@ -316,7 +385,7 @@ impl UdpSocket {
                 local,
                 read_timeout: None,
             }),
-            r => Err(unexpected(r)),
+            r => Err(failed(r)),
         }
     }
 
@@ -338,7 +407,7 @@ impl UdpSocket {
             None,
         ) {
             Reply::Written(n) => Ok(n),
-            r => Err(unexpected(r).into()),
+            r => Err(failed::<SocketError>(r).into()),
         }
     }
 
@@ -355,7 +424,7 @@ impl UdpSocket {
                 buf[..data.len()].copy_from_slice(&data);
                 Ok((data.len(), from))
             }
-            r => Err(unexpected(r).into()),
+            r => Err(failed::<SocketError>(r).into()),
         }
     }
 }

@@ -235,3 +235,47 @@ fn same_seed_same_run_with_threads() {
     assert_eq!(first.0, 200_000);
     assert_eq!(first, run());
 }
+
+/// Each operation has its own error type, and the stack's errors keep their types up to
+/// the application (also through `std::io::Error`).
+#[test]
+fn errors_are_typed_per_operation() {
+    use ustack_app::socket::{BindError, ConnectError, SocketError};
+    use ustack_app::transport::stack::UdpSendFailure;
+    use ustack_app::transport::udp::UdpSendError;
+
+    let (mut w, a, _b) = world(Impairments::none(), 5);
+    let client = w.spawn(a, "client", |net| {
+        let local = SocketAddrV4::new(host_addr(1), 4000);
+        let sock = UdpSocket::bind(&net, local).unwrap();
+        let second = UdpSocket::bind(&net, local).map(|_| ()).unwrap_err();
+        assert!(matches!(second, BindError::AddrInUse(4000)), "{second:?}");
+        assert_eq!(second.kind(), ErrorKind::AddrInUse);
+
+        let too_big = vec![0u8; 70_000];
+        let err = sock
+            .send_to(&too_big, SocketAddrV4::new(host_addr(2), 9))
+            .unwrap_err();
+        let inner = err.get_ref().and_then(|e| e.downcast_ref::<SocketError>());
+        assert!(
+            matches!(
+                inner,
+                Some(SocketError::Send(UdpSendFailure::Udp(
+                    UdpSendError::TooLarge { len: 70_000 }
+                )))
+            ),
+            "{err:?}"
+        );
+
+        // Outside the host's /24 and with no gateway.
+        let far = SocketAddrV4::new(std::net::Ipv4Addr::new(198, 19, 0, 1), 80);
+        let err = TcpStream::connect(&net, far, None).map(|_| ()).unwrap_err();
+        assert!(
+            matches!(err, ConnectError::NoRoute(ip) if ip == *far.ip()),
+            "{err:?}"
+        );
+        assert_eq!(err.kind(), ErrorKind::HostUnreachable);
+    });
+    w.run(Duration::from_secs(10)).unwrap();
+    client.join().unwrap();
+}

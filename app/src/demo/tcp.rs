@@ -23,7 +23,7 @@ use crate::link::{
     seed, tap_boxed, Duration, ImpairError, Impairments, Instant, Outage, PcapSink, SimConfig,
     SimLink,
 };
-use crate::runtime::{Caller, SimWorld, WorldError};
+use crate::runtime::{Caller, RuntimeError, SimWorld, WorldError};
 use crate::sim::{host_addr, stack};
 use crate::socket::{SocketError, TcpListener, TcpStream};
 use crate::transport::stack::StackConfig;
@@ -450,8 +450,7 @@ fn receiver(net: &Caller, give_up: Instant) -> Option<(u64, [u8; 32])> {
         listener.set_accept_timeout(Some(give_up - now));
         let (mut s, _) = match listener.accept() {
             Ok(x) => x,
-            Err(SocketError::Deadlock)
-            | Err(SocketError::TimeLimit)
+            Err(SocketError::Runtime(RuntimeError::Deadlock | RuntimeError::TimeLimit))
             | Err(SocketError::Timeout) => return None,
             Err(_) => continue,
         };

@@ -6,8 +6,9 @@ use std::net::SocketAddrV4;
 
 use crossbeam_channel::Sender;
 
+use super::RuntimeError;
 use crate::link::{Duration, Instant, Link};
-use crate::transport::stack::{Stack, StackError, TcpHandle};
+use crate::transport::stack::{Stack, StackError, TcpHandle, UdpSendFailure};
 use crate::transport::tcp::{State, TcpError};
 use crate::transport::udp::{UdpHandle, UdpRecvError};
 
@@ -111,23 +112,41 @@ pub(crate) enum Reply {
     Err(CallError),
 }
 
-/// Why a call failed inside the runtime.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl Reply {
+    /// What kind of answer this is, for the error that reports a mismatched one.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Reply::Now(_) => "Now",
+            Reply::Done => "Done",
+            Reply::Stream { .. } => "Stream",
+            Reply::Data(_) => "Data",
+            Reply::Written(_) => "Written",
+            Reply::Udp { .. } => "Udp",
+            Reply::Datagram(..) => "Datagram",
+            Reply::Info(_) => "Info",
+            Reply::Err(_) => "Err",
+        }
+    }
+}
+
+/// Why a call failed inside the runtime; each socket operation turns it into its own
+/// error type.
+#[derive(Debug)]
 pub(crate) enum CallError {
     Stack(StackError),
     UdpBind(crate::transport::udp::BindError),
-    UdpSend(String),
+    UdpSend(UdpSendFailure),
     UdpClosed,
     /// The call's own timeout (read timeout, connect timeout) passed.
     Deadline,
-    /// Every participant waits and nothing in the network will ever wake one.
-    Deadlock,
-    /// The simulation hit its virtual time limit.
-    TimeLimit,
-    /// Every ordinary participant finished; servers are asked to stop.
-    Shutdown,
-    /// The runtime thread is gone (stopped, or its device failed).
-    Stopped,
+    /// The runtime no longer serves calls.
+    Ended(RuntimeError),
+}
+
+impl From<RuntimeError> for CallError {
+    fn from(e: RuntimeError) -> CallError {
+        CallError::Ended(e)
+    }
 }
 
 /// A call in flight: who made it, on which host, how to answer.
@@ -145,13 +164,39 @@ pub(crate) struct Call {
 pub(crate) struct Engine {
     pub hosts: Vec<Stack<BoxLink>>,
     pub now: Instant,
+    /// Per host: receive errors its link reported to [`Stack::poll`].
+    link_errors: Vec<u64>,
 }
+
+/// How many link receive errors one [`Engine::settle`] round takes from one host before
+/// it leaves the host for the next round (a device that fails on every read must not
+/// hold the driver; the wall-clock driver's poll(2) reports a device that went away).
+const LINK_ERRORS_PER_ROUND: usize = 16;
 
 fn stack_err(e: StackError) -> Reply {
     Reply::Err(CallError::Stack(e))
 }
 
 impl Engine {
+    pub fn new(now: Instant) -> Engine {
+        Engine {
+            hosts: Vec::new(),
+            now,
+            link_errors: Vec::new(),
+        }
+    }
+
+    pub fn add_host(&mut self, stack: Stack<BoxLink>) -> HostId {
+        self.hosts.push(stack);
+        self.link_errors.push(0);
+        self.hosts.len() - 1
+    }
+
+    /// Receive errors that host `id`'s link has reported so far.
+    pub fn link_errors(&self, id: HostId) -> u64 {
+        self.link_errors[id]
+    }
+
     /// Tries to complete `call` at the current time. `None`: it must wait.
     pub fn attempt(&mut self, call: &mut Call) -> Option<Reply> {
         if call.deadline.is_none() {
@@ -260,7 +305,7 @@ impl Engine {
             }),
             Op::UdpSendTo { u, dst, data } => Some(match stack.udp_send_to(now, *u, *dst, data) {
                 Ok(()) => Reply::Written(data.len()),
-                Err(e) => Reply::Err(CallError::UdpSend(e.to_string())),
+                Err(e) => Reply::Err(CallError::UdpSend(e)),
             }),
             Op::UdpRecvFrom { u, max } => {
                 let mut buf = vec![0; *max];
@@ -333,15 +378,69 @@ impl Engine {
     pub fn settle(&mut self) {
         for _ in 0..1_000_000 {
             let mut busy = false;
-            for stack in &mut self.hosts {
-                // A link error on a simulated link cannot happen; on a real device it is
-                // counted by the interface and the stack carries on.
-                let _ = stack.poll(self.now);
+            for (stack, errors) in self.hosts.iter_mut().zip(&mut self.link_errors) {
+                // A link receive error (never on a simulated link) ends `Stack::poll`
+                // early: count it and poll again, so that the rest of the tick (the
+                // packets behind it, timers, output) still runs.
+                for _ in 0..LINK_ERRORS_PER_ROUND {
+                    if stack.poll(self.now).is_ok() {
+                        break;
+                    }
+                    *errors += 1;
+                }
                 busy |= stack.poll_at(self.now).is_some_and(|t| t <= self.now);
             }
             if !busy {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link::{LinkError, Medium, TxInfo};
+    use crate::transport::stack::StackConfig;
+
+    /// A device whose first `failures` reads fail, then has nothing to read.
+    struct FailingLink {
+        failures: u32,
+    }
+
+    impl Link for FailingLink {
+        fn medium(&self) -> Medium {
+            Medium::Ip
+        }
+        fn mtu(&self) -> usize {
+            1500
+        }
+        fn send(&mut self, _now: Instant, _packet: &[u8]) -> Result<TxInfo, LinkError> {
+            Ok(TxInfo::default())
+        }
+        fn recv(&mut self, _now: Instant, _buf: &mut [u8]) -> Result<Option<usize>, LinkError> {
+            if self.failures == 0 {
+                return Ok(None);
+            }
+            self.failures -= 1;
+            Err(LinkError::Closed)
+        }
+        fn poll_at(&self, _now: Instant) -> Option<Instant> {
+            None
+        }
+    }
+
+    #[test]
+    fn settle_counts_link_receive_errors_and_finishes_the_tick() {
+        let mut engine = Engine::new(Instant::ZERO);
+        let link: BoxLink = Box::new(FailingLink { failures: 3 });
+        let host = engine.add_host(crate::sim::stack(
+            link,
+            crate::sim::host_addr(1),
+            StackConfig::default(),
+        ));
+        engine.settle();
+        assert_eq!(engine.link_errors(host), 3);
+        assert!(engine.hosts[host].poll(engine.now).is_ok());
     }
 }

@@ -28,6 +28,38 @@ pub(crate) use engine::{Call, CallError, Op, Reply};
 pub use sim_world::{SimWorld, WorldError};
 pub use wall_clock::Runtime;
 
+/// Why the runtime could not serve a call at all, whatever the operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    /// Every participant waits and nothing in the network will ever wake one.
+    #[error("the simulation is deadlocked: every application waits and the network is idle")]
+    Deadlock,
+    /// The simulation hit its virtual time limit.
+    #[error("the simulation reached its time limit")]
+    TimeLimit,
+    /// Every ordinary participant finished; servers are asked to stop.
+    #[error("the simulation is over: every application finished")]
+    Shutdown,
+    /// The runtime thread is gone (stopped, or its device failed).
+    #[error("the stack's runtime has stopped")]
+    Stopped,
+    /// The runtime answered a call with a reply meant for another kind of call.
+    #[error("the runtime answered with a {0} reply (a bug in ustack)")]
+    WrongReply(&'static str),
+}
+
+impl RuntimeError {
+    pub fn kind(&self) -> std::io::ErrorKind {
+        match self {
+            RuntimeError::Stopped => std::io::ErrorKind::NotConnected,
+            RuntimeError::Deadlock
+            | RuntimeError::TimeLimit
+            | RuntimeError::Shutdown
+            | RuntimeError::WrongReply(_) => std::io::ErrorKind::Other,
+        }
+    }
+}
+
 /// Messages to the runtime thread.
 pub(crate) enum Msg {
     Call(Call),
@@ -67,12 +99,14 @@ impl Caller {
             reply,
         };
         if self.tx.send(Msg::Call(call)).is_err() {
-            return Reply::Err(CallError::Stopped);
+            return Reply::Err(RuntimeError::Stopped.into());
         }
         if let Some(w) = &self.wake {
             w.wake();
         }
-        answer.recv().unwrap_or(Reply::Err(CallError::Stopped))
+        answer
+            .recv()
+            .unwrap_or(Reply::Err(RuntimeError::Stopped.into()))
     }
 
     pub fn host(&self) -> HostId {

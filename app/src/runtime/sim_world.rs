@@ -7,8 +7,8 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 
-use super::engine::{BoxLink, Call, CallError, Engine, HostId, Reply};
-use super::{Caller, Msg};
+use super::engine::{BoxLink, Call, Engine, HostId, Reply};
+use super::{Caller, Msg, RuntimeError};
 use crate::link::{Duration, Instant};
 use crate::transport::stack::Stack;
 
@@ -55,10 +55,7 @@ impl SimWorld {
     pub fn new() -> SimWorld {
         let (tx, rx) = unbounded();
         SimWorld {
-            engine: Engine {
-                hosts: Vec::new(),
-                now: Instant::ZERO,
-            },
+            engine: Engine::new(Instant::ZERO),
             tx,
             rx,
             alive: 0,
@@ -70,8 +67,13 @@ impl SimWorld {
 
     /// Adds a host; its stack must sit on a link driven by this world's clock.
     pub fn add_host(&mut self, stack: Stack<BoxLink>) -> HostId {
-        self.engine.hosts.push(stack);
-        self.engine.hosts.len() - 1
+        self.engine.add_host(stack)
+    }
+
+    /// Receive errors that host `id`'s link has reported so far (none on a simulated
+    /// link).
+    pub fn link_errors(&self, id: HostId) -> u64 {
+        self.engine.link_errors(id)
     }
 
     pub fn host(&self, id: HostId) -> &Stack<BoxLink> {
@@ -98,7 +100,7 @@ impl SimWorld {
 
     /// Starts a server thread: like [`SimWorld::spawn`], but the world does not wait for
     /// it. Once every ordinary participant has finished, the daemon's calls fail with
-    /// [`SocketError::Shutdown`](crate::socket::SocketError) and it is expected to return.
+    /// [`RuntimeError::Shutdown`] and it is expected to return.
     pub fn spawn_daemon<T, F>(&mut self, host: HostId, name: &str, f: F) -> JoinHandle<T>
     where
         T: Send + 'static,
@@ -170,9 +172,9 @@ impl SimWorld {
             // Only servers left: tell them to stop.
             if self.alive > 0 && self.alive == self.daemons_alive {
                 for call in pending.drain(..).chain(waiting.drain(..)) {
-                    let _ = call.reply.send(Reply::Err(CallError::Shutdown));
+                    let _ = call.reply.send(Reply::Err(RuntimeError::Shutdown.into()));
                 }
-                self.drain_exits(CallError::Shutdown);
+                self.drain_exits(RuntimeError::Shutdown);
             }
             if self.alive == 0 && pending.is_empty() && waiting.is_empty() {
                 return if deadlocked {
@@ -209,15 +211,15 @@ impl SimWorld {
                 Some(_) => {
                     self.engine.now = end;
                     for call in waiting.drain(..) {
-                        let _ = call.reply.send(Reply::Err(CallError::TimeLimit));
+                        let _ = call.reply.send(Reply::Err(RuntimeError::TimeLimit.into()));
                     }
-                    self.drain_exits(CallError::TimeLimit);
+                    self.drain_exits(RuntimeError::TimeLimit);
                     return Err(WorldError::TimeLimit(limit));
                 }
                 None => {
                     deadlocked = true;
                     for call in waiting.drain(..) {
-                        let _ = call.reply.send(Reply::Err(CallError::Deadlock));
+                        let _ = call.reply.send(Reply::Err(RuntimeError::Deadlock.into()));
                     }
                 }
             }
@@ -237,11 +239,11 @@ impl SimWorld {
     }
 
     /// At the end: answer every call with `error` until the participants are gone.
-    fn drain_exits(&mut self, error: CallError) {
+    fn drain_exits(&mut self, error: RuntimeError) {
         while self.alive > 0 {
             match self.rx.recv() {
                 Ok(Msg::Call(call)) => {
-                    let _ = call.reply.send(Reply::Err(error.clone()));
+                    let _ = call.reply.send(Reply::Err(error.into()));
                 }
                 Ok(Msg::Exit(p)) => self.exited(p),
                 Err(_) => return,

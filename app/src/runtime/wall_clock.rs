@@ -3,13 +3,14 @@
 //! with a [`Waker`] the callers ring; a link without one (a simulated link shared by
 //! wall-clock runtimes) falls back to short sleeps on the call channel.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 
-use super::engine::{BoxLink, Call, CallError, Engine, Reply};
-use super::{Caller, Msg};
+use super::engine::{BoxLink, Call, Engine, Reply};
+use super::{Caller, Msg, RuntimeError};
 use crate::link::poll::Waker;
 use crate::link::{Clock, Duration, Link};
 use crate::transport::stack::Stack;
@@ -20,6 +21,7 @@ pub struct Runtime {
     thread: Option<JoinHandle<Stack<BoxLink>>>,
     stop: Sender<()>,
     wake: Option<Arc<Waker>>,
+    link_errors: Arc<AtomicU64>,
 }
 
 /// How long the wall-clock driver sleeps at most between looks at a link it cannot poll.
@@ -42,11 +44,12 @@ impl Runtime {
         let (stop, stopped) = bounded::<()>(1);
         let has_fd = stack.interface().link().fd().is_some();
         let wake = has_fd.then(Waker::new).and_then(Result::ok).map(Arc::new);
+        let mut engine = Engine::new(clock.now());
+        engine.add_host(stack);
+        let link_errors = Arc::new(AtomicU64::new(0));
         let driver = Driver {
-            engine: Engine {
-                hosts: vec![stack],
-                now: clock.now(),
-            },
+            engine,
+            link_errors: link_errors.clone(),
             waiting: Vec::new(),
             clock,
             rx,
@@ -62,7 +65,13 @@ impl Runtime {
             thread: Some(thread),
             stop,
             wake,
+            link_errors,
         }
+    }
+
+    /// Receive errors the device has reported so far.
+    pub fn link_errors(&self) -> u64 {
+        self.link_errors.load(Ordering::Relaxed)
     }
 
     /// A caller for any thread.
@@ -108,6 +117,8 @@ struct Driver {
     stopped: Receiver<()>,
     /// Present when the device has a descriptor to sleep on.
     waker: Option<Arc<Waker>>,
+    /// The engine's count of link receive errors, for [`Runtime::link_errors`].
+    link_errors: Arc<AtomicU64>,
 }
 
 impl Driver {
@@ -117,6 +128,8 @@ impl Driver {
         while self.stopped.try_recv().is_err() {
             self.engine.now = self.clock.now();
             self.engine.settle();
+            self.link_errors
+                .store(self.engine.link_errors(0), Ordering::Relaxed);
             self.engine.retry(&mut self.waiting);
             let go_on = if self.waker.is_some() {
                 self.serve_queued() || self.sleep_on_device()
@@ -169,7 +182,7 @@ impl Driver {
         }
         eprintln!("ustack: the device failed; the stack stops");
         for call in self.waiting.drain(..) {
-            let _ = call.reply.send(Reply::Err(CallError::Stopped));
+            let _ = call.reply.send(Reply::Err(RuntimeError::Stopped.into()));
         }
         false
     }
