@@ -7,91 +7,32 @@
 //!
 //! Needs root; without it the tests say SKIPPED (a failure under CI=true).
 
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+
+use ustack_app::netns::Netns;
 
 const OURS: &str = "198.18.1.2";
 const KERNEL: &str = "198.18.1.1";
 
-/// The namespace and the ustack process in it, removed whatever happens.
-struct Netns {
-    name: String,
-    child: Option<Child>,
-}
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("ustack-{tag}-{}", std::process::id());
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "cannot create network namespace {name}");
-        Netns { name, child: None }
-    }
-
-    fn exec(&self, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(args)
-            .output()
-            .expect("ip netns exec runs")
-    }
-
-    fn must(&self, args: &[&str]) {
-        let out = self.exec(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// Waits (at most 10 s) for a process in the namespace to create device `dev`.
-    fn wait_for_link(&self, dev: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.exec(&["ip", "link", "show", dev]).status.success() {
-            assert!(Instant::now() < deadline, "the device {dev} never appeared");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Starts `ustack up` on a TUN device and configures the kernel's side.
-    fn start_ustack(&mut self) {
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.name,
-                env!("CARGO_BIN_EXE_ustack"),
-                "up",
-                "--tun",
-                "ustk0",
-                "--addr",
-            ])
-            .arg(format!("{OURS}/24"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ustack starts");
-        self.child = Some(child);
-        self.wait_for_link("ustk0");
-        self.must(&["ip", "addr", "add", &format!("{KERNEL}/24"), "dev", "ustk0"]);
-        self.must(&["ip", "link", "set", "ustk0", "up"]);
-        self.must(&["ip", "link", "set", "lo", "up"]);
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
+/// A namespace with `ustack up` on TUN device `ustk0` (198.18.1.2) and the kernel's
+/// side of it configured (198.18.1.1).
+fn ustack_up(tag: &str) -> Netns {
+    let mut ns = Netns::new(tag).unwrap();
+    let addr = format!("{OURS}/24");
+    ns.spawn(&[
+        env!("CARGO_BIN_EXE_ustack"),
+        "up",
+        "--tun",
+        "ustk0",
+        "--addr",
+        &addr,
+    ])
+    .unwrap();
+    ns.wait_for_link("ustk0").unwrap();
+    ns.must(&["ip", "addr", "add", &format!("{KERNEL}/24"), "dev", "ustk0"])
+        .unwrap();
+    ns.must(&["ip", "link", "set", "ustk0", "up"]).unwrap();
+    ns
 }
 
 fn is_root() -> bool {
@@ -142,13 +83,16 @@ fn kernel_ping_and_python_sockets_talk_to_ustack_on_tun() {
     if skip_unless_root() {
         return;
     }
-    let mut ns = Netns::new("tun");
-    ns.start_ustack();
-    let ping = ns.exec(&["ping", "-c", "3", "-i", "0.2", "-W", "2", OURS]);
+    let ns = ustack_up("tun");
+    let ping = ns
+        .exec(&["ping", "-c", "3", "-i", "0.2", "-W", "2", OURS])
+        .unwrap();
     let text = String::from_utf8_lossy(&ping.stdout);
     assert!(ping.status.success(), "ping failed:\n{text}");
     assert!(text.contains("3 received"), "{text}");
-    let client = ns.exec(&["timeout", "60", "python3", "-c", CLIENT, OURS]);
+    let client = ns
+        .exec(&["timeout", "60", "python3", "-c", CLIENT, OURS])
+        .unwrap();
     let line = String::from_utf8_lossy(&client.stdout);
     assert!(
         client.status.success(),
@@ -163,8 +107,7 @@ fn a_connect_to_a_closed_port_is_refused_like_the_kernel_would() {
     if skip_unless_root() {
         return;
     }
-    let mut ns = Netns::new("rst");
-    ns.start_ustack();
+    let ns = ustack_up("rst");
     let probe = r#"
 import socket, sys
 try:
@@ -173,7 +116,9 @@ try:
 except ConnectionRefusedError:
     print("refused")
 "#;
-    let out = ns.exec(&["timeout", "20", "python3", "-c", probe, OURS]);
+    let out = ns
+        .exec(&["timeout", "20", "python3", "-c", probe, OURS])
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "refused");
 }
 
@@ -186,34 +131,29 @@ struct ImpairedPair {
 
 impl ImpairedPair {
     fn new(tag: &str, flags: &[&str]) -> ImpairedPair {
-        let mut a = Netns::new(&format!("{tag}a"));
-        let b = Netns::new(&format!("{tag}b"));
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &a.name,
-                env!("CARGO_BIN_EXE_ustack"),
-                "impair",
-                "--tun-a",
-                "ia",
-                "--tun-b",
-                "ib",
-                "--for",
-                "60s",
-            ])
-            .args(flags)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ustack impair starts");
-        a.child = Some(child);
-        a.wait_for_link("ib");
-        a.must(&["ip", "link", "set", "ib", "netns", &b.name]);
-        a.must(&["ip", "addr", "add", "198.18.2.1/24", "dev", "ia"]);
-        a.must(&["ip", "link", "set", "ia", "up"]);
-        b.must(&["ip", "addr", "add", "198.18.2.2/24", "dev", "ib"]);
-        b.must(&["ip", "link", "set", "ib", "up"]);
+        let mut a = Netns::new(&format!("{tag}a")).unwrap();
+        let b = Netns::new(&format!("{tag}b")).unwrap();
+        let mut impair = vec![
+            env!("CARGO_BIN_EXE_ustack"),
+            "impair",
+            "--tun-a",
+            "ia",
+            "--tun-b",
+            "ib",
+            "--for",
+            "60s",
+        ];
+        impair.extend_from_slice(flags);
+        a.spawn(&impair).unwrap();
+        a.wait_for_link("ib").unwrap();
+        a.must(&["ip", "link", "set", "ib", "netns", b.name()])
+            .unwrap();
+        a.must(&["ip", "addr", "add", "198.18.2.1/24", "dev", "ia"])
+            .unwrap();
+        a.must(&["ip", "link", "set", "ia", "up"]).unwrap();
+        b.must(&["ip", "addr", "add", "198.18.2.2/24", "dev", "ib"])
+            .unwrap();
+        b.must(&["ip", "link", "set", "ib", "up"]).unwrap();
         ImpairedPair { a, b }
     }
 }
@@ -227,7 +167,8 @@ fn kernel_traffic_crosses_the_impairment_engine() {
     // The delay is applied each way: no reply can come back in under 40 ms.
     let ping = pair
         .a
-        .exec(&["ping", "-c", "5", "-i", "0.2", "-W", "2", "198.18.2.2"]);
+        .exec(&["ping", "-c", "5", "-i", "0.2", "-W", "2", "198.18.2.2"])
+        .unwrap();
     let text = String::from_utf8_lossy(&ping.stdout).to_string();
     let rtts: Vec<f64> = text
         .lines()
@@ -252,17 +193,9 @@ while True:
     n += len(d)
 c.sendall(str(n).encode()); c.close()
 "#;
-    let mut srv = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &pair.b.name,
-            "timeout",
-            "40",
-            "python3",
-            "-c",
-            server,
-        ])
+    let mut srv = pair
+        .b
+        .command(&["timeout", "40", "python3", "-c", server])
         .spawn()
         .expect("python server starts");
     let client = r#"
@@ -276,7 +209,10 @@ for _ in range(50):
 s.sendall(b"x" * (1 << 20)); s.shutdown(socket.SHUT_WR)
 print(s.recv(100).decode())
 "#;
-    let out = pair.a.exec(&["timeout", "40", "python3", "-c", client]);
+    let out = pair
+        .a
+        .exec(&["timeout", "40", "python3", "-c", client])
+        .unwrap();
     let _ = srv.wait();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -294,7 +230,8 @@ fn total_loss_in_the_engine_silences_the_kernel() {
     let pair = ImpairedPair::new("los", &["--loss", "1"]);
     let ping = pair
         .a
-        .exec(&["ping", "-c", "3", "-i", "0.2", "-W", "1", "198.18.2.2"]);
+        .exec(&["ping", "-c", "3", "-i", "0.2", "-W", "1", "198.18.2.2"])
+        .unwrap();
     let text = String::from_utf8_lossy(&ping.stdout);
     assert!(
         !ping.status.success() && text.contains(" 0 received"),
@@ -310,8 +247,7 @@ fn the_kernel_iperf3_client_runs_tcp_tests_against_ustack() {
     if skip_unless_root() {
         return;
     }
-    let mut ns = Netns::new("ipf");
-    ns.start_ustack();
+    let ns = ustack_up("ipf");
     for flags in [
         &["-t", "1"][..],
         &["-t", "1", "-R"],
@@ -319,7 +255,7 @@ fn the_kernel_iperf3_client_runs_tcp_tests_against_ustack() {
     ] {
         let mut args = vec!["timeout", "30", "iperf3", "-c", OURS, "-J"];
         args.extend_from_slice(flags);
-        let out = ns.exec(&args);
+        let out = ns.exec(&args).unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "iperf3 {flags:?} failed:\n{text}");
         let v: serde_json::Value = serde_json::from_str(&text).expect("iperf3 -J prints JSON");
@@ -331,7 +267,9 @@ fn the_kernel_iperf3_client_runs_tcp_tests_against_ustack() {
             "{flags:?}: sent {sent}, received {received}"
         );
     }
-    let udp = ns.exec(&["timeout", "10", "iperf3", "-c", OURS, "-u", "-t", "1"]);
+    let udp = ns
+        .exec(&["timeout", "10", "iperf3", "-c", OURS, "-u", "-t", "1"])
+        .unwrap();
     let text =
         String::from_utf8_lossy(&udp.stdout).to_string() + &String::from_utf8_lossy(&udp.stderr);
     assert!(
@@ -347,22 +285,16 @@ fn ustack_iperf3_client_measures_against_the_kernel_server() {
     if skip_unless_root() {
         return;
     }
-    let ns = Netns::new("ipc");
-    ns.must(&["ip", "link", "set", "lo", "up"]);
+    let ns = Netns::new("ipc").unwrap();
     for (i, reverse) in [false, true].into_iter().enumerate() {
-        let mut server = Command::new("ip")
-            .args([
-                "netns", "exec", &ns.name, "timeout", "30", "iperf3", "-s", "-1",
-            ])
+        let mut server = ns
+            .command(&["timeout", "30", "iperf3", "-s", "-1"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("iperf3 -s starts");
         let dev = format!("ustc{i}");
         let mut args = vec![
-            "netns",
-            "exec",
-            &ns.name,
             "timeout",
             "30",
             env!("CARGO_BIN_EXE_ustack"),
@@ -380,14 +312,15 @@ fn ustack_iperf3_client_measures_against_the_kernel_server() {
         if reverse {
             args.push("-R");
         }
-        let client = Command::new("ip")
-            .args(&args)
+        let client = ns
+            .command(&args)
             .stdout(Stdio::piped())
             .spawn()
             .expect("ustack iperf3 starts");
-        ns.wait_for_link(&dev);
-        ns.must(&["ip", "addr", "add", &format!("{KERNEL}/24"), "dev", &dev]);
-        ns.must(&["ip", "link", "set", &dev, "up"]);
+        ns.wait_for_link(&dev).unwrap();
+        ns.must(&["ip", "addr", "add", &format!("{KERNEL}/24"), "dev", &dev])
+            .unwrap();
+        ns.must(&["ip", "link", "set", &dev, "up"]).unwrap();
         let out = client.wait_with_output().expect("ustack iperf3 ends");
         let _ = server.kill();
         let _ = server.wait();

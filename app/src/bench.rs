@@ -13,11 +13,12 @@
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration as StdDuration, Instant as WallInstant};
 
 use crate::link::{Instant, SimConfig, SimLink};
 use crate::net::{Config, Interface, Ipv4Cidr};
+use crate::netns::{Netns, NetnsError};
 use crate::transport::stack::{Stack, StackConfig};
 
 /// What to run.
@@ -51,90 +52,17 @@ pub enum BenchError {
     NotRoot,
     #[error("`{0}` is needed and was not found (apt-get install {1})")]
     Missing(&'static str, &'static str),
-    #[error("{0}")]
-    Step(String),
-}
-
-/// A namespace and the processes started in it, removed whatever happens.
-struct Netns {
-    name: String,
-    children: Vec<Child>,
-}
-
-impl Netns {
-    fn new(tag: &str) -> Result<Netns, BenchError> {
-        let name = format!("ustack-bench-{tag}-{}", std::process::id());
-        run(&["ip", "netns", "add", &name])?;
-        let ns = Netns {
-            name,
-            children: Vec::new(),
-        };
-        ns.exec(&["ip", "link", "set", "lo", "up"])?;
-        Ok(ns)
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).args(args);
-        c
-    }
-
-    fn exec(&self, args: &[&str]) -> Result<String, BenchError> {
-        let out = self
-            .cmd(args)
-            .output()
-            .map_err(|e| BenchError::Step(format!("{args:?}: {e}")))?;
-        if !out.status.success() {
-            return Err(BenchError::Step(format!(
-                "{args:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn spawn(&mut self, args: &[&str]) -> Result<(), BenchError> {
-        let child = self
-            .cmd(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| BenchError::Step(format!("{args:?}: {e}")))?;
-        self.children.push(child);
-        Ok(())
-    }
-
-    fn wait_for_link(&self, dev: &str) -> Result<(), BenchError> {
-        let deadline = WallInstant::now() + StdDuration::from_secs(10);
-        while self.exec(&["ip", "link", "show", dev]).is_err() {
-            if WallInstant::now() > deadline {
-                return Err(BenchError::Step(format!("device {dev} never appeared")));
-            }
-            std::thread::sleep(StdDuration::from_millis(20));
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-fn run(args: &[&str]) -> Result<(), BenchError> {
-    let ok = Command::new(args[0])
-        .args(&args[1..])
-        .status()
-        .is_ok_and(|s| s.success());
-    ok.then_some(())
-        .ok_or_else(|| BenchError::Step(format!("{args:?} failed")))
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error("iperf3 -J printed no JSON: {0}")]
+    Iperf3Json(#[from] serde_json::Error),
+    /// iperf3's own message (its JSON `error` field).
+    #[error("iperf3 gave no result: {0}")]
+    Iperf3(String),
+    #[error("no ping replies from {0}")]
+    NoPingReplies(String),
+    #[error("cannot make a latency histogram: {0}")]
+    Histogram(#[from] hdrhistogram::CreationError),
 }
 
 fn have(tool: &str) -> bool {
@@ -149,20 +77,18 @@ fn iperf3_bps(ns: &Netns, server: &str, seconds: u64, reverse: bool) -> Result<f
     if reverse {
         args.push("-R");
     }
-    let text = ns.exec(&args)?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| BenchError::Step(format!("iperf3 -J: {e}")))?;
+    let text = ns.must(&args)?;
+    let v: serde_json::Value = serde_json::from_str(&text)?;
     v["end"]["sum_received"]["bits_per_second"]
         .as_f64()
-        .ok_or_else(|| BenchError::Step(format!("iperf3 gave no result: {}", v["error"])))
+        .ok_or_else(|| BenchError::Iperf3(v["error"].to_string()))
 }
 
 /// Ping round-trip times: (p50, p99, max) in microseconds.
 fn ping_us(ns: &Netns, target: &str, count: u32) -> Result<(u64, u64, u64), BenchError> {
     let c = count.to_string();
-    let text = ns.exec(&["ping", "-c", &c, "-i", "0.01", "-W", "2", target])?;
-    let mut hist =
-        hdrhistogram::Histogram::<u64>::new(3).map_err(|e| BenchError::Step(e.to_string()))?;
+    let text = ns.must(&["ping", "-c", &c, "-i", "0.01", "-W", "2", target])?;
+    let mut hist = hdrhistogram::Histogram::<u64>::new(3)?;
     for rtt in text.lines().filter_map(|l| {
         l.split("time=")
             .nth(1)?
@@ -174,13 +100,34 @@ fn ping_us(ns: &Netns, target: &str, count: u32) -> Result<(u64, u64, u64), Benc
         let _ = hist.record((rtt * 1000.0).round().max(1.0) as u64);
     }
     if hist.is_empty() {
-        return Err(BenchError::Step(format!("no ping replies from {target}")));
+        return Err(BenchError::NoPingReplies(target.to_string()));
     }
     Ok((
         hist.value_at_quantile(0.5),
         hist.value_at_quantile(0.99),
         hist.max(),
     ))
+}
+
+/// What one stack under test measured from the kernel's side.
+struct Measured {
+    /// Bits per second into the stack, and out of it (iperf3 -R).
+    tcp_in: f64,
+    tcp_out: f64,
+    /// Ping round-trip p50, p99 and max, in microseconds.
+    ping: (f64, f64, f64),
+}
+
+/// Throughput both ways and ping latency from `ns` to the stack at `target`.
+fn measure(ns: &Netns, target: &str, cfg: &BenchConfig) -> Result<Measured, BenchError> {
+    let tcp_in = iperf3_bps(ns, target, cfg.seconds, false)?;
+    let tcp_out = iperf3_bps(ns, target, cfg.seconds, true)?;
+    let (p50, p99, max) = ping_us(ns, target, cfg.pings)?;
+    Ok(Measured {
+        tcp_in,
+        tcp_out,
+        ping: (p50 as f64, p99 as f64, max as f64),
+    })
 }
 
 /// ustack alone: TCP over an unimpaired SimLink pair in this process.
@@ -256,70 +203,67 @@ pub fn run_bench(cfg: &BenchConfig, out: &mut dyn Write) -> Result<Vec<Row>, Ben
         cfg.seconds, cfg.pings
     );
     let ustack = cfg.ustack.to_string_lossy().to_string();
-    let mut rows = Vec::new();
 
     // The kernel over a veth pair.
-    let mut ka = Netns::new("ka")?;
-    let kb = Netns::new("kb")?;
-    run(&[
-        "ip", "link", "add", "ubench0", "netns", &ka.name, "type", "veth", "peer", "ubench1",
-        "netns", &kb.name,
+    let ka = Netns::new("bench-ka")?;
+    let mut kb = Netns::new("bench-kb")?;
+    ka.must(&[
+        "ip",
+        "link",
+        "add",
+        "ubench0",
+        "type",
+        "veth",
+        "peer",
+        "ubench1",
+        "netns",
+        kb.name(),
     ])?;
-    ka.exec(&["ip", "addr", "add", "198.18.3.1/24", "dev", "ubench0"])?;
-    ka.exec(&["ip", "link", "set", "ubench0", "up"])?;
-    kb.exec(&["ip", "addr", "add", "198.18.3.2/24", "dev", "ubench1"])?;
-    kb.exec(&["ip", "link", "set", "ubench1", "up"])?;
-    let mut kb = kb;
+    ka.must(&["ip", "addr", "add", "198.18.3.1/24", "dev", "ubench0"])?;
+    ka.must(&["ip", "link", "set", "ubench0", "up"])?;
+    kb.must(&["ip", "addr", "add", "198.18.3.2/24", "dev", "ubench1"])?;
+    kb.must(&["ip", "link", "set", "ubench1", "up"])?;
     kb.spawn(&["iperf3", "-s"])?;
     std::thread::sleep(StdDuration::from_millis(300));
-    let kernel_in = iperf3_bps(&ka, "198.18.3.2", cfg.seconds, false)?;
-    let kernel_out = iperf3_bps(&ka, "198.18.3.2", cfg.seconds, true)?;
-    let kernel_ping = ping_us(&ka, "198.18.3.2", cfg.pings)?;
-    let _ = &mut ka;
+    let kernel = measure(&ka, "198.18.3.2", cfg)?;
     drop(kb);
     drop(ka);
 
     // ustack on TUN, the kernel on the other side.
-    let mut us = Netns::new("us")?;
+    let mut us = Netns::new("bench-us")?;
     us.spawn(&[&ustack, "up", "--tun", "ubench2", "--addr", "198.18.4.2/24"])?;
     us.wait_for_link("ubench2")?;
-    us.exec(&["ip", "addr", "add", "198.18.4.1/24", "dev", "ubench2"])?;
-    us.exec(&["ip", "link", "set", "ubench2", "up"])?;
-    let ustack_in = iperf3_bps(&us, "198.18.4.2", cfg.seconds, false)?;
-    let ustack_out = iperf3_bps(&us, "198.18.4.2", cfg.seconds, true)?;
-    let ustack_ping = ping_us(&us, "198.18.4.2", cfg.pings)?;
+    us.must(&["ip", "addr", "add", "198.18.4.1/24", "dev", "ubench2"])?;
+    us.must(&["ip", "link", "set", "ubench2", "up"])?;
+    let ours = measure(&us, "198.18.4.2", cfg)?;
     drop(us);
 
-    rows.push(Row {
-        what: "TCP into the stack (iperf3 from the kernel)",
-        kernel: kernel_in / 1e9,
-        ustack: ustack_in / 1e9,
-        unit: "Gbit/s",
-    });
-    rows.push(Row {
-        what: "TCP out of the stack (iperf3 -R)",
-        kernel: kernel_out / 1e9,
-        ustack: ustack_out / 1e9,
-        unit: "Gbit/s",
-    });
-    rows.push(Row {
-        what: "ping RTT p50",
-        kernel: kernel_ping.0 as f64,
-        ustack: ustack_ping.0 as f64,
-        unit: "us",
-    });
-    rows.push(Row {
-        what: "ping RTT p99",
-        kernel: kernel_ping.1 as f64,
-        ustack: ustack_ping.1 as f64,
-        unit: "us",
-    });
-    rows.push(Row {
-        what: "ping RTT max",
-        kernel: kernel_ping.2 as f64,
-        ustack: ustack_ping.2 as f64,
-        unit: "us",
-    });
+    let gbps = |bps: f64| bps / 1e9;
+    let mut rows: Vec<Row> = [
+        (
+            "TCP into the stack (iperf3 from the kernel)",
+            gbps(kernel.tcp_in),
+            gbps(ours.tcp_in),
+            "Gbit/s",
+        ),
+        (
+            "TCP out of the stack (iperf3 -R)",
+            gbps(kernel.tcp_out),
+            gbps(ours.tcp_out),
+            "Gbit/s",
+        ),
+        ("ping RTT p50", kernel.ping.0, ours.ping.0, "us"),
+        ("ping RTT p99", kernel.ping.1, ours.ping.1, "us"),
+        ("ping RTT max", kernel.ping.2, ours.ping.2, "us"),
+    ]
+    .into_iter()
+    .map(|(what, kernel, ustack, unit)| Row {
+        what,
+        kernel,
+        ustack,
+        unit,
+    })
+    .collect();
     let sim = sim_gbps(cfg.sim_bytes);
 
     let _ = writeln!(

@@ -12,6 +12,8 @@ pub mod demo;
 #[cfg(target_os = "linux")]
 pub mod impair;
 pub mod iperf3;
+#[cfg(target_os = "linux")]
+pub mod netns;
 pub mod runtime;
 pub mod sim;
 pub mod socket;
