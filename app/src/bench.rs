@@ -157,6 +157,7 @@ fn sim_gbps(bytes: usize) -> f64 {
     let (mut sent, mut got, mut server) = (0, 0, None);
     let start = WallInstant::now();
     while got < bytes && start.elapsed() < StdDuration::from_secs(60) {
+        // A SimLink has no receive error to report.
         let _ = a.poll(now);
         let _ = b.poll(now);
         server = server.or_else(|| b.tcp_accept(5201));
