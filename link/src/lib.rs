@@ -1,5 +1,6 @@
 //! ustack link layer: the [`Link`] trait every device implements, the in-process
-//! [`SimLink`] with its seeded impairment [`Engine`], and the [`PcapTap`] capture wrapper.
+//! [`SimLink`] with its seeded impairment [`Engine`], and the [`PcapTap`] capture wrapper;
+//! on Linux, the [`TunLink`] device and [`poll`], the one way to sleep on real devices.
 //!
 //! This crate calls only the OS; the network layer (`ustack-net`) sits on top of it.
 

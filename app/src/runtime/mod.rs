@@ -1,7 +1,7 @@
 //! The stack runtime: owns the hosts' stacks on one thread and serves blocking socket
 //! calls from application threads over channels.
 //!
-//! Two drivers share the same call execution ([`engine`]):
+//! Two drivers share the same call execution (`engine.rs`):
 //! - [`SimWorld`] (`sim_world.rs`): hosts on simulated links and a virtual clock.
 //!   Application threads are spawned by the world (participants). The world advances
 //!   virtual time only when every participant is blocked in a socket call or a sleep, and
