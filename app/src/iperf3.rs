@@ -250,6 +250,33 @@ impl ClientReport {
     }
 }
 
+/// The line `ustack iperf3 -c` prints.
+impl std::fmt::Display for ClientReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} bytes in {:.2} s over {} stream(s): {:.2} Gbit/s (the server counted {} bytes), {} retransmits",
+            if self.reverse { "received" } else { "sent" },
+            self.bytes,
+            self.seconds,
+            self.streams,
+            self.gbit_per_s(),
+            self.server_bytes,
+            self.retransmits
+        )
+    }
+}
+
+impl crate::demo::Outcome for ClientReport {
+    fn to_json(&self) -> serde_json::Value {
+        ClientReport::to_json(self)
+    }
+
+    fn failure(&self) -> Option<String> {
+        None
+    }
+}
+
 fn expect_state(ctrl: &mut TcpStream, want: u8) -> Result<(), Iperf3Error> {
     let mut b = [0u8; 1];
     ctrl.read_exact(&mut b)?;
