@@ -24,6 +24,8 @@ const CREATE_STREAMS: u8 = 10;
 const EXCHANGE_RESULTS: u8 = 13;
 const DISPLAY_RESULTS: u8 = 14;
 const IPERF_DONE: u8 = 16;
+/// ACCESS_DENIED (-1 as a signed byte): the server is busy with another test.
+const ACCESS_DENIED: u8 = 0xff;
 /// SERVER_ERROR is -2 as a signed byte.
 const SERVER_ERROR: u8 = 0xfe;
 /// iperf_error.h: "not implemented yet".
@@ -38,8 +40,16 @@ const POLL: Duration = Duration::from_millis(100);
 pub enum Iperf3Error {
     #[error("control connection: {0}")]
     Io(#[from] std::io::Error),
-    #[error("bad parameters from the client: {0}")]
-    Params(String),
+    #[error("the peer sent a {0}-byte JSON blob (at most 1 MiB is accepted)")]
+    JsonTooLarge(usize),
+    #[error("bad JSON from the peer: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("the server is busy running a test")]
+    Busy,
+    #[error("the server reported an error")]
+    ServerError,
+    #[error("expected control state {want}, got {got}")]
+    UnexpectedState { want: u8, got: u8 },
     #[error("the client asked for UDP, which this server does not do yet")]
     Udp,
 }
@@ -75,11 +85,11 @@ fn read_json(s: &mut TcpStream) -> Result<serde_json::Value, Iperf3Error> {
     s.read_exact(&mut len)?;
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_JSON {
-        return Err(Iperf3Error::Params(format!("{len}-byte JSON")));
+        return Err(Iperf3Error::JsonTooLarge(len));
     }
     let mut buf = vec![0u8; len];
     s.read_exact(&mut buf)?;
-    serde_json::from_slice(&buf).map_err(|e| Iperf3Error::Params(e.to_string()))
+    Ok(serde_json::from_slice(&buf)?)
 }
 
 fn write_json(s: &mut TcpStream, v: &serde_json::Value) -> Result<(), Iperf3Error> {
@@ -283,11 +293,11 @@ fn expect_state(ctrl: &mut TcpStream, want: u8) -> Result<(), Iperf3Error> {
     if b[0] == want {
         return Ok(());
     }
-    Err(Iperf3Error::Params(match b[0] {
-        0xff => "the server is busy running a test".to_string(),
-        SERVER_ERROR => "the server reported an error".to_string(),
-        other => format!("expected state {want}, got {other}"),
-    }))
+    Err(match b[0] {
+        ACCESS_DENIED => Iperf3Error::Busy,
+        SERVER_ERROR => Iperf3Error::ServerError,
+        got => Iperf3Error::UnexpectedState { want, got },
+    })
 }
 
 /// Runs one TCP test against an iperf3 server at `server`, like `iperf3 -c`.

@@ -27,13 +27,13 @@ fn schedule(seed: u64) -> UdpDemoConfig {
         impairments: Impairments {
             loss: next(20) as f64 / 100.0,
             duplicate: next(10) as f64 / 100.0,
+            outages: Vec::new(),
             ..UdpDemoConfig::default().impairments
         },
         seed,
         give_up_after: Duration::from_secs(300),
         ..UdpDemoConfig::default()
     };
-    cfg.impairments.outages.clear();
     if next(2) == 0 {
         cfg.impairments
             .outages
