@@ -32,6 +32,12 @@ const SERVER_ERROR: u8 = 0xfe;
 const IEUNIMP: i32 = 13;
 /// Largest JSON blob accepted from a client.
 const MAX_JSON: usize = 1 << 20;
+/// Receive buffer of a stream thread.
+const RECV_BUF: usize = 256 * 1024;
+/// iperf3's default block for TCP (what the client writes, and the server assumes).
+const DEFAULT_BLOCK: usize = 128 * 1024;
+/// How long a reverse-test reader waits for the server to close a stream after TEST_END.
+const REVERSE_DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How often stream threads look at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -78,6 +84,59 @@ fn send_until(s: &mut TcpStream, stop: &AtomicBool, fill: u8, block: usize) -> u
         }
     }
     bytes
+}
+
+/// How a receiving stream ends once the test is stopped.
+#[derive(Debug, Clone, Copy)]
+enum Drain {
+    /// At the first [`POLL`] without data (the server: the client stopped sending).
+    UntilIdle,
+    /// When the sender closes the stream, or after this long.
+    UntilClosed(std::time::Duration),
+}
+
+/// Reads and counts until the stream ends, fails, or `drain` says the test is over.
+fn receive_until(s: &mut TcpStream, stop: &AtomicBool, drain: Drain) -> u64 {
+    s.set_read_timeout(Some(POLL));
+    let mut buf = vec![0u8; RECV_BUF];
+    let mut bytes = 0u64;
+    let mut drain_until = None;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => bytes += n as u64,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if matches!(drain, Drain::UntilIdle) && stop.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+        if let Drain::UntilClosed(limit) = drain {
+            if stop.load(Ordering::Relaxed) {
+                let until = *drain_until.get_or_insert_with(|| WallInstant::now() + limit);
+                if WallInstant::now() >= until {
+                    break;
+                }
+            }
+        }
+    }
+    bytes
+}
+
+/// Runs `work` on each stream in a thread of its own; `stop` ends the test.
+fn spawn_streams<T: Send + 'static>(
+    streams: Vec<TcpStream>,
+    stop: &Arc<AtomicBool>,
+    work: impl Fn(&mut TcpStream, &AtomicBool) -> T + Send + Clone + 'static,
+) -> Vec<std::thread::JoinHandle<T>> {
+    streams
+        .into_iter()
+        .map(|mut s| {
+            let (stop, work) = (stop.clone(), work.clone());
+            std::thread::spawn(move || work(&mut s, &stop))
+        })
+        .collect()
 }
 
 fn read_json(s: &mut TcpStream) -> Result<serde_json::Value, Iperf3Error> {
@@ -137,7 +196,7 @@ fn run_test(listener: &TcpListener, ctrl: &mut TcpStream) -> Result<(), Iperf3Er
     let block = params
         .get("len")
         .and_then(|v| v.as_u64())
-        .unwrap_or(128 * 1024)
+        .unwrap_or(DEFAULT_BLOCK as u64)
         .clamp(1, 1 << 20) as usize;
     ctrl.write_all(&[CREATE_STREAMS])?;
     let mut streams = Vec::with_capacity(parallel);
@@ -151,33 +210,13 @@ fn run_test(listener: &TcpListener, ctrl: &mut TcpStream) -> Result<(), Iperf3Er
     }
     let stop = Arc::new(AtomicBool::new(false));
     let start = WallInstant::now();
-    let workers: Vec<_> = streams
-        .into_iter()
-        .map(|mut s| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                if reverse {
-                    return send_until(&mut s, &stop, 0x5a, block);
-                }
-                s.set_read_timeout(Some(POLL));
-                let mut buf = vec![0u8; 256 * 1024];
-                let mut bytes = 0u64;
-                loop {
-                    match s.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => bytes += n as u64,
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                            if stop.load(Ordering::Relaxed) {
-                                break;
-                            }
-                        }
-                        Err(_) => break,
-                    }
-                }
-                bytes
-            })
-        })
-        .collect();
+    let workers = spawn_streams(streams, &stop, move |s, stop| {
+        if reverse {
+            send_until(s, stop, 0x5a, block)
+        } else {
+            receive_until(s, stop, Drain::UntilIdle)
+        }
+    });
     ctrl.write_all(&[TEST_START, TEST_RUNNING])?;
     // The client says TEST_END when its time is up (or leaves: treat like the end).
     let mut state = [0u8; 1];
@@ -328,7 +367,7 @@ pub fn client(
     let parallel = parallel.clamp(1, 128);
     let mut params = serde_json::json!({
         "tcp": true, "omit": 0, "time": seconds, "num": 0, "blockcount": 0,
-        "parallel": parallel, "len": 131072, "pacing_timer": 1000,
+        "parallel": parallel, "len": DEFAULT_BLOCK, "pacing_timer": 1000,
         "client_version": concat!("ustack-", env!("CARGO_PKG_VERSION")),
     });
     if reverse {
@@ -346,43 +385,17 @@ pub fn client(
     expect_state(&mut ctrl, TEST_RUNNING)?;
     let stop = Arc::new(AtomicBool::new(false));
     let start = WallInstant::now();
-    let workers: Vec<_> = streams
-        .into_iter()
-        .map(|mut s| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut bytes = 0u64;
-                if reverse {
-                    // Read until the server closes the stream after TEST_END: dropping a
-                    // stream with unread data would reset it, and iperf3 then aborts
-                    // the whole test.
-                    s.set_read_timeout(Some(POLL));
-                    let mut buf = vec![0u8; 256 * 1024];
-                    let mut drain_until = None;
-                    loop {
-                        match s.read(&mut buf) {
-                            Ok(0) => break,
-                            Ok(n) => bytes += n as u64,
-                            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                            Err(_) => break,
-                        }
-                        if stop.load(Ordering::Relaxed) {
-                            let until = *drain_until.get_or_insert_with(|| {
-                                WallInstant::now() + std::time::Duration::from_secs(5)
-                            });
-                            if WallInstant::now() >= until {
-                                break;
-                            }
-                        }
-                    }
-                } else {
-                    bytes = send_until(&mut s, &stop, 0x75, 128 * 1024);
-                }
-                let retransmits = s.info().map(|i| i.stats.retransmits).unwrap_or(0);
-                (bytes, retransmits)
-            })
-        })
-        .collect();
+    let workers = spawn_streams(streams, &stop, move |s, stop| {
+        let bytes = if reverse {
+            // Read until the server closes the stream after TEST_END: dropping a stream
+            // with unread data would reset it, and iperf3 then aborts the whole test.
+            receive_until(s, stop, Drain::UntilClosed(REVERSE_DRAIN_LIMIT))
+        } else {
+            send_until(s, stop, 0x75, DEFAULT_BLOCK)
+        };
+        let retransmits = s.info().map(|i| i.stats.retransmits).unwrap_or(0);
+        (bytes, retransmits)
+    });
     std::thread::sleep(std::time::Duration::from_secs(seconds));
     let elapsed = start.elapsed().as_secs_f64();
     // Normal: stop sending, then say TEST_END. Reverse: say TEST_END first, so the

@@ -60,16 +60,16 @@ fn no_seat_is_ever_sold_twice_under_any_schedule() {
         let r = udp::run(&cfg, &mut std::io::sink()).expect("demo runs");
         assert!(r.audit_ok(), "seed {seed}: audit failed: {r:?}\n{cfg:?}");
         assert_eq!(
-            r.gave_up, 0,
+            r.audit.gave_up, 0,
             "seed {seed}: a client gave up: {r:?}\n{cfg:?}"
         );
         assert_eq!(
-            r.sold + r.sold_out_answers,
+            r.audit.sold + r.audit.sold_out_answers,
             cfg.requests,
             "seed {seed}: {r:?}"
         );
-        assert_eq!(r.sold, cfg.seats.min(cfg.requests), "seed {seed}");
-        failovers += r.failovers;
+        assert_eq!(r.audit.sold, cfg.seats.min(cfg.requests), "seed {seed}");
+        failovers += r.audit.failovers;
         crashes += u64::from(cfg.crash_primary_at.is_some());
         // A crash before the last answer means the backup gave that answer.
         if let Some(t) = cfg.crash_primary_at {
@@ -97,10 +97,10 @@ fn a_crashed_primary_hands_over_to_the_backup() {
     cfg.impairments.loss = 0.1;
     let r = udp::run(&cfg, &mut std::io::sink()).unwrap();
     assert!(
-        r.audit_ok() && r.backup_took_over && r.failovers >= 1,
+        r.audit_ok() && r.backup_took_over && r.audit.failovers >= 1,
         "{r:?}"
     );
-    assert_eq!(r.duplicate_sales, 0);
+    assert_eq!(r.audit.duplicate_sales, 0);
 }
 
 #[test]
@@ -137,5 +137,5 @@ fn regression_seed_14_a_lost_replication_ack_never_sells_a_seat_twice() {
     };
     let r = udp::run(&cfg, &mut std::io::sink()).unwrap();
     assert!(r.audit_ok(), "{r:?}");
-    assert_eq!(r.duplicate_sales, 0);
+    assert_eq!(r.audit.duplicate_sales, 0);
 }

@@ -54,10 +54,10 @@ impl Outcome for udp::UdpDemoReport {
     fn failure(&self) -> Option<String> {
         if !self.audit_ok() {
             Some("the audit failed".to_string())
-        } else if self.gave_up > 0 {
+        } else if self.audit.gave_up > 0 {
             Some(format!(
                 "{} purchases got no answer before the clients gave up",
-                self.gave_up
+                self.audit.gave_up
             ))
         } else {
             None

@@ -2,23 +2,54 @@
 //! clients were told.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use super::client::ClientLog;
 use super::message::{Answer, Purchase};
 use super::server::Ledger;
 
-/// The audit's findings.
-#[derive(Debug, Default, PartialEq)]
+/// The audit's findings, and the clients' counters it adds up.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Audit {
+    /// Distinct seats in the servers' sale logs.
     pub sold: u32,
+    /// Purchases the clients were told succeeded.
     pub confirmed: u32,
     pub sold_out_answers: u32,
+    /// Seats recorded for two different purchases: must be 0.
     pub duplicate_sales: u32,
+    /// Purchases recorded with two different seats: must be 0.
     pub double_charges: u32,
+    /// Confirmed purchases missing from the sale logs, or sales nobody was told about
+    /// while no client gave up: must be 0.
     pub mismatches: u32,
     pub retries: u64,
     pub failovers: u64,
+    /// Purchases the clients gave up on.
     pub gave_up: u32,
+}
+
+impl Audit {
+    /// No seat sold twice, no purchase charged twice, the books match what clients heard.
+    pub fn ok(&self) -> bool {
+        self.duplicate_sales == 0 && self.double_charges == 0 && self.mismatches == 0
+    }
+}
+
+impl fmt::Display for Audit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "audit {}: {} seats sold, {} purchases confirmed, {} sold-out answers, {} duplicate sales, {} double charges, {} mismatches",
+            if self.ok() { "passed" } else { "FAILED" },
+            self.sold,
+            self.confirmed,
+            self.sold_out_answers,
+            self.duplicate_sales,
+            self.double_charges,
+            self.mismatches
+        )
+    }
 }
 
 /// Checks the servers' sale logs against each other and against what clients were told:

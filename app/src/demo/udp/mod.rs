@@ -30,6 +30,8 @@ use crate::link::{
 use crate::runtime::SimWorld;
 use crate::sim::stack;
 use crate::transport::stack::StackConfig;
+use audit::audit;
+pub use audit::Audit;
 
 /// The servers' port for clients.
 const CLIENT_PORT: u16 = 7000;
@@ -95,21 +97,7 @@ impl Default for UdpDemoConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct UdpDemoReport {
     pub requests: u32,
-    /// Distinct seats in the servers' sale logs.
-    pub sold: u32,
-    /// Purchases the clients were told succeeded.
-    pub confirmed: u32,
-    pub sold_out_answers: u32,
-    /// Seats recorded for two different purchases: must be 0.
-    pub duplicate_sales: u32,
-    /// Purchases recorded with two different seats: must be 0.
-    pub double_charges: u32,
-    /// Confirmed purchases missing from the sale logs, or sales nobody was told about
-    /// while no client gave up: must be 0.
-    pub mismatches: u32,
-    pub retries: u64,
-    pub failovers: u64,
-    pub gave_up: u32,
+    pub audit: Audit,
     /// Datagrams the servers and clients dropped because they were not messages.
     pub malformed: u64,
     pub backup_took_over: bool,
@@ -119,22 +107,22 @@ pub struct UdpDemoReport {
 
 impl UdpDemoReport {
     pub fn audit_ok(&self) -> bool {
-        self.duplicate_sales == 0 && self.double_charges == 0 && self.mismatches == 0
+        self.audit.ok()
     }
 
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "demo": "udp",
             "requests": self.requests,
-            "sold": self.sold,
-            "confirmed": self.confirmed,
-            "sold_out_answers": self.sold_out_answers,
-            "duplicate_sales": self.duplicate_sales,
-            "double_charges": self.double_charges,
-            "mismatches": self.mismatches,
-            "retries": self.retries,
-            "failovers": self.failovers,
-            "gave_up": self.gave_up,
+            "sold": self.audit.sold,
+            "confirmed": self.audit.confirmed,
+            "sold_out_answers": self.audit.sold_out_answers,
+            "duplicate_sales": self.audit.duplicate_sales,
+            "double_charges": self.audit.double_charges,
+            "mismatches": self.audit.mismatches,
+            "retries": self.audit.retries,
+            "failovers": self.audit.failovers,
+            "gave_up": self.audit.gave_up,
             "malformed": self.malformed,
             "backup_took_over": self.backup_took_over,
             "audit_ok": self.audit_ok(),
@@ -241,18 +229,10 @@ pub fn run(cfg: &UdpDemoConfig, out: &mut dyn Write) -> Result<UdpDemoReport, Ud
         .filter_map(|t| t.join().ok())
         .collect();
 
-    let audit = audit::audit(&primary.ledger, &backup.ledger, &logs);
+    let audit = audit(&primary.ledger, &backup.ledger, &logs);
     let report = UdpDemoReport {
         requests: cfg.requests,
-        sold: audit.sold,
-        confirmed: audit.confirmed,
-        sold_out_answers: audit.sold_out_answers,
-        duplicate_sales: audit.duplicate_sales,
-        double_charges: audit.double_charges,
-        mismatches: audit.mismatches,
-        retries: audit.retries,
-        failovers: audit.failovers,
-        gave_up: audit.gave_up,
+        audit,
         malformed: primary.malformed
             + backup.malformed
             + logs.iter().map(|(_, log)| log.malformed).sum::<u64>(),
@@ -271,25 +251,15 @@ pub fn run(cfg: &UdpDemoConfig, out: &mut dyn Write) -> Result<UdpDemoReport, Ud
             sink.packets()
         );
     }
-    let _ = writeln!(
-        out,
-        "audit {}: {} seats sold, {} purchases confirmed, {} sold-out answers, {} duplicate sales, {} double charges, {} mismatches",
-        if report.audit_ok() { "passed" } else { "FAILED" },
-        report.sold,
-        report.confirmed,
-        report.sold_out_answers,
-        report.duplicate_sales,
-        report.double_charges,
-        report.mismatches
-    );
+    let _ = writeln!(out, "{}", report.audit);
     let _ =
         writeln!(
         out,
         "{} retries, {} fail-overs, backup {}, {} requests given up, virtual {:.1}s, wall {:.2}s",
-        report.retries,
-        report.failovers,
+        report.audit.retries,
+        report.audit.failovers,
         if report.backup_took_over { "took over" } else { "stayed backup" },
-        report.gave_up,
+        report.audit.gave_up,
         report.virtual_time.as_secs_f64(),
         report.wall_time.as_secs_f64()
     );
