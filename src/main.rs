@@ -14,12 +14,12 @@ use clap::{Parser, Subcommand};
 use ustack_app::demo::{ping, tcp, udp, Outcome};
 use ustack_app::device::{bring_up, DeviceArgs};
 use ustack_app::options::{BenchArgs, ImpairArgs, Iperf3Args, PingArgs, TcpDemoArgs, UdpDemoArgs};
-use ustack_app::{bench, impair, iperf3, up};
+use ustack_app::{bench, impair, iperf3, options, up};
 
 /// ustack: a user-space TCP/IP stack. Runs on a simulated network, a TUN device or a raw
-/// interface; see README.md. Exit status: 1 when a run fails, 2 for a usage error.
+/// interface; see README.md.
 #[derive(Parser, Debug)]
-#[command(name = "ustack", version, about, long_about = None)]
+#[command(name = "ustack", version, about, long_about = None, after_help = EXIT_STATUS_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,6 +38,7 @@ enum Command {
     /// iperf3-compatible server and client.
     Iperf3(Iperf3Args),
     /// User-space netem: forward between two TUN devices through the impairment engine.
+    #[command(after_help = options::impair_defaults())]
     Impair(ImpairArgs),
     /// Side-by-side benchmarks of the kernel, ustack and smoltcp.
     Bench(BenchArgs),
@@ -46,10 +47,13 @@ enum Command {
 #[derive(Subcommand, Debug)]
 enum Demo {
     /// Ping between two simulated hosts over a lossy, reordering link.
+    #[command(after_help = options::ping_defaults())]
     Ping(PingArgs),
     /// TCP file transfer through an outage, verified by sha256; reconnects and resumes.
+    #[command(after_help = options::tcp_defaults())]
     Tcp(TcpDemoArgs),
     /// UDP ticket-selling RPC with at-most-once semantics and fail-over to a backup.
+    #[command(after_help = options::udp_defaults())]
     Udp(UdpDemoArgs),
 }
 
@@ -57,6 +61,9 @@ enum Demo {
 const EXIT_RUN_FAILED: u8 = 1;
 /// The command line asked for something impossible, or for a command not built yet.
 const EXIT_USAGE: u8 = 2;
+
+const EXIT_STATUS_HELP: &str = "Exit status: 0 done; 1 the run failed (a demo's check, a \
+device or capture file that cannot be opened); 2 usage (bad flags, or not implemented yet).";
 
 /// Why a command did not succeed, as the one sentence it prints.
 enum Failure {

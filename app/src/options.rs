@@ -270,6 +270,84 @@ pub struct BenchArgs {
     pub svg: Option<PathBuf>,
 }
 
+/// The flags that would give `imp`, as `--loss 0.2 --delay 25ms ...`.
+fn fault_flags(imp: &Impairments) -> String {
+    let mut flags = Vec::new();
+    for (name, p) in [
+        ("loss", imp.loss),
+        ("reorder", imp.reorder),
+        ("duplicate", imp.duplicate),
+        ("corrupt", imp.corrupt),
+    ] {
+        if p > 0.0 {
+            flags.push(format!("--{name} {p}"));
+        }
+    }
+    for (name, d) in [("delay", imp.delay), ("jitter", imp.jitter)] {
+        if !d.is_zero() {
+            flags.push(format!("--{name} {d:?}"));
+        }
+    }
+    if let Some(bps) = imp.rate_bps {
+        flags.push(format!("--rate-mbit {}", bps / 1_000_000));
+    }
+    for o in &imp.outages {
+        flags.push(format!("--outage {:?}+{:?}", o.start, o.len));
+    }
+    if flags.is_empty() {
+        flags.push("a perfect wire".to_string());
+    }
+    flags.join(" ")
+}
+
+/// The help's closing line for `demo ping`: its defaults, read from [`PingConfig`].
+pub fn ping_defaults() -> String {
+    let d = PingConfig::default();
+    format!(
+        "Defaults: --count {} --interval {:?} --size {} {} --seed {}",
+        d.count,
+        d.interval,
+        d.size,
+        fault_flags(&d.impairments),
+        d.seed
+    )
+}
+
+/// The help's closing line for `demo tcp`, read from [`TcpDemoConfig`].
+pub fn tcp_defaults() -> String {
+    let d = TcpDemoConfig::default();
+    format!(
+        "Defaults: --size {}M {} --give-up-after {:?} --seed {}",
+        d.size >> 20,
+        fault_flags(&d.impairments),
+        d.give_up_after,
+        d.seed
+    )
+}
+
+/// The help's closing line for `demo udp`, read from [`UdpDemoConfig`].
+pub fn udp_defaults() -> String {
+    let d = UdpDemoConfig::default();
+    format!(
+        "Defaults: --requests {} --clients {} --seats {} {} --seed {}",
+        d.requests,
+        d.clients,
+        d.seats,
+        fault_flags(&d.impairments),
+        d.seed
+    )
+}
+
+/// The help's closing line for `impair`, read from [`ImpairConfig::new`].
+pub fn impair_defaults() -> String {
+    let d = ImpairConfig::new("a", "b");
+    format!(
+        "Defaults: {} --seed {}, until killed",
+        fault_flags(&d.a_to_b),
+        d.seed
+    )
+}
+
 pub fn probability(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
@@ -335,6 +413,18 @@ mod tests {
         assert_eq!(imp.rate_bps, None);
         assert!(imp.outages.is_empty());
         assert_eq!(imp.delay, TcpDemoConfig::default().impairments.delay);
+    }
+
+    #[test]
+    fn the_help_states_the_configured_defaults() {
+        assert_eq!(
+            tcp_defaults(),
+            "Defaults: --size 32M --delay 10ms --rate-mbit 20 --outage 5s+10s \
+             --give-up-after 3600s --seed 1"
+        );
+        assert!(ping_defaults().contains("--loss 0.2 --reorder 0.2"));
+        assert!(udp_defaults().contains("--outage 2s+10s"));
+        assert!(impair_defaults().contains("a perfect wire"));
     }
 
     #[test]
