@@ -65,48 +65,50 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_STATUS_HELP: &str = "Exit status: 0 done; 1 the run failed (a demo's check, a \
 device or capture file that cannot be opened); 2 usage (bad flags, or not implemented yet).";
 
-/// Why a command did not succeed, as the one sentence it prints.
-enum Failure {
-    Run(String),
-    Usage(String),
+/// Why a command did not succeed: the one sentence it prints, and its exit status.
+struct Failure {
+    status: u8,
+    why: String,
 }
 
 impl Failure {
-    fn run(e: impl Display) -> Failure {
-        Failure::Run(e.to_string())
+    fn run(why: impl Display) -> Failure {
+        Failure {
+            status: EXIT_RUN_FAILED,
+            why: why.to_string(),
+        }
     }
 
-    fn usage(e: impl Display) -> Failure {
-        Failure::Usage(e.to_string())
+    fn usage(why: impl Display) -> Failure {
+        Failure {
+            status: EXIT_USAGE,
+            why: why.to_string(),
+        }
     }
 
     fn not_implemented(what: &str) -> Failure {
-        Failure::Usage(format!("{what} is not implemented yet"))
+        Failure::usage(format_args!("{what} is not implemented yet"))
     }
 
     /// A run failure, or a usage error when `is_usage`.
-    fn of(e: impl Display, is_usage: bool) -> Failure {
+    fn of(why: impl Display, is_usage: bool) -> Failure {
         if is_usage {
-            Failure::usage(e)
+            Failure::usage(why)
         } else {
-            Failure::run(e)
+            Failure::run(why)
         }
     }
 }
 
 type Ran = Result<(), Failure>;
 
-/// The one exit path: says why `ustack {command}` failed, on stderr, and picks the code.
-fn exit(command: &str, outcome: Ran) -> ExitCode {
-    match outcome {
+/// The one exit path: says why `ustack {command}` failed, on stderr, and picks the status.
+fn exit(command: &str, ran: Ran) -> ExitCode {
+    match ran {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Run(why)) => {
+        Err(Failure { status, why }) => {
             eprintln!("ustack {command}: {why}");
-            ExitCode::from(EXIT_RUN_FAILED)
-        }
-        Err(Failure::Usage(why)) => {
-            eprintln!("ustack {command}: {why}");
-            ExitCode::from(EXIT_USAGE)
+            ExitCode::from(status)
         }
     }
 }
@@ -119,7 +121,7 @@ fn conclude(report: &impl Outcome, json: bool) -> Ran {
     }
     report
         .failure()
-        .map_or(Ok(()), |why| Err(Failure::Run(why)))
+        .map_or(Ok(()), |why| Err(Failure::run(why)))
 }
 
 fn demo_ping(args: &PingArgs) -> Ran {
@@ -196,7 +198,7 @@ fn run_bench(args: &BenchArgs) -> Ran {
     let rows = bench::run_bench(&cfg, &mut stdout()).map_err(Failure::run)?;
     if let Some(path) = &args.json {
         bench::write_json(&rows, path)
-            .map_err(|e| Failure::Run(format!("cannot write {}: {e}", path.display())))?;
+            .map_err(|e| Failure::run(format_args!("cannot write {}: {e}", path.display())))?;
     }
     Ok(())
 }
