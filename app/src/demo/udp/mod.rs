@@ -11,8 +11,8 @@
 //!   refuses replication ("fenced"), so a primary that is alive but unreachable for the
 //!   clients can no longer commit anything.
 //!
-//! Files: [`message`] (the wire format and a UDP endpoint for it), [`server`] (the
-//! ledger, the primary and the backup), [`client`] (retries and fail-over), [`audit`]
+//! Files: [`message`] (the wire format and a UDP endpoint for it), `server.rs` (the
+//! ledger, the primary and the backup), `client.rs` (retries and fail-over), `audit.rs`
 //! (the outcome checked), and this one (configuration, set-up and report).
 
 mod audit;
