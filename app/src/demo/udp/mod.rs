@@ -37,6 +37,8 @@ pub use audit::Audit;
 const CLIENT_PORT: u16 = 7000;
 /// The servers' port for replication.
 const REPL_PORT: u16 = 7001;
+/// How long a crashed primary stays cut off: longer than any run.
+const CRASHED_FOR: Duration = Duration::from_secs(1 << 30);
 
 pub fn primary_addr() -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, 10)
@@ -159,11 +161,7 @@ pub fn run(cfg: &UdpDemoConfig, out: &mut dyn Write) -> Result<UdpDemoReport, Ud
     if let Some(t) = cfg.crash_primary_at {
         let mut everyone = clients.clone();
         everyone.push(backup_addr());
-        hub_cfg.isolate(
-            primary_addr(),
-            &everyone,
-            Outage::new(t, Duration::from_secs(1 << 30)),
-        );
+        hub_cfg.isolate(primary_addr(), &everyone, Outage::new(t, CRASHED_FOR));
     }
     let hub = SimHub::new(hub_cfg, cfg.seed)?;
     let sink = cfg.pcap.as_ref().map(PcapSink::create).transpose()?;
