@@ -10,6 +10,31 @@ fn ustack(args: &[&str]) -> Output {
         .expect("ustack runs")
 }
 
+/// Runs `args`, which must succeed; returns stdout.
+fn succeeds(args: &[&str]) -> String {
+    let out = ustack(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The JSON object on the last line of `stdout`.
+fn last_json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+/// Runs `args`, which must exit with `code` and say `needle` on stderr.
+fn fails(args: &[&str], code: i32, needle: &str) -> Output {
+    let out = ustack(args);
+    assert_eq!(out.status.code(), Some(code), "{args:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(needle), "{args:?}: {err}");
+    out
+}
+
 #[test]
 fn help_lists_the_design_subcommands() {
     let out = ustack(&["--help"]);
@@ -47,36 +72,27 @@ fn unbuilt_commands_exit_2_and_say_so() {
         ],
         &["bench", "--quick", "--svg", "/tmp/ustack-bench-never.svg"],
     ] {
-        let out = ustack(args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let err = String::from_utf8(out.stderr).unwrap();
-        assert!(err.contains("not implemented yet"), "{args:?}: {err}");
+        let out = fails(args, 2, "not implemented yet");
         assert!(out.stdout.is_empty(), "{args:?} printed as if it worked");
     }
 }
 
 #[test]
 fn bad_flags_are_one_clear_error() {
-    let out = ustack(&["demo", "ping", "--loss", "1.5"]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        err.contains("`1.5` is not a probability between 0 and 1"),
-        "{err}"
+    let out = fails(
+        &["demo", "ping", "--loss", "1.5"],
+        2,
+        "`1.5` is not a probability between 0 and 1",
     );
-    assert!(!err.contains("panicked"));
-    let out = ustack(&["demo", "ping", "--outage", "soon"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8(out.stderr).unwrap().contains("START+LEN"));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    fails(&["demo", "udp", "--loss", "2"], 2, "not a probability");
+    fails(&["demo", "ping", "--outage", "soon"], 2, "START+LEN");
 }
 
 #[test]
 fn ping_demo_json_is_the_last_line() {
-    let out = ustack(&["demo", "ping", "--count", "20", "--seed", "3", "--json"]);
-    assert!(out.status.success());
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let last = stdout.lines().last().unwrap();
-    let v: serde_json::Value = serde_json::from_str(last).unwrap();
+    let stdout = succeeds(&["demo", "ping", "--count", "20", "--seed", "3", "--json"]);
+    let v = last_json(&stdout);
     assert_eq!(v["demo"], "ping");
     assert_eq!(v["sent"], 20);
     assert_eq!(v["mismatched"], 0);
@@ -93,16 +109,16 @@ fn ping_demo_json_is_the_last_line() {
 
 #[test]
 fn total_loss_fails_clearly_instead_of_hanging() {
-    let out = ustack(&["demo", "ping", "--count", "5", "--loss", "1"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8(out.stderr)
-        .unwrap()
-        .contains("no replies"));
+    fails(
+        &["demo", "ping", "--count", "5", "--loss", "1"],
+        1,
+        "no replies",
+    );
 }
 
 #[test]
 fn tcp_demo_json_through_a_long_outage_reconnects_and_matches() {
-    let out = ustack(&[
+    let v = last_json(&succeeds(&[
         "demo",
         "tcp",
         "--size",
@@ -112,14 +128,7 @@ fn tcp_demo_json_through_a_long_outage_reconnects_and_matches() {
         "--outage",
         "2s+120s",
         "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    ]));
     assert_eq!(v["demo"], "tcp");
     assert_eq!(v["bytes"], 2 << 20);
     assert_eq!(v["sha256_match"], true);
@@ -130,16 +139,12 @@ fn tcp_demo_json_through_a_long_outage_reconnects_and_matches() {
 
 #[test]
 fn tcp_demo_bad_size_is_one_clear_error() {
-    let out = ustack(&["demo", "tcp", "--size", "12X"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8(out.stderr)
-        .unwrap()
-        .contains("is not a size"));
+    fails(&["demo", "tcp", "--size", "12X"], 2, "is not a size");
 }
 
 #[test]
 fn udp_demo_json_with_a_crashed_primary_fails_over_without_double_sales() {
-    let out = ustack(&[
+    let v = last_json(&succeeds(&[
         "demo",
         "udp",
         "--crash-primary-at",
@@ -147,14 +152,7 @@ fn udp_demo_json_with_a_crashed_primary_fails_over_without_double_sales() {
         "--loss",
         "0.1",
         "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    ]));
     assert_eq!(v["demo"], "udp");
     assert_eq!(v["duplicate_sales"], 0);
     assert!(v["failovers"].as_u64().unwrap() >= 1, "{v}");
@@ -165,43 +163,44 @@ fn udp_demo_json_with_a_crashed_primary_fails_over_without_double_sales() {
 
 #[test]
 fn the_main_demo_runs_all_three_and_succeeds() {
-    let out = ustack(&["demo"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = succeeds(&["demo"]);
     assert!(stdout.contains("sha256 match"), "{stdout}");
     assert!(stdout.contains("audit passed"), "{stdout}");
 }
 
 #[test]
 fn up_without_a_device_or_with_a_bad_address_is_a_clear_error() {
-    let out = ustack(&["up", "--addr", "198.18.0.2/24"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8(out.stderr).unwrap().contains("--tun"));
-    let out = ustack(&["up", "--tun", "ustk9", "--addr", "198.18.0.2"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8(out.stderr)
-        .unwrap()
-        .contains("prefix length"));
+    fails(&["up", "--addr", "198.18.0.2/24"], 2, "--tun");
+    fails(
+        &["up", "--tun", "ustk9", "--addr", "198.18.0.2"],
+        2,
+        "prefix length",
+    );
 }
 
 #[test]
 fn impair_refuses_bad_flags_before_touching_devices() {
-    let out = ustack(&["impair", "--tun-a", "ia", "--tun-b", "ib", "--loss", "2"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8(out.stderr)
-        .unwrap()
-        .contains("probability"));
+    fails(
+        &["impair", "--tun-a", "ia", "--tun-b", "ib", "--loss", "2"],
+        2,
+        "probability",
+    );
 }
 
 #[test]
 fn iperf3_without_a_device_is_a_clear_error() {
-    let out = ustack(&["iperf3", "-c", "198.18.1.1"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8(out.stderr)
-        .unwrap()
-        .contains("--tun NAME --addr"));
+    fails(&["iperf3", "-c", "198.18.1.1"], 2, "--tun NAME --addr");
+}
+
+/// A capture file that cannot be created is a failed run (1) in every demo, not a usage
+/// error: the flags were fine, the file system said no.
+#[test]
+fn a_capture_that_cannot_be_created_fails_the_run() {
+    for demo in ["ping", "tcp", "udp"] {
+        fails(
+            &["demo", demo, "--pcap", "/nonexistent/ustack.pcapng"],
+            1,
+            "cannot write the capture",
+        );
+    }
 }

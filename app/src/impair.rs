@@ -3,13 +3,14 @@
 //! kernel's TCP can be run through exactly the faults ustack's is tested with (this
 //! kernel has no netem).
 
+use std::fmt;
 use std::io::Write;
 use std::path::PathBuf;
 
+use crate::device::{self, DeviceError, DEFAULT_MTU};
 use crate::link::poll::wait_readable;
 use crate::link::{
-    seed, tap_boxed, Clock, DelayLine, Duration, Engine, ImpairError, ImpairStats, Impairments,
-    Instant, Link, PcapSink, TunLink,
+    seed, Clock, DelayLine, Duration, Engine, ImpairError, ImpairStats, Impairments, Instant, Link,
 };
 use crate::runtime::BoxLink;
 
@@ -32,15 +33,29 @@ pub struct ImpairConfig {
     pub run_for: Option<Duration>,
 }
 
+impl ImpairConfig {
+    /// Forwarding between `tun_a` and `tun_b` on a perfect wire, seed 1.
+    pub fn new(tun_a: &str, tun_b: &str) -> ImpairConfig {
+        ImpairConfig {
+            tun_a: tun_a.to_string(),
+            tun_b: tun_b.to_string(),
+            mtu: DEFAULT_MTU,
+            a_to_b: Impairments::none(),
+            b_to_a: Impairments::none(),
+            seed: 1,
+            pcap: None,
+            run_for: None,
+        }
+    }
+}
+
 /// Why forwarding could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ImpairRunError {
-    #[error("{0}")]
-    Device(std::io::Error),
+    #[error(transparent)]
+    Device(#[from] DeviceError),
     #[error("invalid impairment: {0}")]
     Impairment(#[from] ImpairError),
-    #[error("cannot write the capture: {0}")]
-    Pcap(std::io::Error),
     #[error("device error: {0}")]
     Link(#[from] crate::link::LinkError),
 }
@@ -54,17 +69,19 @@ pub struct ForwardStats {
     pub write_drops: u64,
 }
 
+impl fmt::Display for ForwardStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "a->b: {}", self.a_to_b)?;
+        write!(f, "b->a: {}", self.b_to_a)
+    }
+}
+
 /// Forwards until `run_for` passes (or for ever); `out` gets the start line.
 pub fn run(cfg: &ImpairConfig, out: &mut dyn Write) -> Result<ForwardStats, ImpairRunError> {
-    let a = TunLink::open(&cfg.tun_a, cfg.mtu).map_err(ImpairRunError::Device)?;
-    let b = TunLink::open(&cfg.tun_b, cfg.mtu).map_err(ImpairRunError::Device)?;
-    let sink = cfg
-        .pcap
-        .as_ref()
-        .map(PcapSink::create)
-        .transpose()
-        .map_err(ImpairRunError::Pcap)?;
-    let a = tap_boxed(a, sink.as_ref(), &cfg.tun_a).map_err(ImpairRunError::Pcap)?;
+    let a = device::open(&cfg.tun_a, cfg.mtu)?;
+    let b = device::open(&cfg.tun_b, cfg.mtu)?;
+    let sink = device::capture(cfg.pcap.as_deref())?;
+    let a = device::tap(a, sink.as_ref(), &cfg.tun_a)?;
     let mut links: [BoxLink; 2] = [a, Box::new(b)];
     let mut engines = [
         Engine::new(cfg.a_to_b.clone(), seed::derive(cfg.seed, 1))?,

@@ -24,12 +24,20 @@ const CREATE_STREAMS: u8 = 10;
 const EXCHANGE_RESULTS: u8 = 13;
 const DISPLAY_RESULTS: u8 = 14;
 const IPERF_DONE: u8 = 16;
+/// ACCESS_DENIED (-1 as a signed byte): the server is busy with another test.
+const ACCESS_DENIED: u8 = 0xff;
 /// SERVER_ERROR is -2 as a signed byte.
 const SERVER_ERROR: u8 = 0xfe;
 /// iperf_error.h: "not implemented yet".
 const IEUNIMP: i32 = 13;
 /// Largest JSON blob accepted from a client.
 const MAX_JSON: usize = 1 << 20;
+/// Receive buffer of a stream thread.
+const RECV_BUF: usize = 256 * 1024;
+/// iperf3's default block for TCP (what the client writes, and the server assumes).
+const DEFAULT_BLOCK: usize = 128 * 1024;
+/// How long a reverse-test reader waits for the server to close a stream after TEST_END.
+const REVERSE_DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How often stream threads look at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -38,8 +46,16 @@ const POLL: Duration = Duration::from_millis(100);
 pub enum Iperf3Error {
     #[error("control connection: {0}")]
     Io(#[from] std::io::Error),
-    #[error("bad parameters from the client: {0}")]
-    Params(String),
+    #[error("the peer sent a {0}-byte JSON blob (at most 1 MiB is accepted)")]
+    JsonTooLarge(usize),
+    #[error("bad JSON from the peer: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("the server is busy running a test")]
+    Busy,
+    #[error("the server reported an error")]
+    ServerError,
+    #[error("expected control state {want}, got {got}")]
+    UnexpectedState { want: u8, got: u8 },
     #[error("the client asked for UDP, which this server does not do yet")]
     Udp,
 }
@@ -70,16 +86,69 @@ fn send_until(s: &mut TcpStream, stop: &AtomicBool, fill: u8, block: usize) -> u
     bytes
 }
 
+/// How a receiving stream ends once the test is stopped.
+#[derive(Debug, Clone, Copy)]
+enum Drain {
+    /// At the first [`POLL`] without data (the server: the client stopped sending).
+    UntilIdle,
+    /// When the sender closes the stream, or after this long.
+    UntilClosed(std::time::Duration),
+}
+
+/// Reads and counts until the stream ends, fails, or `drain` says the test is over.
+fn receive_until(s: &mut TcpStream, stop: &AtomicBool, drain: Drain) -> u64 {
+    s.set_read_timeout(Some(POLL));
+    let mut buf = vec![0u8; RECV_BUF];
+    let mut bytes = 0u64;
+    let mut drain_until = None;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => bytes += n as u64,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if matches!(drain, Drain::UntilIdle) && stop.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+        if let Drain::UntilClosed(limit) = drain {
+            if stop.load(Ordering::Relaxed) {
+                let until = *drain_until.get_or_insert_with(|| WallInstant::now() + limit);
+                if WallInstant::now() >= until {
+                    break;
+                }
+            }
+        }
+    }
+    bytes
+}
+
+/// Runs `work` on each stream in a thread of its own; `stop` ends the test.
+fn spawn_streams<T: Send + 'static>(
+    streams: Vec<TcpStream>,
+    stop: &Arc<AtomicBool>,
+    work: impl Fn(&mut TcpStream, &AtomicBool) -> T + Send + Clone + 'static,
+) -> Vec<std::thread::JoinHandle<T>> {
+    streams
+        .into_iter()
+        .map(|mut s| {
+            let (stop, work) = (stop.clone(), work.clone());
+            std::thread::spawn(move || work(&mut s, &stop))
+        })
+        .collect()
+}
+
 fn read_json(s: &mut TcpStream) -> Result<serde_json::Value, Iperf3Error> {
     let mut len = [0u8; 4];
     s.read_exact(&mut len)?;
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_JSON {
-        return Err(Iperf3Error::Params(format!("{len}-byte JSON")));
+        return Err(Iperf3Error::JsonTooLarge(len));
     }
     let mut buf = vec![0u8; len];
     s.read_exact(&mut buf)?;
-    serde_json::from_slice(&buf).map_err(|e| Iperf3Error::Params(e.to_string()))
+    Ok(serde_json::from_slice(&buf)?)
 }
 
 fn write_json(s: &mut TcpStream, v: &serde_json::Value) -> Result<(), Iperf3Error> {
@@ -127,7 +196,7 @@ fn run_test(listener: &TcpListener, ctrl: &mut TcpStream) -> Result<(), Iperf3Er
     let block = params
         .get("len")
         .and_then(|v| v.as_u64())
-        .unwrap_or(128 * 1024)
+        .unwrap_or(DEFAULT_BLOCK as u64)
         .clamp(1, 1 << 20) as usize;
     ctrl.write_all(&[CREATE_STREAMS])?;
     let mut streams = Vec::with_capacity(parallel);
@@ -141,33 +210,13 @@ fn run_test(listener: &TcpListener, ctrl: &mut TcpStream) -> Result<(), Iperf3Er
     }
     let stop = Arc::new(AtomicBool::new(false));
     let start = WallInstant::now();
-    let workers: Vec<_> = streams
-        .into_iter()
-        .map(|mut s| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                if reverse {
-                    return send_until(&mut s, &stop, 0x5a, block);
-                }
-                s.set_read_timeout(Some(POLL));
-                let mut buf = vec![0u8; 256 * 1024];
-                let mut bytes = 0u64;
-                loop {
-                    match s.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => bytes += n as u64,
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                            if stop.load(Ordering::Relaxed) {
-                                break;
-                            }
-                        }
-                        Err(_) => break,
-                    }
-                }
-                bytes
-            })
-        })
-        .collect();
+    let workers = spawn_streams(streams, &stop, move |s, stop| {
+        if reverse {
+            send_until(s, stop, 0x5a, block)
+        } else {
+            receive_until(s, stop, Drain::UntilIdle)
+        }
+    });
     ctrl.write_all(&[TEST_START, TEST_RUNNING])?;
     // The client says TEST_END when its time is up (or leaves: treat like the end).
     let mut state = [0u8; 1];
@@ -250,17 +299,44 @@ impl ClientReport {
     }
 }
 
+/// The line `ustack iperf3 -c` prints.
+impl std::fmt::Display for ClientReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} bytes in {:.2} s over {} stream(s): {:.2} Gbit/s (the server counted {} bytes), {} retransmits",
+            if self.reverse { "received" } else { "sent" },
+            self.bytes,
+            self.seconds,
+            self.streams,
+            self.gbit_per_s(),
+            self.server_bytes,
+            self.retransmits
+        )
+    }
+}
+
+impl crate::demo::Outcome for ClientReport {
+    fn to_json(&self) -> serde_json::Value {
+        ClientReport::to_json(self)
+    }
+
+    fn failure(&self) -> Option<String> {
+        None
+    }
+}
+
 fn expect_state(ctrl: &mut TcpStream, want: u8) -> Result<(), Iperf3Error> {
     let mut b = [0u8; 1];
     ctrl.read_exact(&mut b)?;
     if b[0] == want {
         return Ok(());
     }
-    Err(Iperf3Error::Params(match b[0] {
-        0xff => "the server is busy running a test".to_string(),
-        SERVER_ERROR => "the server reported an error".to_string(),
-        other => format!("expected state {want}, got {other}"),
-    }))
+    Err(match b[0] {
+        ACCESS_DENIED => Iperf3Error::Busy,
+        SERVER_ERROR => Iperf3Error::ServerError,
+        got => Iperf3Error::UnexpectedState { want, got },
+    })
 }
 
 /// Runs one TCP test against an iperf3 server at `server`, like `iperf3 -c`.
@@ -291,7 +367,7 @@ pub fn client(
     let parallel = parallel.clamp(1, 128);
     let mut params = serde_json::json!({
         "tcp": true, "omit": 0, "time": seconds, "num": 0, "blockcount": 0,
-        "parallel": parallel, "len": 131072, "pacing_timer": 1000,
+        "parallel": parallel, "len": DEFAULT_BLOCK, "pacing_timer": 1000,
         "client_version": concat!("ustack-", env!("CARGO_PKG_VERSION")),
     });
     if reverse {
@@ -309,43 +385,17 @@ pub fn client(
     expect_state(&mut ctrl, TEST_RUNNING)?;
     let stop = Arc::new(AtomicBool::new(false));
     let start = WallInstant::now();
-    let workers: Vec<_> = streams
-        .into_iter()
-        .map(|mut s| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut bytes = 0u64;
-                if reverse {
-                    // Read until the server closes the stream after TEST_END: dropping a
-                    // stream with unread data would reset it, and iperf3 then aborts
-                    // the whole test.
-                    s.set_read_timeout(Some(POLL));
-                    let mut buf = vec![0u8; 256 * 1024];
-                    let mut drain_until = None;
-                    loop {
-                        match s.read(&mut buf) {
-                            Ok(0) => break,
-                            Ok(n) => bytes += n as u64,
-                            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                            Err(_) => break,
-                        }
-                        if stop.load(Ordering::Relaxed) {
-                            let until = *drain_until.get_or_insert_with(|| {
-                                WallInstant::now() + std::time::Duration::from_secs(5)
-                            });
-                            if WallInstant::now() >= until {
-                                break;
-                            }
-                        }
-                    }
-                } else {
-                    bytes = send_until(&mut s, &stop, 0x75, 128 * 1024);
-                }
-                let retransmits = s.info().map(|i| i.stats.retransmits).unwrap_or(0);
-                (bytes, retransmits)
-            })
-        })
-        .collect();
+    let workers = spawn_streams(streams, &stop, move |s, stop| {
+        let bytes = if reverse {
+            // Read until the server closes the stream after TEST_END: dropping a stream
+            // with unread data would reset it, and iperf3 then aborts the whole test.
+            receive_until(s, stop, Drain::UntilClosed(REVERSE_DRAIN_LIMIT))
+        } else {
+            send_until(s, stop, 0x75, DEFAULT_BLOCK)
+        };
+        let retransmits = s.info().map(|i| i.stats.retransmits).unwrap_or(0);
+        (bytes, retransmits)
+    });
     std::thread::sleep(std::time::Duration::from_secs(seconds));
     let elapsed = start.elapsed().as_secs_f64();
     // Normal: stop sending, then say TEST_END. Reverse: say TEST_END first, so the

@@ -3,119 +3,105 @@
 //! TCP echo (port 7, RFC 862), TCP discard (port 9, RFC 863), UDP echo (port 7) and an
 //! iperf3 server for TCP tests (port 5201).
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::SocketAddrV4;
-use std::path::PathBuf;
 
-use crate::link::{tap_boxed, Duration, PcapSink, TunLink};
-use crate::net::{Config, Interface, Ipv4Cidr};
-use crate::runtime::{Caller, Runtime};
+use crate::device::{bring_up, DeviceArgs, DeviceError};
+use crate::link::Duration;
+use crate::net::Ipv4Cidr;
+use crate::runtime::Caller;
 use crate::socket::{TcpListener, UdpSocket};
-use crate::transport::stack::{Stack, StackConfig};
 
-/// Where and how to run.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UpConfig {
-    pub tun: String,
-    pub addr: Ipv4Cidr,
-    pub mtu: usize,
-    pub pcap: Option<PathBuf>,
-}
-
-/// Why the stack could not come up.
+/// Why the stack could not come up, or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum UpError {
-    #[error("{0}")]
-    Device(std::io::Error),
-    #[error("cannot write the capture: {0}")]
-    Pcap(std::io::Error),
-    #[error("cannot listen on port {0}: {1}")]
-    Listen(u16, String),
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    #[error("cannot listen on port {port}: {source}")]
+    Listen { port: u16, source: io::Error },
+    #[error("the device failed; the stack stopped")]
+    Stopped,
+}
+
+impl UpError {
+    /// Whether the command line asked for something impossible.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, UpError::Device(e) if e.is_usage())
+    }
+}
+
+fn listen_error(port: u16) -> impl FnOnce(io::Error) -> UpError {
+    move |source| UpError::Listen { port, source }
+}
+
+/// Runs `serve` on a thread of its own named `name`.
+fn spawn(name: String, port: u16, serve: impl FnOnce() + Send + 'static) -> Result<(), UpError> {
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(serve)
+        .map(|_| ())
+        .map_err(listen_error(port))
 }
 
 fn serve_tcp(caller: &Caller, port: u16, echo: bool) -> Result<(), UpError> {
     let listener =
-        TcpListener::bind(caller, port, 64).map_err(|e| UpError::Listen(port, e.to_string()))?;
-    std::thread::Builder::new()
-        .name(format!("tcp-{port}"))
-        .spawn(move || {
-            while let Ok((mut s, _)) = listener.accept() {
-                std::thread::spawn(move || {
-                    let mut buf = vec![0u8; 16 * 1024];
-                    while let Ok(n) = s.read(&mut buf) {
-                        if n == 0 || (echo && s.write_all(&buf[..n]).is_err()) {
-                            break;
-                        }
+        TcpListener::bind(caller, port, 64).map_err(|e| listen_error(port)(io::Error::from(e)))?;
+    spawn(format!("tcp-{port}"), port, move || {
+        while let Ok((mut s, _)) = listener.accept() {
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 16 * 1024];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || (echo && s.write_all(&buf[..n]).is_err()) {
+                        break;
                     }
-                });
-            }
-        })
-        .map(|_| ())
-        .map_err(|e| UpError::Listen(port, e.to_string()))
+                }
+            });
+        }
+    })
 }
 
 fn serve_udp_echo(caller: &Caller, local: SocketAddrV4) -> Result<(), UpError> {
+    let port = local.port();
     let sock =
-        UdpSocket::bind(caller, local).map_err(|e| UpError::Listen(local.port(), e.to_string()))?;
-    std::thread::Builder::new()
-        .name("udp-7".into())
-        .spawn(move || {
-            let mut buf = vec![0u8; 65536];
-            while let Ok((n, from)) = sock.recv_from(&mut buf) {
-                let _ = sock.send_to(&buf[..n], from);
-            }
-        })
-        .map(|_| ())
-        .map_err(|e| UpError::Listen(7, e.to_string()))
+        UdpSocket::bind(caller, local).map_err(|e| listen_error(port)(io::Error::from(e)))?;
+    spawn(format!("udp-{port}"), port, move || {
+        let mut buf = vec![0u8; 65536];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let _ = sock.send_to(&buf[..n], from);
+        }
+    })
 }
 
-/// Brings the stack up and serves until the process ends.
-pub fn run(cfg: &UpConfig, out: &mut dyn Write) -> Result<(), UpError> {
-    let tun = TunLink::open(&cfg.tun, cfg.mtu).map_err(UpError::Device)?;
-    let sink = cfg
-        .pcap
-        .as_ref()
-        .map(PcapSink::create)
-        .transpose()
-        .map_err(UpError::Pcap)?;
-    let link = tap_boxed(tun, sink.as_ref(), &cfg.tun).map_err(UpError::Pcap)?;
-    let stack = Stack::new(
-        Interface::new(link, Config::new(cfg.addr)),
-        StackConfig::default(),
-    );
-    let runtime = Runtime::start(stack);
-    let caller = runtime.caller();
+/// Brings the stack up on the device `args` names and serves until the process ends.
+pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> Result<(), UpError> {
+    let device = bring_up(args)?;
+    let caller = device.runtime.caller();
     serve_tcp(&caller, 7, true)?;
     serve_tcp(&caller, 9, false)?;
-    serve_udp_echo(&caller, SocketAddrV4::new(cfg.addr.addr, 7))?;
+    serve_udp_echo(&caller, SocketAddrV4::new(device.addr.addr, 7))?;
     let iperf = caller.clone();
-    std::thread::Builder::new()
-        .name("iperf3".into())
-        .spawn(move || crate::iperf3::serve(&iperf))
-        .map_err(|e| UpError::Listen(crate::iperf3::PORT, e.to_string()))?;
+    spawn("iperf3".into(), crate::iperf3::PORT, move || {
+        let _ = crate::iperf3::serve(&iperf);
+    })?;
+    let (name, addr) = (&device.name, device.addr);
     let _ = writeln!(
         out,
-        "ustack up on {} as {}: answering ping, TCP echo (7), TCP discard (9), UDP echo (7), \
-         and an iperf3 server for TCP tests (5201)",
-        cfg.tun, cfg.addr
+        "ustack up on {name} as {addr}: answering ping, TCP echo (7), TCP discard (9), UDP echo (7), \
+         and an iperf3 server for TCP tests (5201)"
     );
     let _ = writeln!(
         out,
-        "give the kernel side an address in {}/{} and bring it up, e.g.: ip addr add {}/{} dev {} && ip link set {} up",
-        cfg.addr.network(),
-        cfg.addr.prefix_len,
-        peer_hint(cfg.addr),
-        cfg.addr.prefix_len,
-        cfg.tun,
-        cfg.tun
+        "give the kernel side an address in {}/{} and bring it up, e.g.: ip addr add {}/{} dev {name} && ip link set {name} up",
+        addr.network(),
+        addr.prefix_len,
+        peer_hint(addr),
+        addr.prefix_len,
     );
     let _ = out.flush();
     // The runtime and the service threads do the work; this thread only keeps them alive
     // and notices if the runtime stops (the device went away).
     while caller.sleep(Duration::from_secs(3600)) {}
-    Err(UpError::Device(std::io::Error::other(
-        "the device failed; the stack stopped",
-    )))
+    Err(UpError::Stopped)
 }
 
 /// An address next to ours for the kernel's side of the device.

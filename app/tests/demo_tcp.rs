@@ -19,12 +19,13 @@ fn run(cfg: TcpDemoConfig) -> tcp::TcpDemoReport {
 }
 
 fn small() -> TcpDemoConfig {
-    TcpDemoConfig {
+    let mut cfg = TcpDemoConfig {
         size: 4 << 20,
-        rate_bps: 4_000_000,
-        outages: vec![Outage::new(Duration::from_secs(3), Duration::from_secs(10))],
         ..TcpDemoConfig::default()
-    }
+    };
+    cfg.impairments.rate_bps = Some(4_000_000);
+    cfg.impairments.outages = vec![Outage::new(Duration::from_secs(3), Duration::from_secs(10))];
+    cfg
 }
 
 #[test]
@@ -39,10 +40,9 @@ fn a_ten_second_outage_is_ridden_out_by_tcp_itself() {
 
 #[test]
 fn an_outage_longer_than_the_user_timeout_reconnects_and_resumes() {
-    let r = run(TcpDemoConfig {
-        outages: vec!["3s+120s".parse().unwrap()],
-        ..small()
-    });
+    let mut cfg = small();
+    cfg.impairments.outages = vec!["3s+120s".parse().unwrap()];
+    let r = run(cfg);
     assert!(r.sha256_match(), "{r:?}");
     assert!(r.reconnects >= 1, "{r:?}");
     assert!(
@@ -55,11 +55,12 @@ fn an_outage_longer_than_the_user_timeout_reconnects_and_resumes() {
 
 #[test]
 fn loss_everywhere_for_ever_fails_clearly_and_in_bounded_time() {
-    let r = run(TcpDemoConfig {
-        loss: 1.0,
+    let mut cfg = TcpDemoConfig {
         give_up_after: Duration::from_secs(120),
         ..small()
-    });
+    };
+    cfg.impairments.loss = 1.0;
+    let r = run(cfg);
     assert!(!r.sha256_match());
     assert_eq!(r.sha256_receiver, None);
     assert!(
@@ -71,11 +72,11 @@ fn loss_everywhere_for_ever_fails_clearly_and_in_bounded_time() {
 
 #[test]
 fn same_seed_same_run() {
-    let cfg = TcpDemoConfig {
-        loss: 0.02,
+    let mut cfg = TcpDemoConfig {
         seed: 77,
         ..small()
     };
+    cfg.impairments.loss = 0.02;
     let mut a = run(cfg.clone());
     let mut b = run(cfg);
     a.wall_time = Default::default();

@@ -3,7 +3,7 @@
 //! `USTACK_UDP_SEEDS` sets how many (default 40 for CI; run 500+ locally).
 
 use ustack_app::demo::udp::{self, UdpDemoConfig};
-use ustack_app::link::{seed, Duration, Outage};
+use ustack_app::link::{seed, Duration, Impairments, Outage};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -24,15 +24,19 @@ fn schedule(seed: u64) -> UdpDemoConfig {
         requests: 40,
         clients: 1 + next(4) as usize,
         seats: 30,
-        loss: next(20) as f64 / 100.0,
-        duplicate: next(10) as f64 / 100.0,
-        outages: Vec::new(),
+        impairments: Impairments {
+            loss: next(20) as f64 / 100.0,
+            duplicate: next(10) as f64 / 100.0,
+            outages: Vec::new(),
+            ..UdpDemoConfig::default().impairments
+        },
         seed,
         give_up_after: Duration::from_secs(300),
         ..UdpDemoConfig::default()
     };
     if next(2) == 0 {
-        cfg.outages
+        cfg.impairments
+            .outages
             .push(Outage::new(secs(next(5000)), secs(1000 + next(10_000))));
     }
     if next(2) == 0 {
@@ -56,16 +60,16 @@ fn no_seat_is_ever_sold_twice_under_any_schedule() {
         let r = udp::run(&cfg, &mut std::io::sink()).expect("demo runs");
         assert!(r.audit_ok(), "seed {seed}: audit failed: {r:?}\n{cfg:?}");
         assert_eq!(
-            r.gave_up, 0,
+            r.audit.gave_up, 0,
             "seed {seed}: a client gave up: {r:?}\n{cfg:?}"
         );
         assert_eq!(
-            r.sold + r.sold_out_answers,
+            r.audit.sold + r.audit.sold_out_answers,
             cfg.requests,
             "seed {seed}: {r:?}"
         );
-        assert_eq!(r.sold, cfg.seats.min(cfg.requests), "seed {seed}");
-        failovers += r.failovers;
+        assert_eq!(r.audit.sold, cfg.seats.min(cfg.requests), "seed {seed}");
+        failovers += r.audit.failovers;
         crashes += u64::from(cfg.crash_primary_at.is_some());
         // A crash before the last answer means the backup gave that answer.
         if let Some(t) = cfg.crash_primary_at {
@@ -86,17 +90,17 @@ fn no_seat_is_ever_sold_twice_under_any_schedule() {
 
 #[test]
 fn a_crashed_primary_hands_over_to_the_backup() {
-    let cfg = UdpDemoConfig {
+    let mut cfg = UdpDemoConfig {
         crash_primary_at: Some(Duration::from_secs(5)),
-        loss: 0.1,
         ..UdpDemoConfig::default()
     };
+    cfg.impairments.loss = 0.1;
     let r = udp::run(&cfg, &mut std::io::sink()).unwrap();
     assert!(
-        r.audit_ok() && r.backup_took_over && r.failovers >= 1,
+        r.audit_ok() && r.backup_took_over && r.audit.failovers >= 1,
         "{r:?}"
     );
-    assert_eq!(r.duplicate_sales, 0);
+    assert_eq!(r.audit.duplicate_sales, 0);
 }
 
 #[test]
@@ -119,10 +123,12 @@ fn regression_seed_14_a_lost_replication_ack_never_sells_a_seat_twice() {
         requests: 40,
         clients: 2,
         seats: 30,
-        loss: 0.17,
-        duplicate: 0.03,
-        delay: Duration::from_millis(5),
-        outages: Vec::new(),
+        impairments: Impairments {
+            loss: 0.17,
+            duplicate: 0.03,
+            delay: Duration::from_millis(5),
+            ..Impairments::none()
+        },
         partitions: Vec::new(),
         crash_primary_at: None,
         seed: 14,
@@ -131,5 +137,5 @@ fn regression_seed_14_a_lost_replication_ack_never_sells_a_seat_twice() {
     };
     let r = udp::run(&cfg, &mut std::io::sink()).unwrap();
     assert!(r.audit_ok(), "{r:?}");
-    assert_eq!(r.duplicate_sales, 0);
+    assert_eq!(r.audit.duplicate_sales, 0);
 }

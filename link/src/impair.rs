@@ -205,6 +205,22 @@ pub struct ImpairStats {
     pub reordered: u64,
 }
 
+/// One line, as `ustack impair` prints each direction: burst losses count as lost.
+impl fmt::Display for ImpairStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} packets, {} lost, {} outage-dropped, {} reordered, {} duplicated, {} corrupted",
+            self.packets,
+            self.lost + self.burst_lost,
+            self.outage_dropped,
+            self.reordered,
+            self.duplicated,
+            self.corrupted
+        )
+    }
+}
+
 /// The engine's decision for one packet: `info` for the sender's records, and up to two
 /// delivery times (two when duplicated).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

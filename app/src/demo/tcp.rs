@@ -40,13 +40,12 @@ const RECEIVER_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, PartialEq)]
 pub struct TcpDemoConfig {
     pub size: u64,
-    pub loss: f64,
-    pub outages: Vec<Outage>,
+    /// What the link does to packets, the same in both directions. By default a
+    /// 20 Mbit/s link (so a transfer takes virtual seconds and outages land in it) with a
+    /// 10 ms delay that goes down from t = 5 s for 10 s.
+    pub impairments: Impairments,
     pub seed: u64,
     pub pcap: Option<PathBuf>,
-    /// Link rate, so a transfer takes virtual seconds and outages land in it.
-    pub rate_bps: u64,
-    pub delay: Duration,
     /// Give up (a clear failure) if the file is not across after this much virtual time.
     pub give_up_after: Duration,
     /// Draw a progress bar on stderr (when it is a terminal).
@@ -57,12 +56,15 @@ impl Default for TcpDemoConfig {
     fn default() -> TcpDemoConfig {
         TcpDemoConfig {
             size: 32 << 20,
-            loss: 0.0,
-            outages: vec![Outage::new(Duration::from_secs(5), Duration::from_secs(10))],
+            impairments: Impairments {
+                delay: Duration::from_millis(10),
+                rate_bps: Some(20_000_000),
+                queue_bytes: 256 * 1024,
+                outages: vec![Outage::new(Duration::from_secs(5), Duration::from_secs(10))],
+                ..Impairments::none()
+            },
             seed: 1,
             pcap: None,
-            rate_bps: 20_000_000,
-            delay: Duration::from_millis(10),
             give_up_after: Duration::from_secs(3600),
             progress: true,
         }
@@ -150,15 +152,8 @@ struct Progress {
 /// Runs the demo; `out` gets the narrative (the progress bar goes to stderr).
 pub fn run(cfg: &TcpDemoConfig, out: &mut dyn Write) -> Result<TcpDemoReport, DemoError> {
     let wall = WallInstant::now();
-    let imp = Impairments {
-        loss: cfg.loss,
-        delay: cfg.delay,
-        rate_bps: Some(cfg.rate_bps),
-        queue_bytes: 256 * 1024,
-        outages: cfg.outages.clone(),
-        ..Impairments::none()
-    };
-    let (la, lb) = SimLink::pair(SimConfig::symmetric(imp), cfg.seed)?;
+    let imp = &cfg.impairments;
+    let (la, lb) = SimLink::pair(SimConfig::symmetric(imp.clone()), cfg.seed)?;
     let probe = la.clone();
     let (stats_a, stats_b) = (la.clone(), lb.clone());
     let sink = cfg.pcap.as_ref().map(PcapSink::create).transpose()?;
@@ -179,14 +174,14 @@ pub fn run(cfg: &TcpDemoConfig, out: &mut dyn Write) -> Result<TcpDemoReport, De
     let digest: [u8; 32] = Sha256::digest(&file[..]).into();
     let _ = writeln!(
         out,
-        "TCP demo: {} bytes from {} to {} over a simulated {} Mbit/s link, {:?} each way, loss {:.1}%, outages {}, seed {}",
+        "TCP demo: {} bytes from {} to {} over a simulated {} link, {:?} each way, loss {:.1}%, outages {}, seed {}",
         cfg.size,
         host_addr(1),
         host_addr(2),
-        cfg.rate_bps / 1_000_000,
-        cfg.delay,
-        cfg.loss * 100.0,
-        if cfg.outages.is_empty() { "none".to_string() } else { cfg.outages.iter().map(|o| format!("{}s+{}s", o.start.as_secs_f64(), o.len.as_secs_f64())).collect::<Vec<_>>().join(", ") },
+        imp.rate_bps.map_or("unlimited-rate".to_string(), |r| format!("{} Mbit/s", r / 1_000_000)),
+        imp.delay,
+        imp.loss * 100.0,
+        if imp.outages.is_empty() { "none".to_string() } else { imp.outages.iter().map(|o| format!("{}s+{}s", o.start.as_secs_f64(), o.len.as_secs_f64())).collect::<Vec<_>>().join(", ") },
         cfg.seed
     );
     let _ = writeln!(out, "sender sha256   {}", hex(&digest));
