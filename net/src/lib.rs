@@ -21,4 +21,4 @@ pub use frag::ReassemblyConfig;
 pub use icmp::{IcmpError, IcmpEvent, Original};
 pub use iface::{Config, HeaderCopy, Interface, Received, SendError, SendOptions};
 pub use route::{Ipv4Cidr, Route, Routes};
-pub use stats::{RxDrop, Stats};
+pub use stats::{RxDrop, RxDrops, Stats};

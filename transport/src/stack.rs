@@ -62,26 +62,27 @@ pub enum StackError {
     Tcp(#[from] TcpError),
 }
 
-/// Stack-level counters (per-connection ones are summed in `tcp`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TransportStats {
-    pub tcp_segs_in: u64,
-    pub tcp_checksum_errors: u64,
-    pub tcp_malformed: u64,
-    /// Segments for no connection or listener (answered with RST unless they were RSTs).
-    pub tcp_no_socket: u64,
-    pub tcp_rsts_sent: u64,
-    pub syn_queue_overflows: u64,
-    pub accept_queue_overflows: u64,
-    pub connections_opened: u64,
-    pub connections_accepted: u64,
-    pub send_errors: u64,
-    /// ICMP errors received (about any protocol).
-    pub icmp_errors_in: u64,
-    /// ICMP port unreachable about datagrams we sent over UDP.
-    pub udp_port_unreachable_in: u64,
-    /// Counters of every connection, closed ones included.
-    pub tcp: ConnStats,
+crate::net::link::counters! {
+    /// Stack-level counters, with the sum of every connection's counters.
+    pub struct TransportStats {
+        pub tcp_segs_in: u64,
+        pub tcp_checksum_errors: u64,
+        pub tcp_malformed: u64,
+        /// Segments for no connection or listener (answered with RST unless they were RSTs).
+        pub tcp_no_socket: u64,
+        pub tcp_rsts_sent: u64,
+        pub syn_queue_overflows: u64,
+        pub accept_queue_overflows: u64,
+        pub connections_opened: u64,
+        pub connections_accepted: u64,
+        pub send_errors: u64,
+        /// ICMP errors received (about any protocol).
+        pub icmp_errors_in: u64,
+        /// ICMP port unreachable about datagrams we sent over UDP.
+        pub udp_port_unreachable_in: u64,
+    }
+    /// Counters of every connection, closed ones included; printed as `tcp.<name>`.
+    pub tcp: ConnStats => "tcp.",
 }
 
 #[derive(Debug)]

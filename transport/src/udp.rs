@@ -65,107 +65,44 @@ pub enum UdpInput {
     Dropped(UdpDrop),
 }
 
-/// Why a received datagram was discarded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum UdpDrop {
-    /// Shorter than the 8-byte header, or a length field below 8 or beyond the bytes
-    /// received (RFC 768: length counts header and data).
-    Truncated,
-    /// Non-zero checksum that does not match the pseudo header, header and data.
-    BadChecksum,
-    /// The socket's receive queue is at its datagram or byte bound.
-    QueueFull,
-}
-
-impl UdpDrop {
-    pub const ALL: [UdpDrop; 3] = [UdpDrop::Truncated, UdpDrop::BadChecksum, UdpDrop::QueueFull];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UdpDrop::Truncated => "truncated",
-            UdpDrop::BadChecksum => "checksum_errors",
-            UdpDrop::QueueFull => "queue_full",
-        }
+crate::net::link::counters! {
+    /// Counters of a [`UdpTable`], named after Linux's UDP MIB where one exists.
+    pub struct UdpStats {
+        /// Datagrams queued on a socket (Linux `InDatagrams`).
+        pub datagrams_in: u64,
+        /// Datagrams encoded for sending (`OutDatagrams`).
+        pub datagrams_out: u64,
+        /// Payload bytes of `datagrams_in`.
+        pub bytes_in: u64,
+        /// Payload bytes of `datagrams_out`.
+        pub bytes_out: u64,
+        /// Valid datagrams for a port nobody is bound to (`NoPorts`).
+        pub no_port: u64,
+        /// Dropped: [`UdpDrop::BadChecksum`] (`InCsumErrors`).
+        pub checksum_errors: u64,
+        /// Dropped: [`UdpDrop::QueueFull`] (`RcvbufErrors`).
+        pub queue_full: u64,
+        /// Dropped: [`UdpDrop::Truncated`].
+        pub truncated: u64,
+        /// Accepted datagrams that carried no checksum (zero, RFC 768).
+        pub no_checksum: u64,
+        /// Datagrams cut short by a [`UdpTable::recv_from`] buffer smaller than them.
+        pub recv_truncated: u64,
+        /// [`UdpTable::encode`] calls refused with a [`UdpSendError`].
+        pub send_errors: u64,
     }
 }
 
-impl fmt::Display for UdpDrop {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Counters of a [`UdpTable`], named after Linux's UDP MIB where one exists.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UdpStats {
-    /// Datagrams queued on a socket (Linux `InDatagrams`).
-    pub datagrams_in: u64,
-    /// Datagrams encoded for sending (`OutDatagrams`).
-    pub datagrams_out: u64,
-    /// Payload bytes of `datagrams_in`.
-    pub bytes_in: u64,
-    /// Payload bytes of `datagrams_out`.
-    pub bytes_out: u64,
-    /// Valid datagrams for a port nobody is bound to (`NoPorts`).
-    pub no_port: u64,
-    /// Dropped: [`UdpDrop::BadChecksum`] (`InCsumErrors`).
-    pub checksum_errors: u64,
-    /// Dropped: [`UdpDrop::QueueFull`] (`RcvbufErrors`).
-    pub queue_full: u64,
-    /// Dropped: [`UdpDrop::Truncated`].
-    pub truncated: u64,
-    /// Accepted datagrams that carried no checksum (zero, RFC 768).
-    pub no_checksum: u64,
-    /// Datagrams cut short by a [`UdpTable::recv_from`] buffer smaller than them.
-    pub recv_truncated: u64,
-    /// [`UdpTable::encode`] calls refused with a [`UdpSendError`].
-    pub send_errors: u64,
-}
-
-impl UdpStats {
-    pub fn dropped(&self, reason: UdpDrop) -> u64 {
-        match reason {
-            UdpDrop::Truncated => self.truncated,
-            UdpDrop::BadChecksum => self.checksum_errors,
-            UdpDrop::QueueFull => self.queue_full,
-        }
-    }
-
-    fn drop(&mut self, reason: UdpDrop) {
-        match reason {
-            UdpDrop::Truncated => self.truncated += 1,
-            UdpDrop::BadChecksum => self.checksum_errors += 1,
-            UdpDrop::QueueFull => self.queue_full += 1,
-        }
-    }
-
-    /// `(name, value)` of every counter, in a fixed order, for printing and JSON.
-    pub fn counters(&self) -> Vec<(&'static str, u64)> {
-        vec![
-            ("datagrams_in", self.datagrams_in),
-            ("datagrams_out", self.datagrams_out),
-            ("bytes_in", self.bytes_in),
-            ("bytes_out", self.bytes_out),
-            ("no_port", self.no_port),
-            ("checksum_errors", self.checksum_errors),
-            ("queue_full", self.queue_full),
-            ("truncated", self.truncated),
-            ("no_checksum", self.no_checksum),
-            ("recv_truncated", self.recv_truncated),
-            ("send_errors", self.send_errors),
-        ]
-    }
-}
-
-impl fmt::Display for UdpStats {
-    /// Non-zero counters, one `name value` per line.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (name, value) in self.counters() {
-            if value != 0 {
-                writeln!(f, "{name} {value}")?;
-            }
-        }
-        Ok(())
+crate::net::link::counters! {
+    /// Why a received datagram was discarded, and the [`UdpStats`] counter it adds to.
+    pub enum UdpDrop in UdpStats {
+        /// Shorter than the 8-byte header, or a length field below 8 or beyond the bytes
+        /// received (RFC 768: length counts header and data).
+        Truncated => truncated,
+        /// Non-zero checksum that does not match the pseudo header, header and data.
+        BadChecksum => checksum_errors,
+        /// The socket's receive queue is at its datagram or byte bound.
+        QueueFull => queue_full,
     }
 }
 
@@ -361,7 +298,7 @@ impl UdpTable {
         let (header, payload) = match parse(src, dst, datagram) {
             Ok(parsed) => parsed,
             Err(reason) => {
-                self.stats.drop(reason);
+                self.stats.increment(reason);
                 return UdpInput::Dropped(reason);
             }
         };
@@ -374,7 +311,7 @@ impl UdpTable {
         if socket.queue.len() >= self.cfg.recv_queue_datagrams
             || socket.queued_bytes + payload.len() > self.cfg.recv_queue_bytes
         {
-            self.stats.drop(UdpDrop::QueueFull);
+            self.stats.increment(UdpDrop::QueueFull);
             return UdpInput::Dropped(UdpDrop::QueueFull);
         }
         socket.queue.push_back(Queued {
@@ -513,7 +450,7 @@ mod tests {
 
     /// Datagrams accounted for by the counters of `receive`.
     fn accounted(s: &UdpStats) -> u64 {
-        s.datagrams_in + s.no_port + UdpDrop::ALL.iter().map(|r| s.dropped(*r)).sum::<u64>()
+        s.datagrams_in + s.no_port + UdpDrop::ALL.iter().map(|r| s.get(*r)).sum::<u64>()
     }
 
     #[test]
