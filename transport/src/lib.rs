@@ -7,6 +7,7 @@
 
 pub use ustack_net as net;
 
+pub mod ports;
 pub mod stack;
 pub mod tcp;
 pub mod udp;

@@ -8,8 +8,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::net::link::{seed, Instant, Link, LinkError};
+use crate::net::link::{Instant, Link, LinkError};
 use crate::net::{IcmpEvent, Interface, IpNumber, Received, SendOptions};
+use crate::ports::{PortAllocator, EPHEMERAL_PORTS};
 use crate::tcp::conn::{reset_for, Connection, State, TcpError};
 use crate::tcp::seq::SeqNumber;
 use crate::tcp::stats::ConnStats;
@@ -122,24 +123,22 @@ pub struct Stack<L: Link> {
     /// Connections with something to send or whose state changed.
     dirty: BTreeSet<usize>,
     timers: BTreeSet<(Instant, usize)>,
-    next_port: u16,
+    /// Local ports of active opens.
+    tcp_ports: PortAllocator,
     rx: Vec<u8>,
     tx: Vec<u8>,
     stats: TransportStats,
     closed_stats: ConnStats,
 }
 
-const EPHEMERAL_FIRST: u16 = 49152;
-
 impl<L: Link> Stack<L> {
     pub fn new(mut iface: Interface<L>, cfg: StackConfig) -> Stack<L> {
         iface.accept_protocol(IpNumber::TCP);
         iface.accept_protocol(IpNumber::UDP);
-        let span = u64::from(u16::MAX - EPHEMERAL_FIRST) + 1;
-        let next_port = EPHEMERAL_FIRST + (seed::derive(cfg.seed, 0x5eed) % span) as u16;
         Stack {
             iface,
-            udp: UdpTable::new(cfg.udp.clone()),
+            udp: UdpTable::seeded(cfg.udp.clone(), cfg.seed),
+            tcp_ports: PortAllocator::seeded(EPHEMERAL_PORTS, cfg.seed),
             cfg,
             slots: Vec::new(),
             free: Vec::new(),
@@ -148,7 +147,6 @@ impl<L: Link> Stack<L> {
             listeners: BTreeMap::new(),
             dirty: BTreeSet::new(),
             timers: BTreeSet::new(),
-            next_port,
             rx: Vec::new(),
             tx: Vec::new(),
             stats: TransportStats::default(),
@@ -240,24 +238,15 @@ impl<L: Link> Stack<L> {
             return Err(StackError::NoRoute(*remote.ip()));
         }
         let local_ip = self.iface.addr();
-        let mut tries = 0u32;
-        let local = loop {
-            let port = self.next_port;
-            self.next_port = if self.next_port == u16::MAX {
-                EPHEMERAL_FIRST
-            } else {
-                self.next_port + 1
-            };
-            let local = SocketAddrV4::new(local_ip, port);
-            if !self.by_tuple.contains_key(&(local, remote)) && !self.listeners.contains_key(&port)
-            {
-                break local;
-            }
-            tries += 1;
-            if tries > u32::from(u16::MAX - EPHEMERAL_FIRST) {
-                return Err(StackError::NoEphemeralPort(remote));
-            }
-        };
+        let (by_tuple, listeners) = (&self.by_tuple, &self.listeners);
+        let port = self
+            .tcp_ports
+            .pick(|port| {
+                let local = SocketAddrV4::new(local_ip, port);
+                by_tuple.contains_key(&(local, remote)) || listeners.contains_key(&port)
+            })
+            .ok_or(StackError::NoEphemeralPort(remote))?;
+        let local = SocketAddrV4::new(local_ip, port);
         let (iss, ts_offset) = self.isn(now, local, remote);
         let conn = Connection::connect(now, local, remote, iss, self.cfg.tcp.clone(), ts_offset);
         let index = self.insert(conn, None);

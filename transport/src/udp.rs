@@ -16,6 +16,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use etherparse::{UdpHeader, UdpHeaderSlice};
 
 use crate::net::ipv4::{MAX_DATAGRAM_LEN, MIN_HEADER_LEN};
+use crate::ports::{PortAllocator, EPHEMERAL_PORTS};
 
 /// The largest payload of one UDP datagram over IPv4 without options: 65535 - 20 - 8.
 pub const MAX_PAYLOAD_LEN: usize = MAX_DATAGRAM_LEN - MIN_HEADER_LEN - UdpHeader::LEN;
@@ -37,7 +38,7 @@ impl Default for UdpConfig {
         UdpConfig {
             recv_queue_datagrams: 256,
             recv_queue_bytes: 1 << 20,
-            ephemeral_ports: 49152..=65535,
+            ephemeral_ports: EPHEMERAL_PORTS,
         }
     }
 }
@@ -169,6 +170,12 @@ fn parse(src: Ipv4Addr, dst: Ipv4Addr, datagram: &[u8]) -> Result<(UdpHeader, &[
     Ok((header, payload))
 }
 
+/// Whether any socket is bound to `port`, on any address.
+fn port_in_use(bindings: &BTreeMap<(u16, Ipv4Addr), UdpHandle>, port: u16) -> bool {
+    let all = (port, Ipv4Addr::UNSPECIFIED)..=(port, Ipv4Addr::BROADCAST);
+    bindings.range(all).next().is_some()
+}
+
 #[derive(Debug)]
 struct Queued {
     from: SocketAddrV4,
@@ -190,14 +197,26 @@ pub struct UdpTable {
     /// `(port, local address)` to socket; 0.0.0.0 is the wildcard.
     bindings: BTreeMap<(u16, Ipv4Addr), UdpHandle>,
     next_handle: u64,
-    next_ephemeral: u16,
+    ephemeral: PortAllocator,
     stats: UdpStats,
 }
 
 impl UdpTable {
+    /// A table whose first ephemeral port is the first of the range.
     pub fn new(cfg: UdpConfig) -> UdpTable {
+        let ephemeral = PortAllocator::new(cfg.ephemeral_ports.clone());
+        UdpTable::with_ports(cfg, ephemeral)
+    }
+
+    /// A table whose first ephemeral port is derived from `seed` (the stack's seed).
+    pub fn seeded(cfg: UdpConfig, seed: u64) -> UdpTable {
+        let ephemeral = PortAllocator::seeded(cfg.ephemeral_ports.clone(), seed);
+        UdpTable::with_ports(cfg, ephemeral)
+    }
+
+    fn with_ports(cfg: UdpConfig, ephemeral: PortAllocator) -> UdpTable {
         UdpTable {
-            next_ephemeral: *cfg.ephemeral_ports.start(),
+            ephemeral,
             cfg,
             sockets: BTreeMap::new(),
             bindings: BTreeMap::new(),
@@ -211,13 +230,17 @@ impl UdpTable {
     }
 
     /// Binds a socket to `local`. Port 0 picks the next free port of the ephemeral range
-    /// after the last one picked, wrapping around; a picked port is free on every
-    /// address. No randomness: RFC 6056 port randomization is the caller's to add by
-    /// choosing the range.
+    /// after the last one picked, wrapping around (see [`PortAllocator`]); a picked port
+    /// is free on every address.
     pub fn bind(&mut self, local: SocketAddrV4) -> Result<UdpHandle, BindError> {
         let addr = *local.ip();
         let port = match local.port() {
-            0 => self.pick_ephemeral()?,
+            0 => {
+                let bindings = &self.bindings;
+                self.ephemeral
+                    .pick(|port| port_in_use(bindings, port))
+                    .ok_or(BindError::NoEphemeralPort)?
+            }
             port if self.conflicts(addr, port) => return Err(BindError::AddrInUse(port)),
             port => port,
         };
@@ -247,38 +270,13 @@ impl UdpTable {
         self.sockets.get(&h).map(|s| s.local)
     }
 
-    fn port_in_use(&self, port: u16) -> bool {
-        let all = (port, Ipv4Addr::UNSPECIFIED)..=(port, Ipv4Addr::BROADCAST);
-        self.bindings.range(all).next().is_some()
-    }
-
     fn conflicts(&self, addr: Ipv4Addr, port: u16) -> bool {
         if addr.is_unspecified() {
-            self.port_in_use(port)
+            port_in_use(&self.bindings, port)
         } else {
             self.bindings.contains_key(&(port, addr))
                 || self.bindings.contains_key(&(port, Ipv4Addr::UNSPECIFIED))
         }
-    }
-
-    fn pick_ephemeral(&mut self) -> Result<u16, BindError> {
-        let (lo, hi) = (
-            *self.cfg.ephemeral_ports.start(),
-            *self.cfg.ephemeral_ports.end(),
-        );
-        if lo > hi {
-            return Err(BindError::NoEphemeralPort);
-        }
-        let span = u32::from(hi - lo) + 1;
-        let first = u32::from(self.next_ephemeral.clamp(lo, hi) - lo);
-        for i in 0..span {
-            let port = lo + ((first + i) % span) as u16;
-            if port != 0 && !self.port_in_use(port) {
-                self.next_ephemeral = if port == hi { lo } else { port + 1 };
-                return Ok(port);
-            }
-        }
-        Err(BindError::NoEphemeralPort)
     }
 
     /// The socket for a datagram to `addr:port`: bound to exactly that address, else to
