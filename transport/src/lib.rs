@@ -8,6 +8,7 @@
 pub use ustack_net as net;
 
 pub mod ports;
+pub mod quoted;
 pub mod stack;
 pub mod tcp;
 pub mod udp;

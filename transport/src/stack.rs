@@ -8,9 +8,12 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use etherparse::icmpv4::CODE_DST_UNREACH_PORT;
+
 use crate::net::link::{Instant, Link, LinkError};
 use crate::net::{IcmpEvent, Interface, IpNumber, Received, SendOptions};
 use crate::ports::{PortAllocator, EPHEMERAL_PORTS};
+use crate::quoted::Quoted;
 use crate::tcp::conn::{reset_for, Connection, State, TcpError};
 use crate::tcp::seq::SeqNumber;
 use crate::tcp::stats::ConnStats;
@@ -423,20 +426,18 @@ impl<L: Link> Stack<L> {
             IcmpEvent::EchoReply { .. } => return,
         };
         self.stats.icmp_errors_in += 1;
-        if original.protocol == IpNumber::UDP && code == Some(3) {
-            // A UDP socket has no connection to fail; the error is counted for the
+        let Some(quoted) = Quoted::parse(&original) else {
+            return;
+        };
+        let Some(seq) = quoted.tcp_seq else {
+            // A UDP socket has no connection to fail; port unreachable is counted for the
             // operator (connected UDP sockets reporting ECONNREFUSED are future work).
-            self.stats.udp_port_unreachable_in += 1;
+            if code == Some(CODE_DST_UNREACH_PORT) {
+                self.stats.udp_port_unreachable_in += 1;
+            }
             return;
-        }
-        if original.protocol != IpNumber::TCP || original.head.len() < 8 {
-            return;
-        }
-        let head = &original.head;
-        let local = SocketAddrV4::new(original.src, u16::from_be_bytes([head[0], head[1]]));
-        let remote = SocketAddrV4::new(original.dst, u16::from_be_bytes([head[2], head[3]]));
-        let seq = SeqNumber(u32::from_be_bytes([head[4], head[5], head[6], head[7]]));
-        if let Some(&index) = self.by_tuple.get(&(local, remote)) {
+        };
+        if let Some(&index) = self.by_tuple.get(&(quoted.local, quoted.remote)) {
             if let Some(slot) = self.slots[index].as_mut() {
                 slot.conn.on_icmp_error(seq, code);
                 self.dirty.insert(index);

@@ -141,13 +141,6 @@ pub enum UdpRecvError {
     Closed,
 }
 
-/// Source and destination port of a UDP datagram (or of the 8 bytes an ICMP error
-/// quotes of one).
-pub fn ports(datagram: &[u8]) -> Option<(u16, u16)> {
-    let header = UdpHeaderSlice::from_slice(datagram).ok()?;
-    Some((header.source_port(), header.destination_port()))
-}
-
 /// Validates a datagram from `src` to `dst`: RFC 768 length and checksum (zero means the
 /// sender computed none). Bytes beyond the length field are link padding and ignored.
 fn parse(src: Ipv4Addr, dst: Ipv4Addr, datagram: &[u8]) -> Result<(UdpHeader, &[u8]), UdpDrop> {
@@ -697,8 +690,6 @@ mod tests {
         let to_b8 = datagram(sa(A, 1), sa(B, 8), b"?");
         assert_eq!(t.receive(A, B, &to_b8), UdpInput::Delivered(any));
         assert_eq!(t.stats().no_port, 2);
-        assert_eq!(ports(&to_b8), Some((1, 8)));
-        assert_eq!(ports(&to_b8[..7]), None);
     }
 
     #[test]
