@@ -59,6 +59,9 @@ ustack_link::counters! {
         pub tx_no_route: u64,
         pub tx_too_big: u64,
         pub tx_link_errors: u64,
+        /// Receive calls the link failed (other than for a packet too big for the buffer,
+        /// which is dropped as `oversized`).
+        pub rx_link_errors: u64,
         pub icmp_echo_requests_in: u64,
         pub icmp_echo_replies_out: u64,
         pub icmp_echo_requests_out: u64,

@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use etherparse::icmpv4::CODE_DST_UNREACH_PORT;
 
 use crate::net::link::{Instant, Link, LinkError};
-use crate::net::{IcmpEvent, Interface, IpNumber, Received, SendOptions};
+use crate::net::{IcmpEvent, Interface, IpNumber, Received, SendError, SendOptions};
 use crate::ports::{PortAllocator, EPHEMERAL_PORTS};
 use crate::quoted::Quoted;
 use crate::tcp::conn::{reset_for, Connection, State, TcpError};
@@ -349,9 +349,8 @@ impl<L: Link> Stack<L> {
     ) -> Result<(), UdpSendFailure> {
         let src_ip = self.iface.addr();
         self.udp.encode(h, src_ip, dst, data, &mut self.tx)?;
-        self.iface
-            .send(now, *dst.ip(), IpNumber::UDP, &self.tx)
-            .map_err(|e| UdpSendFailure::Net(e.to_string()))
+        self.iface.send(now, *dst.ip(), IpNumber::UDP, &self.tx)?;
+        Ok(())
     }
 
     pub fn udp_recv_from(
@@ -386,16 +385,21 @@ impl<L: Link> Stack<L> {
         }
     }
 
-    /// Processes everything due at `now`: arrivals, timers, and transmissions.
+    /// Processes everything due at `now`: arrivals, timers, and transmissions. A link
+    /// receive error (counted by the interface as `rx_link_errors`) ends only the
+    /// receiving: ICMP events, timers and transmissions still run, and the error is
+    /// returned after them.
     pub fn poll(&mut self, now: Instant) -> Result<(), LinkError> {
         let mut payload = std::mem::take(&mut self.rx);
-        while let Some(received) = self.iface.recv(now, &mut payload)? {
-            match received.protocol {
-                IpNumber::TCP => self.on_tcp(now, &received, &payload),
-                IpNumber::UDP => self.on_udp(now, &received, &payload),
-                _ => {}
+        let received = loop {
+            match self.iface.recv(now, &mut payload) {
+                Ok(Some(r)) if r.protocol == IpNumber::TCP => self.on_tcp(now, &r, &payload),
+                Ok(Some(r)) if r.protocol == IpNumber::UDP => self.on_udp(now, &r, &payload),
+                Ok(Some(_)) => {}
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
             }
-        }
+        };
         self.rx = payload;
         while let Some(event) = self.iface.poll_icmp() {
             self.on_icmp(event);
@@ -414,7 +418,7 @@ impl<L: Link> Stack<L> {
         while let Some(index) = self.dirty.pop_first() {
             self.flush(now, index);
         }
-        Ok(())
+        received
     }
 
     /// ICMP errors about our TCP segments go to their connection (RFC 1122 section
@@ -645,11 +649,119 @@ impl<L: Link> Stack<L> {
     }
 }
 
-/// Why a UDP send failed.
+/// Why a UDP send failed: refused by the socket table, or by the network layer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UdpSendFailure {
     #[error(transparent)]
     Udp(#[from] crate::udp::UdpSendError),
-    #[error("{0}")]
-    Net(String),
+    #[error(transparent)]
+    Net(#[from] SendError),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::net::link::{Duration, Medium, SimConfig, SimLink, TxInfo};
+    use crate::net::{Config, Ipv4Cidr};
+
+    const A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+
+    /// A [`SimLink`] whose next `recv` fails once when `fail` is set.
+    #[derive(Debug)]
+    struct Flaky {
+        link: SimLink,
+        fail: bool,
+    }
+
+    impl Link for Flaky {
+        fn medium(&self) -> Medium {
+            self.link.medium()
+        }
+        fn mtu(&self) -> usize {
+            self.link.mtu()
+        }
+        fn send(&mut self, now: Instant, packet: &[u8]) -> Result<TxInfo, LinkError> {
+            self.link.send(now, packet)
+        }
+        fn recv(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<usize>, LinkError> {
+            if std::mem::take(&mut self.fail) {
+                return Err(std::io::Error::other("device hiccup").into());
+            }
+            self.link.recv(now, buf)
+        }
+        fn poll_at(&self, now: Instant) -> Option<Instant> {
+            self.link.poll_at(now)
+        }
+        fn wait(&mut self, now: Instant, timeout: Option<Duration>) -> Result<bool, LinkError> {
+            self.link.wait(now, timeout)
+        }
+    }
+
+    fn stack<L: Link>(link: L, addr: Ipv4Addr) -> Stack<L> {
+        let cidr = Ipv4Cidr {
+            addr,
+            prefix_len: 24,
+        };
+        Stack::new(
+            Interface::new(link, Config::new(cidr)),
+            StackConfig::default(),
+        )
+    }
+
+    fn flaky_pair() -> (Stack<Flaky>, Stack<SimLink>) {
+        let (la, lb) = SimLink::pair(SimConfig::default(), 1).unwrap();
+        let a = stack(
+            Flaky {
+                link: la,
+                fail: false,
+            },
+            A,
+        );
+        (a, stack(lb, B))
+    }
+
+    /// A failing link read is counted and ends only the receiving part of the tick: the
+    /// retransmission timer due in the same tick still fires and its SYN goes out.
+    #[test]
+    fn link_receive_error_is_counted_and_the_tick_goes_on() {
+        let (mut a, mut b) = flaky_pair();
+        let t0 = Instant::ZERO;
+        a.tcp_connect(t0, SocketAddrV4::new(B, 80)).unwrap();
+        a.poll(t0).unwrap();
+        assert_eq!(a.interface().stats().tx_packets, 1);
+        let rto = a.poll_at(t0).unwrap();
+        assert!(rto > t0);
+
+        a.interface_mut().link_mut().fail = true;
+        let err = a.poll(rto).unwrap_err();
+        assert!(err.to_string().contains("device hiccup"), "{err}");
+        assert_eq!(a.interface().stats().rx_link_errors, 1);
+        let stats = a.stats();
+        assert_eq!((stats.tcp.timeouts, stats.tcp.retransmits), (1, 1));
+        assert_eq!(a.interface().stats().tx_packets, 2);
+
+        // Both SYNs arrive; the link reads again on the next tick.
+        b.poll(rto).unwrap();
+        assert_eq!(b.interface().stats().rx_packets, 2);
+        a.poll(rto).unwrap();
+        assert_eq!(a.interface().stats().rx_link_errors, 1);
+        assert_eq!(a.interface().stats().rx_packets, 2);
+    }
+
+    /// The network layer's refusal reaches the caller typed, not as text.
+    #[test]
+    fn udp_send_failure_keeps_the_network_error() {
+        let (mut a, _b) = flaky_pair();
+        let h = a.udp_bind(SocketAddrV4::new(A, 0)).unwrap();
+        let far = Ipv4Addr::new(203, 0, 113, 1);
+        let err = a
+            .udp_send_to(Instant::ZERO, h, SocketAddrV4::new(far, 9), b"x")
+            .unwrap_err();
+        let kept = err.clone();
+        assert_eq!(kept, UdpSendFailure::Net(SendError::NoRoute(far)));
+        assert_eq!(err.to_string(), "no route to 203.0.113.1");
+    }
 }
