@@ -163,6 +163,33 @@ fn parse(src: Ipv4Addr, dst: Ipv4Addr, datagram: &[u8]) -> Result<(UdpHeader, &[
     Ok((header, payload))
 }
 
+/// The header of a datagram from the socket bound to `local`, sent from `src_ip` to
+/// `dst`, with its checksum over the pseudo header (RFC 768).
+fn header(
+    local: SocketAddrV4,
+    src_ip: Ipv4Addr,
+    dst: SocketAddrV4,
+    data: &[u8],
+) -> Result<UdpHeader, UdpSendError> {
+    let too_large = UdpSendError::TooLarge { len: data.len() };
+    if data.len() > MAX_PAYLOAD_LEN {
+        return Err(too_large);
+    }
+    if dst.port() == 0 || dst.ip().is_unspecified() {
+        return Err(UdpSendError::BadDestination(dst));
+    }
+    let bound = *local.ip();
+    if !bound.is_unspecified() && bound != src_ip {
+        return Err(UdpSendError::SourceMismatch { bound, src: src_ip });
+    }
+    let mut header = UdpHeader::without_ipv4_checksum(local.port(), dst.port(), data.len())
+        .map_err(|_| too_large)?;
+    header.checksum = header
+        .calc_checksum_ipv4_raw(src_ip.octets(), dst.ip().octets(), data)
+        .map_err(|_| too_large)?;
+    Ok(header)
+}
+
 /// Whether any socket is bound to `port`, on any address.
 fn port_in_use(bindings: &BTreeMap<(u16, Ipv4Addr), UdpHandle>, port: u16) -> bool {
     let all = (port, Ipv4Addr::UNSPECIFIED)..=(port, Ipv4Addr::BROADCAST);
@@ -331,8 +358,16 @@ impl UdpTable {
         out: &mut Vec<u8>,
     ) -> Result<(), UdpSendError> {
         out.clear();
-        match self.build(h, src_ip, dst, data, out) {
-            Ok(()) => {
+        let header = self
+            .sockets
+            .get(&h)
+            .ok_or(UdpSendError::Closed)
+            .and_then(|socket| header(socket.local, src_ip, dst, data));
+        match header {
+            Ok(header) => {
+                out.reserve(UdpHeader::LEN + data.len());
+                out.extend_from_slice(&header.to_bytes());
+                out.extend_from_slice(data);
                 self.stats.datagrams_out += 1;
                 self.stats.bytes_out += data.len() as u64;
                 Ok(())
@@ -342,37 +377,6 @@ impl UdpTable {
                 Err(e)
             }
         }
-    }
-
-    fn build(
-        &self,
-        h: UdpHandle,
-        src_ip: Ipv4Addr,
-        dst: SocketAddrV4,
-        data: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), UdpSendError> {
-        let local = self.sockets.get(&h).ok_or(UdpSendError::Closed)?.local;
-        let too_large = UdpSendError::TooLarge { len: data.len() };
-        if data.len() > MAX_PAYLOAD_LEN {
-            return Err(too_large);
-        }
-        if dst.port() == 0 || dst.ip().is_unspecified() {
-            return Err(UdpSendError::BadDestination(dst));
-        }
-        let bound = *local.ip();
-        if !bound.is_unspecified() && bound != src_ip {
-            return Err(UdpSendError::SourceMismatch { bound, src: src_ip });
-        }
-        let mut header = UdpHeader::without_ipv4_checksum(local.port(), dst.port(), data.len())
-            .map_err(|_| too_large)?;
-        header.checksum = header
-            .calc_checksum_ipv4_raw(src_ip.octets(), dst.ip().octets(), data)
-            .map_err(|_| too_large)?;
-        out.reserve(UdpHeader::LEN + data.len());
-        out.extend_from_slice(&header.to_bytes());
-        out.extend_from_slice(data);
-        Ok(())
     }
 
     /// The next queued datagram of `h`, copied into `buf`: `(bytes copied, sender)`.
