@@ -6,14 +6,12 @@
 //! destination (bytes 16..20): a simulated router, the one place the link layer looks
 //! into a packet. Packets to unknown addresses are counted and dropped.
 
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use crate::impair::{Engine, ImpairError, ImpairStats, Impairments, Outage};
-use crate::link::{Link, LinkError, Medium, TxInfo};
-use crate::sim::{derive_seed, enqueue, InFlight};
-use crate::time::Instant;
+use crate::sim::{derive_seed, lock, Net, SimPort, Wiring};
 
 /// Byte offset of the destination address in an IPv4 header (RFC 791 section 3.1).
 const IPV4_DST: std::ops::Range<usize> = 16..20;
@@ -56,101 +54,20 @@ impl HubConfig {
     }
 }
 
+/// The wiring of a [`SimHub`]: port addresses, and one engine per ordered pair of
+/// ports, made on first use.
 #[derive(Debug)]
-struct Port {
-    addr: Ipv4Addr,
-    queue: BinaryHeap<InFlight>,
-    received: u64,
-}
-
-#[derive(Debug)]
-struct HubShared {
+pub struct Hub {
     cfg: HubConfig,
     seed: u64,
-    ports: Vec<Port>,
+    addrs: Vec<Ipv4Addr>,
     engines: BTreeMap<(usize, usize), Engine>,
-    next_seq: u64,
     no_route: u64,
 }
 
-/// A simulated IP network joining any number of [`HubPort`]s.
-#[derive(Debug, Clone)]
-pub struct SimHub {
-    shared: Arc<Mutex<HubShared>>,
-}
-
-/// One host's attachment to a [`SimHub`].
-#[derive(Debug, Clone)]
-pub struct HubPort {
-    shared: Arc<Mutex<HubShared>>,
-    index: usize,
-    mtu: usize,
-}
-
-fn lock(shared: &Mutex<HubShared>) -> MutexGuard<'_, HubShared> {
-    shared.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl SimHub {
-    /// Validates every impairment up front, so sending never fails on configuration.
-    pub fn new(mut cfg: HubConfig, seed: u64) -> Result<SimHub, ImpairError> {
-        cfg.default.validate()?;
-        for imp in cfg.pairs.values() {
-            imp.validate()?;
-        }
-        if cfg.mtu == 0 {
-            cfg.mtu = 1500;
-        }
-        Ok(SimHub {
-            shared: Arc::new(Mutex::new(HubShared {
-                cfg,
-                seed,
-                ports: Vec::new(),
-                engines: BTreeMap::new(),
-                next_seq: 0,
-                no_route: 0,
-            })),
-        })
-    }
-
-    /// A new port receiving packets addressed to `addr`.
-    pub fn attach(&self, addr: Ipv4Addr) -> HubPort {
-        let mut shared = lock(&self.shared);
-        shared.ports.push(Port {
-            addr,
-            queue: BinaryHeap::new(),
-            received: 0,
-        });
-        HubPort {
-            shared: self.shared.clone(),
-            index: shared.ports.len() - 1,
-            mtu: shared.cfg.mtu,
-        }
-    }
-
-    /// What the engine did from `from` to `to` so far.
-    pub fn stats(&self, from: Ipv4Addr, to: Ipv4Addr) -> ImpairStats {
-        let shared = lock(&self.shared);
-        let find = |a| shared.ports.iter().position(|p| p.addr == a);
-        match (find(from), find(to)) {
-            (Some(f), Some(t)) => shared
-                .engines
-                .get(&(f, t))
-                .map(|e| e.stats())
-                .unwrap_or_default(),
-            _ => ImpairStats::default(),
-        }
-    }
-
-    /// Packets sent to addresses no port has.
-    pub fn no_route(&self) -> u64 {
-        lock(&self.shared).no_route
-    }
-}
-
-impl HubShared {
+impl Hub {
     fn engine(&mut self, from: usize, to: usize) -> &mut Engine {
-        let (fa, ta) = (self.ports[from].addr, self.ports[to].addr);
+        let (fa, ta) = (self.addrs[from], self.addrs[to]);
         let imp = self
             .cfg
             .pairs
@@ -164,73 +81,87 @@ impl HubShared {
     }
 }
 
-impl Link for HubPort {
-    fn medium(&self) -> Medium {
-        Medium::Ip
-    }
-
-    fn mtu(&self) -> usize {
-        self.mtu
-    }
-
-    fn send(&mut self, now: Instant, packet: &[u8]) -> Result<TxInfo, LinkError> {
-        if packet.len() > self.mtu {
-            return Err(LinkError::TooBig {
-                len: packet.len(),
-                mtu: self.mtu,
-            });
-        }
-        let mut shared = lock(&self.shared);
+impl Wiring for Hub {
+    /// To the port whose address is the packet's IPv4 destination.
+    fn route(&mut self, from: usize, packet: &[u8]) -> Option<(usize, &mut Engine)> {
         let dst = packet
             .get(IPV4_DST)
             .map(|b| Ipv4Addr::new(b[0], b[1], b[2], b[3]));
-        let Some(to) = dst.and_then(|d| shared.ports.iter().position(|p| p.addr == d)) else {
-            shared.no_route += 1;
-            return Ok(TxInfo::default());
+        let Some(to) = dst.and_then(|d| self.addrs.iter().position(|&a| a == d)) else {
+            self.no_route += 1;
+            return None;
         };
-        let in_flight = shared.ports[to].queue.len();
-        let verdict = shared
-            .engine(self.index, to)
-            .decide(now, packet.len(), in_flight);
-        let HubShared {
-            ports, next_seq, ..
-        } = &mut *shared;
-        enqueue(&verdict, packet, &mut ports[to].queue, next_seq, Vec::new);
-        Ok(verdict.info)
+        Some((to, self.engine(from, to)))
+    }
+}
+
+/// A simulated IP network joining any number of [`HubPort`]s.
+#[derive(Debug, Clone)]
+pub struct SimHub {
+    shared: Arc<Mutex<Net<Hub>>>,
+}
+
+/// One host's attachment to a [`SimHub`].
+pub type HubPort = SimPort<Hub>;
+
+impl SimHub {
+    /// Validates every impairment up front, so sending never fails on configuration.
+    pub fn new(mut cfg: HubConfig, seed: u64) -> Result<SimHub, ImpairError> {
+        cfg.default.validate()?;
+        for imp in cfg.pairs.values() {
+            imp.validate()?;
+        }
+        if cfg.mtu == 0 {
+            cfg.mtu = 1500;
+        }
+        let hub = Hub {
+            cfg,
+            seed,
+            addrs: Vec::new(),
+            engines: BTreeMap::new(),
+            no_route: 0,
+        };
+        Ok(SimHub {
+            shared: Arc::new(Mutex::new(Net::new(hub))),
+        })
     }
 
-    fn recv(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<usize>, LinkError> {
-        let mut shared = lock(&self.shared);
-        let port = &mut shared.ports[self.index];
-        if port.queue.peek().is_none_or(|p| p.at > now) {
-            return Ok(None);
-        }
-        let Some(packet) = port.queue.pop() else {
-            return Ok(None);
+    /// A new port receiving packets addressed to `addr`.
+    pub fn attach(&self, addr: Ipv4Addr) -> HubPort {
+        let mtu = {
+            let mut net = lock(&self.shared);
+            net.wiring.addrs.push(addr);
+            net.wiring.cfg.mtu
         };
-        let len = packet.data.len();
-        if len > buf.len() {
-            return Err(LinkError::BufferTooSmall {
-                len,
-                buf: buf.len(),
-            });
-        }
-        buf[..len].copy_from_slice(&packet.data);
-        port.received += 1;
-        Ok(Some(len))
+        Net::attach(&self.shared, mtu)
     }
 
-    fn poll_at(&self, _now: Instant) -> Option<Instant> {
-        lock(&self.shared).ports[self.index]
-            .queue
-            .peek()
-            .map(|p| p.at)
+    /// What the engine did from `from` to `to` so far.
+    pub fn stats(&self, from: Ipv4Addr, to: Ipv4Addr) -> ImpairStats {
+        let net = lock(&self.shared);
+        let hub = &net.wiring;
+        let find = |a| hub.addrs.iter().position(|&p| p == a);
+        match (find(from), find(to)) {
+            (Some(f), Some(t)) => hub
+                .engines
+                .get(&(f, t))
+                .map(|e| e.stats())
+                .unwrap_or_default(),
+            _ => ImpairStats::default(),
+        }
+    }
+
+    /// Packets sent to addresses no port has.
+    pub fn no_route(&self) -> u64 {
+        lock(&self.shared).wiring.no_route
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::link::Link;
+    use crate::time::Instant;
 
     /// A minimal IPv4-shaped packet: only the destination matters to the hub.
     fn to(dst: Ipv4Addr, tag: u8) -> Vec<u8> {

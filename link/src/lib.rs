@@ -4,6 +4,7 @@
 //!
 //! This crate calls only the OS; the network layer (`ustack-net`) sits on top of it.
 
+mod counters;
 pub mod hub;
 pub mod impair;
 mod link;

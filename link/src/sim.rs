@@ -1,5 +1,7 @@
-//! `SimLink`: two connected in-process endpoints on a virtual clock, each direction run
-//! through its own seeded impairment [`Engine`].
+//! Simulated IP networks on a virtual clock: [`SimPort`] is the one [`Link`] of every
+//! simulated port, and a [`Wiring`] says where its packets go and which seeded
+//! impairment [`Engine`] they pass. [`SimLink`] is a pair of ports, each direction with
+//! its own engine; [`SimHub`](crate::SimHub) joins any number of them.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -85,19 +87,97 @@ impl Ord for InFlight {
     }
 }
 
-#[derive(Debug)]
-struct Direction {
-    engine: Engine,
-    queue: BinaryHeap<InFlight>,
-    next_seq: u64,
+/// One port's incoming side: the packets in flight towards it, earliest first.
+#[derive(Debug, Default)]
+struct Queue {
+    in_flight: BinaryHeap<InFlight>,
     received: u64,
 }
 
+/// How the ports of a simulated network are joined: where a packet goes and which
+/// impairment [`Engine`] decides its fate. [`Pair`] joins the two ends of a [`SimLink`];
+/// [`Hub`](crate::hub::Hub) routes by IPv4 destination.
+pub trait Wiring: std::fmt::Debug {
+    /// The port a packet sent from port `from` goes to, and the engine of that path;
+    /// `None` drops it as unroutable (the wiring counts it).
+    fn route(&mut self, from: usize, packet: &[u8]) -> Option<(usize, &mut Engine)>;
+}
+
+/// What the ports of one simulated network share: the wiring and every port's queue.
 #[derive(Debug)]
-struct Shared {
-    dirs: [Direction; 2],
+pub(crate) struct Net<W> {
+    pub(crate) wiring: W,
+    queues: Vec<Queue>,
+    next_seq: u64,
     /// Recycled packet buffers, so the steady state allocates nothing.
     pool: Vec<Vec<u8>>,
+}
+
+impl<W> Net<W> {
+    pub(crate) fn new(wiring: W) -> Net<W> {
+        Net {
+            wiring,
+            queues: Vec::new(),
+            next_seq: 0,
+            pool: Vec::new(),
+        }
+    }
+
+    /// A port of `mtu` on the network behind `shared`.
+    pub(crate) fn attach(shared: &Arc<Mutex<Net<W>>>, mtu: usize) -> SimPort<W> {
+        let mut net = lock(shared);
+        net.queues.push(Queue::default());
+        SimPort {
+            shared: shared.clone(),
+            index: net.queues.len() - 1,
+            mtu,
+        }
+    }
+}
+
+pub(crate) fn lock<W>(shared: &Mutex<Net<W>>) -> MutexGuard<'_, Net<W>> {
+    // A panic while holding the lock leaves consistent data (every method either
+    // completes its change or makes none), so a poisoned lock is still usable.
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A port on a simulated IP network, the [`Link`] of both [`SimLink`] and
+/// [`HubPort`](crate::HubPort). Ports share the in-flight queues; the caller drives time
+/// by passing `now` to every call.
+#[derive(Debug)]
+pub struct SimPort<W> {
+    shared: Arc<Mutex<Net<W>>>,
+    index: usize,
+    mtu: usize,
+}
+
+impl<W> Clone for SimPort<W> {
+    fn clone(&self) -> SimPort<W> {
+        SimPort {
+            shared: self.shared.clone(),
+            index: self.index,
+            mtu: self.mtu,
+        }
+    }
+}
+
+impl<W> SimPort<W> {
+    fn lock(&self) -> MutexGuard<'_, Net<W>> {
+        lock(&self.shared)
+    }
+}
+
+/// The wiring of a [`SimLink`] pair: port 0 is end A, port 1 end B, and each sends
+/// through its own engine.
+#[derive(Debug)]
+pub struct Pair {
+    engines: [Engine; 2],
+}
+
+impl Wiring for Pair {
+    fn route(&mut self, from: usize, _packet: &[u8]) -> Option<(usize, &mut Engine)> {
+        Some((1 - from, &mut self.engines[from]))
+    }
 }
 
 /// Counters of one endpoint: the impairment decisions on what it sent, and what it read.
@@ -107,21 +187,15 @@ pub struct SimStats {
     pub rx_packets: u64,
 }
 
-/// One end of a simulated point-to-point IP link. Both ends share the in-flight queues;
-/// the caller drives time by passing `now` to every call.
-#[derive(Debug, Clone)]
-pub struct SimLink {
-    shared: Arc<Mutex<Shared>>,
-    /// Index of the direction this end sends on; it receives on the other.
-    tx: usize,
-    mtu: usize,
-}
+/// One end of a simulated point-to-point IP link, each direction run through its own
+/// seeded impairment [`Engine`].
+pub type SimLink = SimPort<Pair>;
 
 pub(crate) use crate::seed::derive as derive_seed;
 
 /// Puts the copies the engine's `verdict` delivers (none, one, or two when duplicated;
 /// the first one corrupted if so decided) on `queue`, in send order. Shared by
-/// [`SimLink`] and [`SimHub`](crate::SimHub).
+/// [`SimPort`] and [`DelayLine`](crate::DelayLine).
 pub(crate) fn enqueue(
     verdict: &Verdict,
     packet: &[u8],
@@ -152,61 +226,36 @@ impl SimLink {
     /// Two connected endpoints `(a, b)`. Same `config` and `seed` and the same sequence
     /// of calls give the same packets, byte for byte.
     pub fn pair(config: SimConfig, seed: u64) -> Result<(SimLink, SimLink), ImpairError> {
-        let dir = |imp: Impairments, stream| -> Result<Direction, ImpairError> {
-            Ok(Direction {
-                engine: Engine::new(imp, derive_seed(seed, stream))?,
-                queue: BinaryHeap::new(),
-                next_seq: 0,
-                received: 0,
-            })
-        };
-        let shared = Arc::new(Mutex::new(Shared {
-            dirs: [dir(config.a_to_b, 1)?, dir(config.b_to_a, 2)?],
-            pool: Vec::new(),
-        }));
-        let a = SimLink {
-            shared: shared.clone(),
-            tx: 0,
-            mtu: config.mtu,
-        };
-        let b = SimLink {
-            shared,
-            tx: 1,
-            mtu: config.mtu,
-        };
+        let engines = [
+            Engine::new(config.a_to_b, derive_seed(seed, 1))?,
+            Engine::new(config.b_to_a, derive_seed(seed, 2))?,
+        ];
+        let shared = Arc::new(Mutex::new(Net::new(Pair { engines })));
+        let a = Net::attach(&shared, config.mtu);
+        let b = Net::attach(&shared, config.mtu);
         Ok((a, b))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Shared> {
-        // A panic while holding the lock leaves consistent data (every method either
-        // completes its change or makes none), so a poisoned lock is still usable.
-        self.shared.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn rx(&self) -> usize {
-        1 - self.tx
-    }
-
     pub fn stats(&self) -> SimStats {
-        let shared = self.lock();
+        let net = self.lock();
         SimStats {
-            tx: shared.dirs[self.tx].engine.stats(),
-            rx_packets: shared.dirs[self.rx()].received,
+            tx: net.wiring.engines[self.index].stats(),
+            rx_packets: net.queues[self.index].received,
         }
     }
 
     /// Whether this end's outgoing direction is inside a scheduled outage at `now`.
     pub fn is_down(&self, now: Instant) -> bool {
-        self.lock().dirs[self.tx].engine.down_at(now)
+        self.lock().wiring.engines[self.index].down_at(now)
     }
 
     /// Packets in flight towards this end.
     pub fn pending(&self) -> usize {
-        self.lock().dirs[self.rx()].queue.len()
+        self.lock().queues[self.index].in_flight.len()
     }
 }
 
-impl Link for SimLink {
+impl<W: Wiring> Link for SimPort<W> {
     fn medium(&self) -> Medium {
         Medium::Ip
     }
@@ -223,11 +272,14 @@ impl Link for SimLink {
             });
         }
         let mut guard = self.lock();
-        let shared = &mut *guard;
-        let dir = &mut shared.dirs[self.tx];
-        let verdict = dir.engine.decide(now, packet.len(), dir.queue.len());
-        let pool = &mut shared.pool;
-        enqueue(&verdict, packet, &mut dir.queue, &mut dir.next_seq, || {
+        let net = &mut *guard;
+        let Some((to, engine)) = net.wiring.route(self.index, packet) else {
+            return Ok(TxInfo::default());
+        };
+        let queue = &mut net.queues[to].in_flight;
+        let verdict = engine.decide(now, packet.len(), queue.len());
+        let pool = &mut net.pool;
+        enqueue(&verdict, packet, queue, &mut net.next_seq, || {
             pool.pop().unwrap_or_default()
         });
         Ok(verdict.info)
@@ -235,13 +287,12 @@ impl Link for SimLink {
 
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<usize>, LinkError> {
         let mut guard = self.lock();
-        let shared = &mut *guard;
-        let dir = &mut shared.dirs[1 - self.tx];
-        match dir.queue.peek() {
-            Some(p) if p.at <= now => {}
-            _ => return Ok(None),
+        let net = &mut *guard;
+        let queue = &mut net.queues[self.index];
+        if queue.in_flight.peek().is_none_or(|p| p.at > now) {
+            return Ok(None);
         }
-        let Some(packet) = dir.queue.pop() else {
+        let Some(packet) = queue.in_flight.pop() else {
             return Ok(None);
         };
         let len = packet.data.len();
@@ -252,15 +303,18 @@ impl Link for SimLink {
             })
         } else {
             buf[..len].copy_from_slice(&packet.data);
-            dir.received += 1;
+            queue.received += 1;
             Ok(Some(len))
         };
-        shared.pool.push(packet.data);
+        net.pool.push(packet.data);
         result
     }
 
     fn poll_at(&self, _now: Instant) -> Option<Instant> {
-        self.lock().dirs[self.rx()].queue.peek().map(|p| p.at)
+        self.lock().queues[self.index]
+            .in_flight
+            .peek()
+            .map(|p| p.at)
     }
 }
 

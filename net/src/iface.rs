@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use etherparse::icmpv4::{DestUnreachableHeader, TimeExceededCode};
 use etherparse::{IcmpEchoHeader, Icmpv4Header, Icmpv4Type, IpNumber, Ipv4Header, Ipv4HeaderSlice};
@@ -49,8 +50,9 @@ impl Config {
     }
 }
 
-/// Why a datagram could not be sent.
-#[derive(Debug, thiserror::Error)]
+/// Why a datagram could not be sent. `Clone` and `Eq`, so that the layers above can keep
+/// it, typed, in their own errors and replies.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
     #[error("no route to {0}")]
     NoRoute(Ipv4Addr),
@@ -61,8 +63,44 @@ pub enum SendError {
     #[error("link MTU of {0} bytes cannot carry an IPv4 fragment")]
     MtuTooSmall(usize),
     #[error("link error: {0}")]
-    Link(#[from] LinkError),
+    Link(#[source] SharedLinkError),
 }
+
+impl From<LinkError> for SendError {
+    fn from(e: LinkError) -> SendError {
+        SendError::Link(SharedLinkError::from(e))
+    }
+}
+
+/// A [`LinkError`] behind an `Arc`, so that errors holding it can be cloned and compared
+/// (the `std::io::Error` a device may fail with is neither). Two are equal when they are
+/// the same failure: the same variant with the same message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(transparent)]
+pub struct SharedLinkError(Arc<LinkError>);
+
+impl SharedLinkError {
+    pub fn get(&self) -> &LinkError {
+        &self.0
+    }
+}
+
+impl From<LinkError> for SharedLinkError {
+    fn from(e: LinkError) -> SharedLinkError {
+        SharedLinkError(Arc::new(e))
+    }
+}
+
+impl PartialEq for SharedLinkError {
+    fn eq(&self, other: &SharedLinkError) -> bool {
+        let (a, b) = (self.get(), other.get());
+        Arc::ptr_eq(&self.0, &other.0)
+            || (std::mem::discriminant(a) == std::mem::discriminant(b)
+                && a.to_string() == b.to_string())
+    }
+}
+
+impl Eq for SharedLinkError {}
 
 /// Per-datagram send options; the default is what TCP and UDP usually want.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -407,7 +445,8 @@ impl<L: Link> Interface<L> {
     /// Processes arriving packets until one for a registered protocol is found: its
     /// payload replaces the contents of `payload` and its metadata is returned. Echo
     /// requests, ICMP messages, fragments and bad packets are handled (and counted) on
-    /// the way. `Ok(None)`: nothing more at `now`.
+    /// the way. `Ok(None)`: nothing more at `now`. A link error is counted
+    /// (`rx_link_errors`) and returned.
     pub fn recv(
         &mut self,
         now: Instant,
@@ -424,7 +463,10 @@ impl<L: Link> Interface<L> {
                 }
                 Ok(None) => break Ok(None),
                 Err(LinkError::BufferTooSmall { .. }) => self.stats.drop(RxDrop::Oversized),
-                Err(e) => break Err(e),
+                Err(e) => {
+                    self.stats.rx_link_errors += 1;
+                    break Err(e);
+                }
             }
         };
         self.rx_buf = buf;
@@ -594,6 +636,24 @@ mod tests {
     const US: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
     const PEER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
     const T0: Instant = Instant::ZERO;
+
+    /// Send errors are values the layers above can keep: cloned, compared, with the
+    /// link failure as their source.
+    #[test]
+    fn send_errors_clone_and_compare_link_failures() {
+        let io = |msg: &str| SendError::from(LinkError::Io(std::io::Error::other(msg)));
+        let gone = io("gone");
+        assert_eq!(gone.clone(), gone);
+        assert_eq!(io("gone"), gone);
+        assert_ne!(io("busy"), gone);
+        assert_ne!(
+            SendError::from(LinkError::Closed),
+            SendError::from(LinkError::WouldBlock)
+        );
+        assert_eq!(gone.to_string(), "link error: gone");
+        let source = std::error::Error::source(&gone).map(|s| s.to_string());
+        assert_eq!(source.as_deref(), Some("gone"));
+    }
 
     /// Our interface, and the raw far end of its link to inject and capture packets.
     fn setup(mtu: usize) -> (Interface<SimLink>, SimLink) {

@@ -19,6 +19,6 @@ mod stats;
 
 pub use frag::ReassemblyConfig;
 pub use icmp::{IcmpError, IcmpEvent, Original};
-pub use iface::{Config, HeaderCopy, Interface, Received, SendError, SendOptions};
+pub use iface::{Config, HeaderCopy, Interface, Received, SendError, SendOptions, SharedLinkError};
 pub use route::{Ipv4Cidr, Route, Routes};
-pub use stats::{RxDrop, Stats};
+pub use stats::{RxDrop, RxDrops, Stats};

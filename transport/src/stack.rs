@@ -8,8 +8,12 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::net::link::{seed, Instant, Link, LinkError};
-use crate::net::{IcmpEvent, Interface, IpNumber, Received, SendOptions};
+use etherparse::icmpv4::CODE_DST_UNREACH_PORT;
+
+use crate::net::link::{Instant, Link, LinkError};
+use crate::net::{IcmpEvent, Interface, IpNumber, Received, SendError, SendOptions};
+use crate::ports::{PortAllocator, EPHEMERAL_PORTS};
+use crate::quoted::Quoted;
 use crate::tcp::conn::{reset_for, Connection, State, TcpError};
 use crate::tcp::seq::SeqNumber;
 use crate::tcp::stats::ConnStats;
@@ -62,26 +66,27 @@ pub enum StackError {
     Tcp(#[from] TcpError),
 }
 
-/// Stack-level counters (per-connection ones are summed in `tcp`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TransportStats {
-    pub tcp_segs_in: u64,
-    pub tcp_checksum_errors: u64,
-    pub tcp_malformed: u64,
-    /// Segments for no connection or listener (answered with RST unless they were RSTs).
-    pub tcp_no_socket: u64,
-    pub tcp_rsts_sent: u64,
-    pub syn_queue_overflows: u64,
-    pub accept_queue_overflows: u64,
-    pub connections_opened: u64,
-    pub connections_accepted: u64,
-    pub send_errors: u64,
-    /// ICMP errors received (about any protocol).
-    pub icmp_errors_in: u64,
-    /// ICMP port unreachable about datagrams we sent over UDP.
-    pub udp_port_unreachable_in: u64,
-    /// Counters of every connection, closed ones included.
-    pub tcp: ConnStats,
+crate::net::link::counters! {
+    /// Stack-level counters, with the sum of every connection's counters.
+    pub struct TransportStats {
+        pub tcp_segs_in: u64,
+        pub tcp_checksum_errors: u64,
+        pub tcp_malformed: u64,
+        /// Segments for no connection or listener (answered with RST unless they were RSTs).
+        pub tcp_no_socket: u64,
+        pub tcp_rsts_sent: u64,
+        pub syn_queue_overflows: u64,
+        pub accept_queue_overflows: u64,
+        pub connections_opened: u64,
+        pub connections_accepted: u64,
+        pub send_errors: u64,
+        /// ICMP errors received (about any protocol).
+        pub icmp_errors_in: u64,
+        /// ICMP port unreachable about datagrams we sent over UDP.
+        pub udp_port_unreachable_in: u64,
+    }
+    /// Counters of every connection, closed ones included; printed as `tcp.<name>`.
+    pub tcp: ConnStats => "tcp.",
 }
 
 #[derive(Debug)]
@@ -121,24 +126,22 @@ pub struct Stack<L: Link> {
     /// Connections with something to send or whose state changed.
     dirty: BTreeSet<usize>,
     timers: BTreeSet<(Instant, usize)>,
-    next_port: u16,
+    /// Local ports of active opens.
+    tcp_ports: PortAllocator,
     rx: Vec<u8>,
     tx: Vec<u8>,
     stats: TransportStats,
     closed_stats: ConnStats,
 }
 
-const EPHEMERAL_FIRST: u16 = 49152;
-
 impl<L: Link> Stack<L> {
     pub fn new(mut iface: Interface<L>, cfg: StackConfig) -> Stack<L> {
         iface.accept_protocol(IpNumber::TCP);
         iface.accept_protocol(IpNumber::UDP);
-        let span = u64::from(u16::MAX - EPHEMERAL_FIRST) + 1;
-        let next_port = EPHEMERAL_FIRST + (seed::derive(cfg.seed, 0x5eed) % span) as u16;
         Stack {
             iface,
-            udp: UdpTable::new(cfg.udp.clone()),
+            udp: UdpTable::seeded(cfg.udp.clone(), cfg.seed),
+            tcp_ports: PortAllocator::seeded(EPHEMERAL_PORTS, cfg.seed),
             cfg,
             slots: Vec::new(),
             free: Vec::new(),
@@ -147,7 +150,6 @@ impl<L: Link> Stack<L> {
             listeners: BTreeMap::new(),
             dirty: BTreeSet::new(),
             timers: BTreeSet::new(),
-            next_port,
             rx: Vec::new(),
             tx: Vec::new(),
             stats: TransportStats::default(),
@@ -239,24 +241,15 @@ impl<L: Link> Stack<L> {
             return Err(StackError::NoRoute(*remote.ip()));
         }
         let local_ip = self.iface.addr();
-        let mut tries = 0u32;
-        let local = loop {
-            let port = self.next_port;
-            self.next_port = if self.next_port == u16::MAX {
-                EPHEMERAL_FIRST
-            } else {
-                self.next_port + 1
-            };
-            let local = SocketAddrV4::new(local_ip, port);
-            if !self.by_tuple.contains_key(&(local, remote)) && !self.listeners.contains_key(&port)
-            {
-                break local;
-            }
-            tries += 1;
-            if tries > u32::from(u16::MAX - EPHEMERAL_FIRST) {
-                return Err(StackError::NoEphemeralPort(remote));
-            }
-        };
+        let (by_tuple, listeners) = (&self.by_tuple, &self.listeners);
+        let port = self
+            .tcp_ports
+            .pick(|port| {
+                let local = SocketAddrV4::new(local_ip, port);
+                by_tuple.contains_key(&(local, remote)) || listeners.contains_key(&port)
+            })
+            .ok_or(StackError::NoEphemeralPort(remote))?;
+        let local = SocketAddrV4::new(local_ip, port);
         let (iss, ts_offset) = self.isn(now, local, remote);
         let conn = Connection::connect(now, local, remote, iss, self.cfg.tcp.clone(), ts_offset);
         let index = self.insert(conn, None);
@@ -356,9 +349,8 @@ impl<L: Link> Stack<L> {
     ) -> Result<(), UdpSendFailure> {
         let src_ip = self.iface.addr();
         self.udp.encode(h, src_ip, dst, data, &mut self.tx)?;
-        self.iface
-            .send(now, *dst.ip(), IpNumber::UDP, &self.tx)
-            .map_err(|e| UdpSendFailure::Net(e.to_string()))
+        self.iface.send(now, *dst.ip(), IpNumber::UDP, &self.tx)?;
+        Ok(())
     }
 
     pub fn udp_recv_from(
@@ -393,16 +385,21 @@ impl<L: Link> Stack<L> {
         }
     }
 
-    /// Processes everything due at `now`: arrivals, timers, and transmissions.
+    /// Processes everything due at `now`: arrivals, timers, and transmissions. A link
+    /// receive error (counted by the interface as `rx_link_errors`) ends only the
+    /// receiving: ICMP events, timers and transmissions still run, and the error is
+    /// returned after them.
     pub fn poll(&mut self, now: Instant) -> Result<(), LinkError> {
         let mut payload = std::mem::take(&mut self.rx);
-        while let Some(received) = self.iface.recv(now, &mut payload)? {
-            match received.protocol {
-                IpNumber::TCP => self.on_tcp(now, &received, &payload),
-                IpNumber::UDP => self.on_udp(now, &received, &payload),
-                _ => {}
+        let received = loop {
+            match self.iface.recv(now, &mut payload) {
+                Ok(Some(r)) if r.protocol == IpNumber::TCP => self.on_tcp(now, &r, &payload),
+                Ok(Some(r)) if r.protocol == IpNumber::UDP => self.on_udp(now, &r, &payload),
+                Ok(Some(_)) => {}
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
             }
-        }
+        };
         self.rx = payload;
         while let Some(event) = self.iface.poll_icmp() {
             self.on_icmp(event);
@@ -421,7 +418,7 @@ impl<L: Link> Stack<L> {
         while let Some(index) = self.dirty.pop_first() {
             self.flush(now, index);
         }
-        Ok(())
+        received
     }
 
     /// ICMP errors about our TCP segments go to their connection (RFC 1122 section
@@ -433,20 +430,18 @@ impl<L: Link> Stack<L> {
             IcmpEvent::EchoReply { .. } => return,
         };
         self.stats.icmp_errors_in += 1;
-        if original.protocol == IpNumber::UDP && code == Some(3) {
-            // A UDP socket has no connection to fail; the error is counted for the
+        let Some(quoted) = Quoted::parse(&original) else {
+            return;
+        };
+        let Some(seq) = quoted.tcp_seq else {
+            // A UDP socket has no connection to fail; port unreachable is counted for the
             // operator (connected UDP sockets reporting ECONNREFUSED are future work).
-            self.stats.udp_port_unreachable_in += 1;
+            if code == Some(CODE_DST_UNREACH_PORT) {
+                self.stats.udp_port_unreachable_in += 1;
+            }
             return;
-        }
-        if original.protocol != IpNumber::TCP || original.head.len() < 8 {
-            return;
-        }
-        let head = &original.head;
-        let local = SocketAddrV4::new(original.src, u16::from_be_bytes([head[0], head[1]]));
-        let remote = SocketAddrV4::new(original.dst, u16::from_be_bytes([head[2], head[3]]));
-        let seq = SeqNumber(u32::from_be_bytes([head[4], head[5], head[6], head[7]]));
-        if let Some(&index) = self.by_tuple.get(&(local, remote)) {
+        };
+        if let Some(&index) = self.by_tuple.get(&(quoted.local, quoted.remote)) {
             if let Some(slot) = self.slots[index].as_mut() {
                 slot.conn.on_icmp_error(seq, code);
                 self.dirty.insert(index);
@@ -654,11 +649,116 @@ impl<L: Link> Stack<L> {
     }
 }
 
-/// Why a UDP send failed.
+/// Why a UDP send failed: refused by the socket table, or by the network layer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UdpSendFailure {
     #[error(transparent)]
     Udp(#[from] crate::udp::UdpSendError),
-    #[error("{0}")]
-    Net(String),
+    #[error(transparent)]
+    Net(#[from] SendError),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::net::link::{Medium, SimConfig, SimLink, TxInfo};
+    use crate::net::{Config, Ipv4Cidr};
+
+    const A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+
+    /// A [`SimLink`] whose next `recv` fails once when `fail` is set.
+    #[derive(Debug)]
+    struct Flaky {
+        link: SimLink,
+        fail: bool,
+    }
+
+    impl Link for Flaky {
+        fn medium(&self) -> Medium {
+            self.link.medium()
+        }
+        fn mtu(&self) -> usize {
+            self.link.mtu()
+        }
+        fn send(&mut self, now: Instant, packet: &[u8]) -> Result<TxInfo, LinkError> {
+            self.link.send(now, packet)
+        }
+        fn recv(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<usize>, LinkError> {
+            if std::mem::take(&mut self.fail) {
+                return Err(std::io::Error::other("device hiccup").into());
+            }
+            self.link.recv(now, buf)
+        }
+        fn poll_at(&self, now: Instant) -> Option<Instant> {
+            self.link.poll_at(now)
+        }
+    }
+
+    fn stack<L: Link>(link: L, addr: Ipv4Addr) -> Stack<L> {
+        let cidr = Ipv4Cidr {
+            addr,
+            prefix_len: 24,
+        };
+        Stack::new(
+            Interface::new(link, Config::new(cidr)),
+            StackConfig::default(),
+        )
+    }
+
+    fn flaky_pair() -> (Stack<Flaky>, Stack<SimLink>) {
+        let (la, lb) = SimLink::pair(SimConfig::default(), 1).unwrap();
+        let a = stack(
+            Flaky {
+                link: la,
+                fail: false,
+            },
+            A,
+        );
+        (a, stack(lb, B))
+    }
+
+    /// A failing link read is counted and ends only the receiving part of the tick: the
+    /// retransmission timer due in the same tick still fires and its SYN goes out.
+    #[test]
+    fn link_receive_error_is_counted_and_the_tick_goes_on() {
+        let (mut a, mut b) = flaky_pair();
+        let t0 = Instant::ZERO;
+        a.tcp_connect(t0, SocketAddrV4::new(B, 80)).unwrap();
+        a.poll(t0).unwrap();
+        assert_eq!(a.interface().stats().tx_packets, 1);
+        let rto = a.poll_at(t0).unwrap();
+        assert!(rto > t0);
+
+        a.interface_mut().link_mut().fail = true;
+        let err = a.poll(rto).unwrap_err();
+        assert!(err.to_string().contains("device hiccup"), "{err}");
+        assert_eq!(a.interface().stats().rx_link_errors, 1);
+        let stats = a.stats();
+        assert_eq!((stats.tcp.timeouts, stats.tcp.retransmits), (1, 1));
+        assert_eq!(a.interface().stats().tx_packets, 2);
+
+        // Both SYNs arrive; the link reads again on the next tick.
+        b.poll(rto).unwrap();
+        assert_eq!(b.interface().stats().rx_packets, 2);
+        a.poll(rto).unwrap();
+        assert_eq!(a.interface().stats().rx_link_errors, 1);
+        assert_eq!(a.interface().stats().rx_packets, 2);
+    }
+
+    /// The network layer's refusal reaches the caller typed, not as text.
+    #[test]
+    fn udp_send_failure_keeps_the_network_error() {
+        let (mut a, _b) = flaky_pair();
+        let h = a.udp_bind(SocketAddrV4::new(A, 0)).unwrap();
+        let far = Ipv4Addr::new(203, 0, 113, 1);
+        let err = a
+            .udp_send_to(Instant::ZERO, h, SocketAddrV4::new(far, 9), b"x")
+            .unwrap_err();
+        let kept = err.clone();
+        assert_eq!(kept, UdpSendFailure::Net(SendError::NoRoute(far)));
+        assert_eq!(err.to_string(), "no route to 203.0.113.1");
+    }
 }

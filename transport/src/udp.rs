@@ -16,6 +16,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use etherparse::{UdpHeader, UdpHeaderSlice};
 
 use crate::net::ipv4::{MAX_DATAGRAM_LEN, MIN_HEADER_LEN};
+use crate::ports::{PortAllocator, EPHEMERAL_PORTS};
 
 /// The largest payload of one UDP datagram over IPv4 without options: 65535 - 20 - 8.
 pub const MAX_PAYLOAD_LEN: usize = MAX_DATAGRAM_LEN - MIN_HEADER_LEN - UdpHeader::LEN;
@@ -37,7 +38,7 @@ impl Default for UdpConfig {
         UdpConfig {
             recv_queue_datagrams: 256,
             recv_queue_bytes: 1 << 20,
-            ephemeral_ports: 49152..=65535,
+            ephemeral_ports: EPHEMERAL_PORTS,
         }
     }
 }
@@ -65,107 +66,44 @@ pub enum UdpInput {
     Dropped(UdpDrop),
 }
 
-/// Why a received datagram was discarded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum UdpDrop {
-    /// Shorter than the 8-byte header, or a length field below 8 or beyond the bytes
-    /// received (RFC 768: length counts header and data).
-    Truncated,
-    /// Non-zero checksum that does not match the pseudo header, header and data.
-    BadChecksum,
-    /// The socket's receive queue is at its datagram or byte bound.
-    QueueFull,
-}
-
-impl UdpDrop {
-    pub const ALL: [UdpDrop; 3] = [UdpDrop::Truncated, UdpDrop::BadChecksum, UdpDrop::QueueFull];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UdpDrop::Truncated => "truncated",
-            UdpDrop::BadChecksum => "checksum_errors",
-            UdpDrop::QueueFull => "queue_full",
-        }
+crate::net::link::counters! {
+    /// Counters of a [`UdpTable`], named after Linux's UDP MIB where one exists.
+    pub struct UdpStats {
+        /// Datagrams queued on a socket (Linux `InDatagrams`).
+        pub datagrams_in: u64,
+        /// Datagrams encoded for sending (`OutDatagrams`).
+        pub datagrams_out: u64,
+        /// Payload bytes of `datagrams_in`.
+        pub bytes_in: u64,
+        /// Payload bytes of `datagrams_out`.
+        pub bytes_out: u64,
+        /// Valid datagrams for a port nobody is bound to (`NoPorts`).
+        pub no_port: u64,
+        /// Dropped: [`UdpDrop::BadChecksum`] (`InCsumErrors`).
+        pub checksum_errors: u64,
+        /// Dropped: [`UdpDrop::QueueFull`] (`RcvbufErrors`).
+        pub queue_full: u64,
+        /// Dropped: [`UdpDrop::Truncated`].
+        pub truncated: u64,
+        /// Accepted datagrams that carried no checksum (zero, RFC 768).
+        pub no_checksum: u64,
+        /// Datagrams cut short by a [`UdpTable::recv_from`] buffer smaller than them.
+        pub recv_truncated: u64,
+        /// [`UdpTable::encode`] calls refused with a [`UdpSendError`].
+        pub send_errors: u64,
     }
 }
 
-impl fmt::Display for UdpDrop {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Counters of a [`UdpTable`], named after Linux's UDP MIB where one exists.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UdpStats {
-    /// Datagrams queued on a socket (Linux `InDatagrams`).
-    pub datagrams_in: u64,
-    /// Datagrams encoded for sending (`OutDatagrams`).
-    pub datagrams_out: u64,
-    /// Payload bytes of `datagrams_in`.
-    pub bytes_in: u64,
-    /// Payload bytes of `datagrams_out`.
-    pub bytes_out: u64,
-    /// Valid datagrams for a port nobody is bound to (`NoPorts`).
-    pub no_port: u64,
-    /// Dropped: [`UdpDrop::BadChecksum`] (`InCsumErrors`).
-    pub checksum_errors: u64,
-    /// Dropped: [`UdpDrop::QueueFull`] (`RcvbufErrors`).
-    pub queue_full: u64,
-    /// Dropped: [`UdpDrop::Truncated`].
-    pub truncated: u64,
-    /// Accepted datagrams that carried no checksum (zero, RFC 768).
-    pub no_checksum: u64,
-    /// Datagrams cut short by a [`UdpTable::recv_from`] buffer smaller than them.
-    pub recv_truncated: u64,
-    /// [`UdpTable::encode`] calls refused with a [`UdpSendError`].
-    pub send_errors: u64,
-}
-
-impl UdpStats {
-    pub fn dropped(&self, reason: UdpDrop) -> u64 {
-        match reason {
-            UdpDrop::Truncated => self.truncated,
-            UdpDrop::BadChecksum => self.checksum_errors,
-            UdpDrop::QueueFull => self.queue_full,
-        }
-    }
-
-    fn drop(&mut self, reason: UdpDrop) {
-        match reason {
-            UdpDrop::Truncated => self.truncated += 1,
-            UdpDrop::BadChecksum => self.checksum_errors += 1,
-            UdpDrop::QueueFull => self.queue_full += 1,
-        }
-    }
-
-    /// `(name, value)` of every counter, in a fixed order, for printing and JSON.
-    pub fn counters(&self) -> Vec<(&'static str, u64)> {
-        vec![
-            ("datagrams_in", self.datagrams_in),
-            ("datagrams_out", self.datagrams_out),
-            ("bytes_in", self.bytes_in),
-            ("bytes_out", self.bytes_out),
-            ("no_port", self.no_port),
-            ("checksum_errors", self.checksum_errors),
-            ("queue_full", self.queue_full),
-            ("truncated", self.truncated),
-            ("no_checksum", self.no_checksum),
-            ("recv_truncated", self.recv_truncated),
-            ("send_errors", self.send_errors),
-        ]
-    }
-}
-
-impl fmt::Display for UdpStats {
-    /// Non-zero counters, one `name value` per line.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (name, value) in self.counters() {
-            if value != 0 {
-                writeln!(f, "{name} {value}")?;
-            }
-        }
-        Ok(())
+crate::net::link::counters! {
+    /// Why a received datagram was discarded, and the [`UdpStats`] counter it adds to.
+    pub enum UdpDrop in UdpStats {
+        /// Shorter than the 8-byte header, or a length field below 8 or beyond the bytes
+        /// received (RFC 768: length counts header and data).
+        Truncated => truncated,
+        /// Non-zero checksum that does not match the pseudo header, header and data.
+        BadChecksum => checksum_errors,
+        /// The socket's receive queue is at its datagram or byte bound.
+        QueueFull => queue_full,
     }
 }
 
@@ -203,13 +141,6 @@ pub enum UdpRecvError {
     Closed,
 }
 
-/// Source and destination port of a UDP datagram (or of the 8 bytes an ICMP error
-/// quotes of one).
-pub fn ports(datagram: &[u8]) -> Option<(u16, u16)> {
-    let header = UdpHeaderSlice::from_slice(datagram).ok()?;
-    Some((header.source_port(), header.destination_port()))
-}
-
 /// Validates a datagram from `src` to `dst`: RFC 768 length and checksum (zero means the
 /// sender computed none). Bytes beyond the length field are link padding and ignored.
 fn parse(src: Ipv4Addr, dst: Ipv4Addr, datagram: &[u8]) -> Result<(UdpHeader, &[u8]), UdpDrop> {
@@ -230,6 +161,39 @@ fn parse(src: Ipv4Addr, dst: Ipv4Addr, datagram: &[u8]) -> Result<(UdpHeader, &[
         }
     }
     Ok((header, payload))
+}
+
+/// The header of a datagram from the socket bound to `local`, sent from `src_ip` to
+/// `dst`, with its checksum over the pseudo header (RFC 768).
+fn header(
+    local: SocketAddrV4,
+    src_ip: Ipv4Addr,
+    dst: SocketAddrV4,
+    data: &[u8],
+) -> Result<UdpHeader, UdpSendError> {
+    let too_large = UdpSendError::TooLarge { len: data.len() };
+    if data.len() > MAX_PAYLOAD_LEN {
+        return Err(too_large);
+    }
+    if dst.port() == 0 || dst.ip().is_unspecified() {
+        return Err(UdpSendError::BadDestination(dst));
+    }
+    let bound = *local.ip();
+    if !bound.is_unspecified() && bound != src_ip {
+        return Err(UdpSendError::SourceMismatch { bound, src: src_ip });
+    }
+    let mut header = UdpHeader::without_ipv4_checksum(local.port(), dst.port(), data.len())
+        .map_err(|_| too_large)?;
+    header.checksum = header
+        .calc_checksum_ipv4_raw(src_ip.octets(), dst.ip().octets(), data)
+        .map_err(|_| too_large)?;
+    Ok(header)
+}
+
+/// Whether any socket is bound to `port`, on any address.
+fn port_in_use(bindings: &BTreeMap<(u16, Ipv4Addr), UdpHandle>, port: u16) -> bool {
+    let all = (port, Ipv4Addr::UNSPECIFIED)..=(port, Ipv4Addr::BROADCAST);
+    bindings.range(all).next().is_some()
 }
 
 #[derive(Debug)]
@@ -253,14 +217,26 @@ pub struct UdpTable {
     /// `(port, local address)` to socket; 0.0.0.0 is the wildcard.
     bindings: BTreeMap<(u16, Ipv4Addr), UdpHandle>,
     next_handle: u64,
-    next_ephemeral: u16,
+    ephemeral: PortAllocator,
     stats: UdpStats,
 }
 
 impl UdpTable {
+    /// A table whose first ephemeral port is the first of the range.
     pub fn new(cfg: UdpConfig) -> UdpTable {
+        let ephemeral = PortAllocator::new(cfg.ephemeral_ports.clone());
+        UdpTable::with_ports(cfg, ephemeral)
+    }
+
+    /// A table whose first ephemeral port is derived from `seed` (the stack's seed).
+    pub fn seeded(cfg: UdpConfig, seed: u64) -> UdpTable {
+        let ephemeral = PortAllocator::seeded(cfg.ephemeral_ports.clone(), seed);
+        UdpTable::with_ports(cfg, ephemeral)
+    }
+
+    fn with_ports(cfg: UdpConfig, ephemeral: PortAllocator) -> UdpTable {
         UdpTable {
-            next_ephemeral: *cfg.ephemeral_ports.start(),
+            ephemeral,
             cfg,
             sockets: BTreeMap::new(),
             bindings: BTreeMap::new(),
@@ -274,13 +250,17 @@ impl UdpTable {
     }
 
     /// Binds a socket to `local`. Port 0 picks the next free port of the ephemeral range
-    /// after the last one picked, wrapping around; a picked port is free on every
-    /// address. No randomness: RFC 6056 port randomization is the caller's to add by
-    /// choosing the range.
+    /// after the last one picked, wrapping around (see [`PortAllocator`]); a picked port
+    /// is free on every address.
     pub fn bind(&mut self, local: SocketAddrV4) -> Result<UdpHandle, BindError> {
         let addr = *local.ip();
         let port = match local.port() {
-            0 => self.pick_ephemeral()?,
+            0 => {
+                let bindings = &self.bindings;
+                self.ephemeral
+                    .pick(|port| port_in_use(bindings, port))
+                    .ok_or(BindError::NoEphemeralPort)?
+            }
             port if self.conflicts(addr, port) => return Err(BindError::AddrInUse(port)),
             port => port,
         };
@@ -310,38 +290,13 @@ impl UdpTable {
         self.sockets.get(&h).map(|s| s.local)
     }
 
-    fn port_in_use(&self, port: u16) -> bool {
-        let all = (port, Ipv4Addr::UNSPECIFIED)..=(port, Ipv4Addr::BROADCAST);
-        self.bindings.range(all).next().is_some()
-    }
-
     fn conflicts(&self, addr: Ipv4Addr, port: u16) -> bool {
         if addr.is_unspecified() {
-            self.port_in_use(port)
+            port_in_use(&self.bindings, port)
         } else {
             self.bindings.contains_key(&(port, addr))
                 || self.bindings.contains_key(&(port, Ipv4Addr::UNSPECIFIED))
         }
-    }
-
-    fn pick_ephemeral(&mut self) -> Result<u16, BindError> {
-        let (lo, hi) = (
-            *self.cfg.ephemeral_ports.start(),
-            *self.cfg.ephemeral_ports.end(),
-        );
-        if lo > hi {
-            return Err(BindError::NoEphemeralPort);
-        }
-        let span = u32::from(hi - lo) + 1;
-        let first = u32::from(self.next_ephemeral.clamp(lo, hi) - lo);
-        for i in 0..span {
-            let port = lo + ((first + i) % span) as u16;
-            if port != 0 && !self.port_in_use(port) {
-                self.next_ephemeral = if port == hi { lo } else { port + 1 };
-                return Ok(port);
-            }
-        }
-        Err(BindError::NoEphemeralPort)
     }
 
     /// The socket for a datagram to `addr:port`: bound to exactly that address, else to
@@ -361,7 +316,7 @@ impl UdpTable {
         let (header, payload) = match parse(src, dst, datagram) {
             Ok(parsed) => parsed,
             Err(reason) => {
-                self.stats.drop(reason);
+                self.stats.increment(reason);
                 return UdpInput::Dropped(reason);
             }
         };
@@ -374,7 +329,7 @@ impl UdpTable {
         if socket.queue.len() >= self.cfg.recv_queue_datagrams
             || socket.queued_bytes + payload.len() > self.cfg.recv_queue_bytes
         {
-            self.stats.drop(UdpDrop::QueueFull);
+            self.stats.increment(UdpDrop::QueueFull);
             return UdpInput::Dropped(UdpDrop::QueueFull);
         }
         socket.queue.push_back(Queued {
@@ -403,8 +358,16 @@ impl UdpTable {
         out: &mut Vec<u8>,
     ) -> Result<(), UdpSendError> {
         out.clear();
-        match self.build(h, src_ip, dst, data, out) {
-            Ok(()) => {
+        let header = self
+            .sockets
+            .get(&h)
+            .ok_or(UdpSendError::Closed)
+            .and_then(|socket| header(socket.local, src_ip, dst, data));
+        match header {
+            Ok(header) => {
+                out.reserve(UdpHeader::LEN + data.len());
+                out.extend_from_slice(&header.to_bytes());
+                out.extend_from_slice(data);
                 self.stats.datagrams_out += 1;
                 self.stats.bytes_out += data.len() as u64;
                 Ok(())
@@ -414,37 +377,6 @@ impl UdpTable {
                 Err(e)
             }
         }
-    }
-
-    fn build(
-        &self,
-        h: UdpHandle,
-        src_ip: Ipv4Addr,
-        dst: SocketAddrV4,
-        data: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), UdpSendError> {
-        let local = self.sockets.get(&h).ok_or(UdpSendError::Closed)?.local;
-        let too_large = UdpSendError::TooLarge { len: data.len() };
-        if data.len() > MAX_PAYLOAD_LEN {
-            return Err(too_large);
-        }
-        if dst.port() == 0 || dst.ip().is_unspecified() {
-            return Err(UdpSendError::BadDestination(dst));
-        }
-        let bound = *local.ip();
-        if !bound.is_unspecified() && bound != src_ip {
-            return Err(UdpSendError::SourceMismatch { bound, src: src_ip });
-        }
-        let mut header = UdpHeader::without_ipv4_checksum(local.port(), dst.port(), data.len())
-            .map_err(|_| too_large)?;
-        header.checksum = header
-            .calc_checksum_ipv4_raw(src_ip.octets(), dst.ip().octets(), data)
-            .map_err(|_| too_large)?;
-        out.reserve(UdpHeader::LEN + data.len());
-        out.extend_from_slice(&header.to_bytes());
-        out.extend_from_slice(data);
-        Ok(())
     }
 
     /// The next queued datagram of `h`, copied into `buf`: `(bytes copied, sender)`.
@@ -513,7 +445,7 @@ mod tests {
 
     /// Datagrams accounted for by the counters of `receive`.
     fn accounted(s: &UdpStats) -> u64 {
-        s.datagrams_in + s.no_port + UdpDrop::ALL.iter().map(|r| s.dropped(*r)).sum::<u64>()
+        s.datagrams_in + s.no_port + UdpDrop::ALL.iter().map(|r| s.get(*r)).sum::<u64>()
     }
 
     #[test]
@@ -762,8 +694,6 @@ mod tests {
         let to_b8 = datagram(sa(A, 1), sa(B, 8), b"?");
         assert_eq!(t.receive(A, B, &to_b8), UdpInput::Delivered(any));
         assert_eq!(t.stats().no_port, 2);
-        assert_eq!(ports(&to_b8), Some((1, 8)));
-        assert_eq!(ports(&to_b8[..7]), None);
     }
 
     #[test]

@@ -7,7 +7,6 @@
 //! 9293 requires skipping it), the option layout on emit, and the checksum verification.
 
 use std::net::Ipv4Addr;
-use std::ops::Range;
 
 use etherparse::checksum::Sum16BitWords;
 use etherparse::err::tcp::HeaderSliceError;
@@ -46,10 +45,6 @@ const SACK_BLOCK_LEN: usize = 8;
 const TWO_NOPS: usize = 2 * LEN_NOOP as usize;
 /// Most elements [`encode_options`] emits: MSS, NOP NOP TS, NOP WS, NOP NOP SACK.
 const MAX_OPTION_ELEMENTS: usize = 9;
-
-/// Field positions that [`ports`] reads without a full header.
-const SRC_PORT: Range<usize> = 0..2;
-const DST_PORT: Range<usize> = 2..4;
 
 /// Control bits (RFC 9293 section 3.1; ECE and CWR from RFC 3168).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -297,15 +292,6 @@ pub fn emit(seg: &Segment<'_>, src: Ipv4Addr, dst: Ipv4Addr, out: &mut Vec<u8>) 
     sack_blocks
 }
 
-/// Ports of a TCP segment without full parsing, for demultiplexing and for the quoted
-/// header in ICMP errors, None if shorter than 4 bytes. Read by hand: etherparse's views
-/// need the whole 20-byte header and an ICMP error quotes only 8 bytes of it (RFC 792).
-pub fn ports(bytes: &[u8]) -> Option<(u16, u16)> {
-    let src = u16::from_be_bytes(bytes.get(SRC_PORT)?.try_into().ok()?);
-    let dst = u16::from_be_bytes(bytes.get(DST_PORT)?.try_into().ok()?);
-    Some((src, dst))
-}
-
 /// Elements of the option list in emit order, counting their bytes as they go.
 struct OptionList {
     elements: [TcpOptionElement; MAX_OPTION_ELEMENTS],
@@ -395,7 +381,7 @@ mod tests {
 
     const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
     const SERVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
-    const CHECKSUM: Range<usize> = 16..18;
+    const CHECKSUM: std::ops::Range<usize> = 16..18;
     const DATA_OFFSET_BYTE: usize = 12;
     /// An option kind this stack does not implement.
     const UNKNOWN: u8 = 30;
@@ -743,14 +729,6 @@ mod tests {
             let seg = parse(CLIENT, SERVER, &bytes).unwrap();
             assert_eq!(seg.options.window_scale, Some(used));
         }
-    }
-
-    #[test]
-    fn ports_need_only_four_bytes() {
-        let bytes = wire(&segment());
-        assert_eq!(ports(&bytes[..8]), Some((40000, 80)));
-        assert_eq!(ports(&bytes[..4]), Some((40000, 80)));
-        assert_eq!(ports(&bytes[..3]), None);
     }
 
     fn any_options() -> impl Strategy<Value = TcpOptions> {
