@@ -13,8 +13,9 @@ use crate::demo::tcp::TcpDemoConfig;
 use crate::demo::udp::UdpDemoConfig;
 use crate::device::{DeviceArgs, DEFAULT_MTU};
 use crate::impair::ImpairConfig;
-use crate::link::time::parse_duration;
-use crate::link::{Duration, Impairments, Outage};
+use crate::link::time::{parse_duration, ParseDurationError};
+use crate::link::{Duration, ImpairError, Impairments, Outage};
+use crate::net::route::ParseCidrError;
 use crate::net::Ipv4Cidr;
 
 /// The impairment flags, shared by the demos and `ustack impair`.
@@ -355,8 +356,8 @@ pub fn probability(s: &str) -> Result<f64, String> {
     }
 }
 
-pub fn duration(s: &str) -> Result<Duration, String> {
-    parse_duration(s).map_err(|e| e.to_string())
+pub fn duration(s: &str) -> Result<Duration, ParseDurationError> {
+    parse_duration(s)
 }
 
 /// The largest file the TCP demo moves: both hosts hold the whole file in memory.
@@ -381,12 +382,12 @@ pub fn size(s: &str) -> Result<u64, String> {
     Ok(total)
 }
 
-pub fn cidr(s: &str) -> Result<Ipv4Cidr, String> {
-    s.parse::<Ipv4Cidr>().map_err(|e| e.to_string())
+pub fn cidr(s: &str) -> Result<Ipv4Cidr, ParseCidrError> {
+    s.parse()
 }
 
-pub fn outage(s: &str) -> Result<Outage, String> {
-    s.parse::<Outage>().map_err(|e| e.to_string())
+pub fn outage(s: &str) -> Result<Outage, ImpairError> {
+    s.parse()
 }
 
 #[cfg(test)]

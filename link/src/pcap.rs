@@ -36,7 +36,16 @@ struct SinkInner {
     epoch: Duration,
     packets: u64,
     write_errors: u64,
-    first_error: Option<String>,
+    first_error: Option<Arc<pcap_file::PcapError>>,
+}
+
+/// Packets a [`PcapSink`] could not write, reported by [`PcapSink::flush`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{count} pcap write errors, first: {first}")]
+pub struct PcapWriteErrors {
+    pub count: u64,
+    #[source]
+    pub first: Arc<pcap_file::PcapError>,
 }
 
 /// A pcapng file shared by any number of taps (one interface each).
@@ -52,7 +61,10 @@ impl std::fmt::Debug for PcapSink {
 }
 
 fn pcap_io(e: pcap_file::PcapError) -> io::Error {
-    io::Error::other(e.to_string())
+    match e {
+        pcap_file::PcapError::IoError(e) => e,
+        other => io::Error::other(other),
+    }
 }
 
 impl PcapSink {
@@ -139,7 +151,7 @@ impl PcapSink {
             Err(e) => {
                 inner.write_errors += 1;
                 if inner.first_error.is_none() {
-                    inner.first_error = Some(e.to_string());
+                    inner.first_error = Some(Arc::new(e));
                 }
             }
         }
@@ -153,11 +165,11 @@ impl PcapSink {
     /// Flushes buffered blocks; reports the first write error seen, if any.
     pub fn flush(&self) -> io::Result<()> {
         let mut inner = self.lock();
-        if let Some(e) = &inner.first_error {
-            return Err(io::Error::other(format!(
-                "{} pcap write errors, first: {e}",
-                inner.write_errors
-            )));
+        if let Some(first) = &inner.first_error {
+            return Err(io::Error::other(PcapWriteErrors {
+                count: inner.write_errors,
+                first: first.clone(),
+            }));
         }
         inner.writer.get_mut().flush()
     }
