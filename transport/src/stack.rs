@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::net::link::{seed, Instant, Link, LinkError};
 use crate::net::{IcmpEvent, Interface, IpNumber, Received, SendOptions};
-use crate::tcp::conn::{reset_for, Connection, State, TcpError};
+use crate::tcp::conn::{Connection, State, TcpError};
 use crate::tcp::seq::SeqNumber;
 use crate::tcp::stats::ConnStats;
 use crate::tcp::wire::{self, Segment, WireError};
@@ -519,8 +519,7 @@ impl<L: Link> Stack<L> {
         }
         self.stats.tcp_no_socket += 1;
         if !f.rst {
-            let (seq, ack) = reset_for(&seg);
-            self.send_rst(now, local, remote, seq, ack);
+            self.send_rst(now, local, remote, seg.reset_reply());
         }
     }
 
@@ -529,10 +528,8 @@ impl<L: Link> Stack<L> {
         now: Instant,
         local: SocketAddrV4,
         remote: SocketAddrV4,
-        seq: SeqNumber,
-        ack: Option<SeqNumber>,
+        seg: Segment<'static>,
     ) {
-        let seg = Segment::reset(local.port(), remote.port(), seq, ack);
         wire::emit(&seg, *local.ip(), *remote.ip(), &mut self.tx);
         if self
             .iface

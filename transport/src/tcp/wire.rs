@@ -41,7 +41,7 @@ const OPTION_TLV_HEADER_LEN: usize = 2;
 /// Offset of the length octet within an option.
 const OPTION_LEN_OFFSET: usize = 1;
 /// Left and right edge of one SACK block (RFC 2018 section 3).
-const SACK_BLOCK_LEN: usize = 8;
+pub(crate) const SACK_BLOCK_LEN: usize = 8;
 /// NOP padding that 4-byte aligns the 2- or 10-byte options the way Linux does.
 const TWO_NOPS: usize = 2 * LEN_NOOP as usize;
 /// Most elements [`encode_options`] emits: MSS, NOP NOP TS, NOP WS, NOP NOP SACK.
@@ -126,6 +126,19 @@ impl Segment<'static> {
 }
 
 impl Segment<'_> {
+    /// The reset answering this segment when it belongs to no connection or is
+    /// unacceptable (RFC 9293 section 3.10.7.1): `<SEQ=SEG.ACK><CTL=RST>` if it carries an
+    /// ACK, else `<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>`; from the ports it was sent
+    /// to. Never answer a RST with one.
+    pub fn reset_reply(&self) -> Segment<'static> {
+        let (seq, ack) = if self.flags.ack {
+            (self.ack, None)
+        } else {
+            (SeqNumber(0), Some(self.seq + self.seq_len()))
+        };
+        Segment::reset(self.dst_port, self.src_port, seq, ack)
+    }
+
     /// Sequence space the segment occupies: payload length plus one each for SYN and FIN
     /// (RFC 9293 section 3.4).
     pub fn seq_len(&self) -> usize {
