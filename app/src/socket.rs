@@ -8,17 +8,15 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use crate::link::Duration;
 use crate::runtime::{CallError, Caller, Op, Reply, TcpInfo};
 use crate::transport::stack::{StackError, TcpHandle};
-use crate::transport::tcp::TcpError;
+use crate::transport::tcp::{ConnectionError, RecvError, SendError};
 use crate::transport::udp::{BindError as UdpBindError, UdpHandle};
 
-fn kind_of_tcp(e: TcpError) -> io::ErrorKind {
+fn kind_of_tcp(e: ConnectionError) -> io::ErrorKind {
     match e {
-        TcpError::Refused => io::ErrorKind::ConnectionRefused,
-        TcpError::Reset => io::ErrorKind::ConnectionReset,
-        TcpError::TimedOut => io::ErrorKind::TimedOut,
-        TcpError::Aborted => io::ErrorKind::ConnectionAborted,
-        TcpError::SendClosed => io::ErrorKind::BrokenPipe,
-        TcpError::NotConnected => io::ErrorKind::NotConnected,
+        ConnectionError::Refused => io::ErrorKind::ConnectionRefused,
+        ConnectionError::Reset => io::ErrorKind::ConnectionReset,
+        ConnectionError::TimedOut => io::ErrorKind::TimedOut,
+        ConnectionError::Aborted => io::ErrorKind::ConnectionAborted,
     }
 }
 
@@ -26,7 +24,11 @@ fn kind_of_tcp(e: TcpError) -> io::ErrorKind {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SocketError {
     #[error(transparent)]
-    Tcp(#[from] TcpError),
+    Tcp(#[from] ConnectionError),
+    #[error("the sending side is shut down")]
+    SendClosed,
+    #[error("not connected")]
+    NotConnected,
     #[error("address in use: port {0}")]
     AddrInUse(u16),
     #[error("no route to host {0}")]
@@ -58,6 +60,8 @@ impl SocketError {
     pub fn kind(&self) -> io::ErrorKind {
         match self {
             SocketError::Tcp(e) => kind_of_tcp(*e),
+            SocketError::SendClosed => io::ErrorKind::BrokenPipe,
+            SocketError::NotConnected => io::ErrorKind::NotConnected,
             SocketError::AddrInUse(_) => io::ErrorKind::AddrInUse,
             SocketError::NoRoute(_) => io::ErrorKind::HostUnreachable,
             SocketError::NoPort => io::ErrorKind::AddrNotAvailable,
@@ -82,7 +86,17 @@ impl From<SocketError> for io::Error {
 impl From<CallError> for SocketError {
     fn from(e: CallError) -> SocketError {
         match e {
-            CallError::Stack(StackError::Tcp(t)) => SocketError::Tcp(t),
+            CallError::Stack(
+                StackError::Tcp(t)
+                | StackError::Send(SendError::Connection(t))
+                | StackError::Recv(RecvError::Connection(t)),
+            ) => SocketError::Tcp(t),
+            CallError::Stack(StackError::Send(SendError::Closed)) => SocketError::SendClosed,
+            CallError::Stack(StackError::Send(SendError::NotConnected)) => {
+                SocketError::NotConnected
+            }
+            // The runtime answers a read at end of stream with no data, never with this.
+            CallError::Stack(StackError::Recv(RecvError::Finished)) => SocketError::Closed,
             CallError::Stack(StackError::AddrInUse(p)) => SocketError::AddrInUse(p),
             CallError::Stack(StackError::NoRoute(ip)) => SocketError::NoRoute(ip),
             CallError::Stack(StackError::NoEphemeralPort(_)) => SocketError::NoPort,

@@ -10,7 +10,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::net::link::{seed, Instant, Link, LinkError};
 use crate::net::{IcmpEvent, Interface, IpNumber, Received, SendOptions};
-use crate::tcp::conn::{Connection, State, TcpError};
+use crate::tcp::conn::{Connection, State};
+use crate::tcp::error::{ConnectionError, RecvError, SendError};
 use crate::tcp::seq::SeqNumber;
 use crate::tcp::stats::ConnStats;
 use crate::tcp::wire::{self, Segment, WireError};
@@ -58,8 +59,14 @@ pub enum StackError {
     NoRoute(Ipv4Addr),
     #[error("the handle does not name a live connection")]
     BadHandle,
+    /// The connection failed (how it ended).
     #[error(transparent)]
-    Tcp(#[from] TcpError),
+    Tcp(#[from] ConnectionError),
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// `Recv(RecvError::Finished)` is the end of the stream.
+    #[error(transparent)]
+    Recv(#[from] RecvError),
 }
 
 /// Stack-level counters (per-connection ones are summed in `tcp`).
@@ -294,6 +301,8 @@ impl<L: Link> Stack<L> {
         Ok(n)
     }
 
+    /// Reads in order; `Ok(0)`: nothing yet, `Err(StackError::Recv(RecvError::Finished))`:
+    /// end of stream.
     pub fn tcp_recv(&mut self, h: TcpHandle, buf: &mut [u8]) -> Result<usize, StackError> {
         let n = self.slot_mut(h)?.conn.recv(buf)?;
         if n > 0 {

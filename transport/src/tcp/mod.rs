@@ -4,6 +4,7 @@ pub mod assembler;
 mod config;
 pub mod congestion;
 pub mod conn;
+pub mod error;
 pub mod rtt;
 pub mod sack;
 pub mod seq;
@@ -12,7 +13,8 @@ pub mod timer;
 pub mod wire;
 
 pub use config::TcpConfig;
-pub use conn::{Connection, State, TcpError};
+pub use conn::{Connection, State};
+pub use error::{ConnectionError, RecvError, SendError};
 pub use seq::SeqNumber;
 
 #[cfg(test)]

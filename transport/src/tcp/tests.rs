@@ -8,7 +8,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::{Deref, DerefMut};
 
 use super::config::TcpConfig;
-use super::conn::{Connection, State, TcpError};
+use super::conn::{Connection, State};
+use super::error::{ConnectionError, RecvError, SendError};
 use super::seq::SeqNumber;
 use super::wire::{Flags, Segment, TcpOptions};
 use crate::net::link::{Duration, Instant};
@@ -171,7 +172,11 @@ impl TestConn {
     /// Everything the application can read now.
     fn read_all(&mut self) -> Vec<u8> {
         let mut buf = vec![0; self.conn.recv_queue()];
-        let n = self.conn.recv(&mut buf).unwrap();
+        let n = match self.conn.recv(&mut buf) {
+            Ok(n) => n,
+            Err(RecvError::Finished) => 0,
+            Err(e) => panic!("recv failed: {e}"),
+        };
         buf.truncate(n);
         buf
     }
@@ -837,7 +842,7 @@ fn active_close() {
     let mut s = established(cfg());
     s.shutdown_write();
     assert_eq!(s.state(), State::FinWait1);
-    assert_eq!(s.send(b"late"), Err(TcpError::SendClosed));
+    assert_eq!(s.send(b"late"), Err(SendError::Closed));
     recv!(
         s,
         [Segment {
@@ -903,7 +908,7 @@ fn passive_close() {
         }]
     );
     let mut buf = [0; 4];
-    assert_eq!(s.recv(&mut buf), Ok(0));
+    assert_eq!(s.recv(&mut buf), Err(RecvError::Finished));
     assert!(s.at_eof());
     s.send(b"bye").unwrap();
     s.shutdown_write();
@@ -1032,9 +1037,12 @@ fn rst_acking_our_syn_refuses_the_connection() {
         }
     );
     assert_eq!(s.state(), State::Closed);
-    assert_eq!(s.error(), Some(TcpError::Refused));
+    assert_eq!(s.error(), Some(ConnectionError::Refused));
     recv_nothing!(s);
-    assert_eq!(s.recv(&mut [0; 4]), Err(TcpError::Refused));
+    assert_eq!(
+        s.recv(&mut [0; 4]),
+        Err(RecvError::Connection(ConnectionError::Refused))
+    );
 }
 
 /// RFC 9293 section 3.10.7.3: in SYN-SENT a RST with an unacceptable ACK, or with no ACK,
@@ -1071,10 +1079,16 @@ fn rst_at_rcv_nxt_resets() {
         }
     );
     assert_eq!(s.state(), State::Closed);
-    assert_eq!(s.error(), Some(TcpError::Reset));
+    assert_eq!(s.error(), Some(ConnectionError::Reset));
     recv_nothing!(s);
-    assert_eq!(s.send(b"x"), Err(TcpError::Reset));
-    assert_eq!(s.recv(&mut [0; 4]), Err(TcpError::Reset));
+    assert_eq!(
+        s.send(b"x"),
+        Err(SendError::Connection(ConnectionError::Reset))
+    );
+    assert_eq!(
+        s.recv(&mut [0; 4]),
+        Err(RecvError::Connection(ConnectionError::Reset))
+    );
 }
 
 /// RFC 5961 section 3.2: a RST inside the window but not at RCV.NXT draws a challenge ACK;
@@ -1177,7 +1191,7 @@ fn abort_sends_a_reset() {
         }]
     );
     assert_eq!(s.state(), State::Closed);
-    assert_eq!(s.error(), Some(TcpError::Aborted));
+    assert_eq!(s.error(), Some(ConnectionError::Aborted));
 }
 
 // ---- receiving data ----
@@ -1659,7 +1673,7 @@ fn syn_is_retransmitted_with_backoff_then_times_out() {
     assert_eq!(s.stats().retransmits, 3);
     s.advance(secs(8));
     assert_eq!(s.state(), State::Closed);
-    assert_eq!(s.error(), Some(TcpError::TimedOut));
+    assert_eq!(s.error(), Some(ConnectionError::TimedOut));
     recv_nothing!(s);
 }
 
@@ -1862,7 +1876,7 @@ fn keepalive_probes_an_idle_connection_and_gives_up() {
     let sent = run_until(&mut s, until);
     assert_eq!(sent, 3);
     assert_eq!(s.stats().keepalive_probes, 4);
-    assert_eq!(s.error(), Some(TcpError::TimedOut));
+    assert_eq!(s.error(), Some(ConnectionError::TimedOut));
 }
 
 /// RFC 6675: with SACK, two holes in one window are both resent in the first round trip
@@ -1958,9 +1972,15 @@ fn user_timeout_fails_send_and_recv() {
     s.send(b"hello").unwrap();
     let start = s.now;
     run_until(&mut s, start + secs(10));
-    assert_eq!(s.error(), Some(TcpError::TimedOut));
-    assert_eq!(s.send(b"x"), Err(TcpError::TimedOut));
-    assert_eq!(s.recv(&mut [0; 4]), Err(TcpError::TimedOut));
+    assert_eq!(s.error(), Some(ConnectionError::TimedOut));
+    assert_eq!(
+        s.send(b"x"),
+        Err(SendError::Connection(ConnectionError::TimedOut))
+    );
+    assert_eq!(
+        s.recv(&mut [0; 4]),
+        Err(RecvError::Connection(ConnectionError::TimedOut))
+    );
     assert!(s.stats().timeouts >= 2);
 }
 
@@ -1978,7 +1998,7 @@ fn user_timeout_counts_from_the_first_unacknowledged_send() {
     run_until(&mut s, sent + secs(2) - ms(1));
     assert_eq!(s.error(), None, "timed out early");
     run_until(&mut s, sent + secs(2));
-    assert_eq!(s.error(), Some(TcpError::TimedOut));
+    assert_eq!(s.error(), Some(ConnectionError::TimedOut));
 }
 
 /// RFC 9293 section 3.8.6.1: against a zero window the persist timer sends probes, backing
@@ -2478,7 +2498,9 @@ mod arbitrary_segments {
                             m.queued += k;
                         }
                         Err(e) => assert!(
-                            m.shut || c.error() == Some(e) || e == TcpError::NotConnected,
+                            m.shut
+                                || c.error().map(SendError::from) == Some(e)
+                                || e == SendError::NotConnected,
                             "send failed with {e:?}: {}",
                             c.summary()
                         ),
@@ -2494,7 +2516,10 @@ mod arbitrary_segments {
                             }
                             m.read += k;
                         }
-                        Err(e) => assert_eq!(c.error(), Some(e)),
+                        Err(RecvError::Connection(e)) => assert_eq!(c.error(), Some(e)),
+                        Err(RecvError::Finished) => {
+                            assert!(c.error().is_none() && c.at_eof(), "{}", c.summary())
+                        }
                     }
                 }
                 App::Shutdown => {

@@ -7,7 +7,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use ustack_transport::net::link::{Duration, Impairments, Instant, SimConfig, SimLink};
 use ustack_transport::net::{Config, Interface};
-use ustack_transport::stack::{Stack, StackConfig, TcpHandle};
+use ustack_transport::stack::{Stack, StackConfig, StackError, TcpHandle};
+use ustack_transport::tcp::RecvError;
 
 pub const A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -171,7 +172,7 @@ pub fn transfer(
         }
         loop {
             match p.b.tcp_recv(server, &mut buf) {
-                Ok(0) => break,
+                Ok(0) | Err(StackError::Recv(RecvError::Finished)) => break,
                 Ok(n) => got.extend_from_slice(&buf[..n]),
                 Err(e) => panic!("seed {}: recv failed: {e}", p.seed),
             }

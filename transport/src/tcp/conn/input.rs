@@ -4,10 +4,11 @@
 use etherparse::icmpv4::{CODE_DST_UNREACH_PORT, CODE_DST_UNREACH_PROTOCOL};
 
 use super::{
-    AckPending, Connection, State, TcpError, CHALLENGE_ACK_INTERVAL, DEFAULT_MSS, MIN_SND_MSS,
+    AckPending, Connection, State, CHALLENGE_ACK_INTERVAL, DEFAULT_MSS, MIN_SND_MSS,
     TIMESTAMP_OPTION_LEN,
 };
 use crate::net::link::{Duration, Instant};
+use crate::tcp::error::ConnectionError;
 use crate::tcp::seq::SeqNumber;
 use crate::tcp::timer::Timer;
 use crate::tcp::wire::{Segment, MAX_WINDOW_SCALE};
@@ -95,7 +96,7 @@ impl Connection {
         }
         if f.rst {
             if f.ack {
-                self.fail(TcpError::Refused);
+                self.fail(ConnectionError::Refused);
             }
             return;
         }
@@ -186,9 +187,9 @@ impl Connection {
             // RFC 5961 section 3.2: only an exact match resets; else challenge.
             if seg.seq == self.rcv_nxt {
                 let error = if self.state == State::SynReceived {
-                    TcpError::Refused
+                    ConnectionError::Refused
                 } else {
-                    TcpError::Reset
+                    ConnectionError::Reset
                 };
                 self.fail(error);
             } else {
@@ -441,7 +442,7 @@ impl Connection {
             Some(CODE_DST_UNREACH_PROTOCOL | CODE_DST_UNREACH_PORT)
         );
         if hard && self.state == State::SynSent {
-            self.fail(TcpError::Refused);
+            self.fail(ConnectionError::Refused);
         }
     }
 

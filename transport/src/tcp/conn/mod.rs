@@ -46,6 +46,7 @@ use self::recovery::Recovery;
 use super::assembler::Assembler;
 use super::config::TcpConfig;
 use super::congestion::CongestionControl;
+use super::error::{ConnectionError, RecvError, SendError};
 use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
 use super::seq::SeqNumber;
@@ -78,23 +79,6 @@ impl State {
             State::Closed | State::Listen | State::SynSent | State::SynReceived
         )
     }
-}
-
-/// Why a connection failed, as the application sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TcpError {
-    #[error("connection refused")]
-    Refused,
-    #[error("connection reset by peer")]
-    Reset,
-    #[error("connection timed out")]
-    TimedOut,
-    #[error("connection aborted")]
-    Aborted,
-    #[error("the sending side is shut down")]
-    SendClosed,
-    #[error("not connected")]
-    NotConnected,
 }
 
 /// When the ACK for received data goes out.
@@ -217,7 +201,7 @@ pub struct Connection {
     unacked_segments: u32,
     /// Start of the current RFC 5961 section 7 interval and the challenge ACKs sent in it.
     challenge_window: (Instant, u32),
-    error: Option<TcpError>,
+    error: Option<ConnectionError>,
     tx_payload: Vec<u8>,
     stats: ConnStats,
 }
@@ -349,7 +333,7 @@ impl Connection {
     }
 
     /// The error that ended the connection, if it failed.
-    pub fn error(&self) -> Option<TcpError> {
+    pub fn error(&self) -> Option<ConnectionError> {
         self.error
     }
 
@@ -455,7 +439,7 @@ impl Connection {
         (now.total_millis() as u32).wrapping_add(self.ts_offset)
     }
 
-    fn fail(&mut self, error: TcpError) {
+    fn fail(&mut self, error: ConnectionError) {
         self.error = Some(error);
         self.timers.stop_all();
         self.send_buf.clear();
@@ -466,30 +450,34 @@ impl Connection {
     // ---- application side ----
 
     /// Queues bytes for sending; returns how many fit in the send buffer.
-    pub fn send(&mut self, data: &[u8]) -> Result<usize, TcpError> {
+    pub fn send(&mut self, data: &[u8]) -> Result<usize, SendError> {
         if let Some(e) = self.error {
-            return Err(e);
+            return Err(e.into());
         }
         if self.fin_queued {
-            return Err(TcpError::SendClosed);
+            return Err(SendError::Closed);
         }
         if !matches!(
             self.state,
             State::SynSent | State::SynReceived | State::Established | State::CloseWait
         ) {
-            return Err(TcpError::NotConnected);
+            return Err(SendError::NotConnected);
         }
         let n = data.len().min(self.send_capacity());
         self.send_buf.extend(&data[..n]);
         Ok(n)
     }
 
-    /// Takes received bytes in order. `Ok(0)` with a non-empty `buf` is the end of the
-    /// stream (the peer sent FIN and everything before it was read).
-    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, TcpError> {
+    /// Takes received bytes in order. `Ok(0)` means nothing has arrived yet;
+    /// `Err(RecvError::Finished)` is the end of the stream (the peer sent FIN and
+    /// everything before it was read).
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
         if self.recv_buf.is_empty() {
             if let Some(e) = self.error {
-                return Err(e);
+                return Err(e.into());
+            }
+            if self.fin_received {
+                return Err(RecvError::Finished);
             }
             return Ok(0);
         }
@@ -543,7 +531,7 @@ impl Connection {
         } else {
             self.set_state(State::Closed);
         }
-        self.error = Some(TcpError::Aborted);
+        self.error = Some(ConnectionError::Aborted);
         self.send_buf.clear();
     }
 }

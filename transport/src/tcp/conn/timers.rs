@@ -2,8 +2,9 @@
 //! retransmission (RFC 6298), delayed ACK, zero-window probe, keep-alive, TIME-WAIT and
 //! the user timeout.
 
-use super::{AckPending, Connection, State, TcpError};
+use super::{AckPending, Connection, State};
 use crate::net::link::Instant;
+use crate::tcp::error::ConnectionError;
 use crate::tcp::timer::Timer;
 
 /// Largest exponent of the zero-window probe backoff: the wait stops doubling at
@@ -49,7 +50,7 @@ impl Connection {
                 }
                 Timer::KeepAlive => {
                     if self.keepalive_probes_sent >= self.cfg.keepalive_probes {
-                        self.fail(TcpError::TimedOut);
+                        self.fail(ConnectionError::TimedOut);
                     } else {
                         self.keepalive_probes_sent += 1;
                         self.stats.keepalive_probes += 1;
@@ -66,7 +67,7 @@ impl Connection {
                     let waiting = self.snd_max > self.snd_una
                         || matches!(self.state, State::SynSent | State::SynReceived);
                     if waiting {
-                        self.fail(TcpError::TimedOut);
+                        self.fail(ConnectionError::TimedOut);
                     }
                 }
             }
@@ -88,7 +89,7 @@ impl Connection {
             self.cfg.data_retries
         };
         if self.retries > limit {
-            self.fail(TcpError::TimedOut);
+            self.fail(ConnectionError::TimedOut);
             return;
         }
         self.stats.timeouts += 1;
