@@ -78,7 +78,9 @@ fn half_close_keeps_the_other_direction_open() {
     assert_eq!(&buf[..n], &reply[..]);
 }
 
-/// Issue 3: 64 MiB byte-exact under each impairment (USTACK_TCP_BYTES overrides).
+/// 64 MiB byte-exact under one impairment at a time, long enough for the congestion
+/// window, SACK scoreboard and sequence space to be exercised far past the handshake
+/// (USTACK_TCP_BYTES overrides the size).
 fn transfer_under(imp: Impairments, seeds: std::ops::Range<u64>) {
     transfer_sized(imp, seeds, 64 << 20);
 }
