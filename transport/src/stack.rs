@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::net::link::{seed, Instant, Link, LinkError};
 use crate::net::{IcmpEvent, Interface, IpNumber, Received, SendOptions};
-use crate::tcp::conn::{Connection, State};
+use crate::tcp::conn::{Connection, Opening, State};
 use crate::tcp::error::{ConnectionError, RecvError, SendError};
 use crate::tcp::seq::SeqNumber;
 use crate::tcp::stats::ConnStats;
@@ -264,8 +264,8 @@ impl<L: Link> Stack<L> {
                 return Err(StackError::NoEphemeralPort(remote));
             }
         };
-        let (iss, ts_offset) = self.isn(now, local, remote);
-        let conn = Connection::connect(now, local, remote, iss, self.cfg.tcp.clone(), ts_offset);
+        let opening = self.opening(now, local, remote);
+        let conn = Connection::connect(now, opening, self.cfg.tcp.clone());
         let index = self.insert(conn, None);
         self.stats.connections_opened += 1;
         let generation = self.slots[index].as_ref().map_or(0, |s| s.generation);
@@ -508,16 +508,8 @@ impl<L: Link> Stack<L> {
                     self.stats.accept_queue_overflows += 1;
                     return;
                 }
-                let (iss, ts_offset) = self.isn(now, local, remote);
-                let conn = Connection::accept(
-                    now,
-                    local,
-                    remote,
-                    &seg,
-                    iss,
-                    self.cfg.tcp.clone(),
-                    ts_offset,
-                );
+                let opening = self.opening(now, local, remote);
+                let conn = Connection::accept(now, opening, &seg, self.cfg.tcp.clone());
                 let index = self.insert(conn, Some(seg.dst_port));
                 if let Some(l) = self.listeners.get_mut(&seg.dst_port) {
                     l.half_open += 1;
@@ -645,18 +637,24 @@ impl<L: Link> Stack<L> {
         }
     }
 
-    /// RFC 6528 section 3: ISN = M + F(4-tuple, secret), M a 4 µs clock. F is SipHash
-    /// (std's `DefaultHasher`) over the secret and the 4-tuple; the secret comes from the
-    /// stack seed so simulations replay. Also returns a per-connection timestamp offset
-    /// (RFC 7323 section 5.4).
-    fn isn(&self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4) -> (SeqNumber, u32) {
+    /// A new connection's 4-tuple with its ISN and timestamp offset. RFC 6528 section 3:
+    /// ISN = M + F(4-tuple, secret), M a 4 µs clock. F is SipHash (std's `DefaultHasher`)
+    /// over the secret and the 4-tuple; the secret comes from the stack seed so
+    /// simulations replay. The per-connection timestamp offset (RFC 7323 section 5.4)
+    /// comes from the same hash.
+    fn opening(&self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4) -> Opening {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.cfg.seed.hash(&mut h);
         local.hash(&mut h);
         remote.hash(&mut h);
         let f = h.finish();
         let m = (now.total_micros() / 4) as u32;
-        (SeqNumber(m.wrapping_add(f as u32)), (f >> 32) as u32)
+        Opening {
+            local,
+            remote,
+            iss: SeqNumber(m.wrapping_add(f as u32)),
+            ts_offset: (f >> 32) as u32,
+        }
     }
 }
 

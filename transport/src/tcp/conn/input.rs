@@ -430,7 +430,7 @@ impl Connection {
     /// 1122 section 4.2.3.9 and RFC 5461: protocol and port unreachable are hard errors
     /// that abort a connection still in SYN-SENT (ECONNREFUSED, as Linux does); every
     /// other error is soft: counted, and the retransmission timer keeps trying.
-    pub fn on_icmp_error(&mut self, seq: SeqNumber, code: Option<u8>) {
+    pub(crate) fn on_icmp_error(&mut self, seq: SeqNumber, code: Option<u8>) {
         let in_flight = seq >= self.snd_una && seq < self.snd_max.max(self.snd_una + 1);
         if !in_flight {
             self.stats.icmp_errors_ignored += 1;

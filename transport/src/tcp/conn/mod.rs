@@ -45,7 +45,7 @@ use std::net::SocketAddrV4;
 use self::recovery::Recovery;
 use super::assembler::Assembler;
 use super::config::TcpConfig;
-use super::congestion::CongestionControl;
+use super::congestion::Congestion;
 use super::error::{ConnectionError, RecvError, SendError};
 use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
@@ -183,7 +183,7 @@ pub struct Connection {
     // Timers and loss recovery.
     timers: TimerTable,
     rtt: RttEstimator,
-    cc: Box<dyn CongestionControl>,
+    cc: Congestion,
     /// Retransmissions of the current oldest unacknowledged data (or SYN).
     retries: u32,
     /// Karn: the segment being timed, `(end seq, sent at)`, cleared on retransmission.
@@ -206,18 +206,28 @@ pub struct Connection {
     stats: ConnStats,
 }
 
+/// What names a new connection and what the stack chose for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opening {
+    pub local: SocketAddrV4,
+    pub remote: SocketAddrV4,
+    /// Our initial sequence number (RFC 9293 section 3.4.1, RFC 6528).
+    pub iss: SeqNumber,
+    /// Added to our millisecond clock in the timestamps we send (RFC 7323 section 5.4).
+    pub ts_offset: u32,
+}
+
 impl Connection {
-    fn new(
-        now: Instant,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
-        iss: SeqNumber,
-        cfg: TcpConfig,
-        ts_offset: u32,
-    ) -> Connection {
+    fn new(now: Instant, opening: Opening, cfg: TcpConfig) -> Connection {
+        let Opening {
+            local,
+            remote,
+            iss,
+            ts_offset,
+        } = opening;
         let mss = usize::from(cfg.mss);
         let rtt = RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto);
-        let cc = cfg.congestion.build(mss);
+        let cc = Congestion::new(cfg.congestion, mss);
         let rcv_shift = if cfg.window_scaling {
             window_shift(cfg.recv_buffer)
         } else {
@@ -276,15 +286,8 @@ impl Connection {
 
     /// Active open (RFC 9293 section 3.10.1): a connection in SYN-SENT whose SYN goes out
     /// with the next [`Connection::poll_transmit`].
-    pub fn connect(
-        now: Instant,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
-        iss: SeqNumber,
-        cfg: TcpConfig,
-        ts_offset: u32,
-    ) -> Connection {
-        let mut c = Connection::new(now, local, remote, iss, cfg, ts_offset);
+    pub fn connect(now: Instant, opening: Opening, cfg: TcpConfig) -> Connection {
+        let mut c = Connection::new(now, opening, cfg);
         c.set_state(State::SynSent);
         c.arm_user_timeout(now);
         c
@@ -292,16 +295,13 @@ impl Connection {
 
     /// Passive open: a listener got `syn`; the connection answers it in SYN-RECEIVED
     /// (RFC 9293 section 3.10.7.2).
-    pub fn accept(
+    pub(crate) fn accept(
         now: Instant,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        opening: Opening,
         syn: &Segment<'_>,
-        iss: SeqNumber,
         cfg: TcpConfig,
-        ts_offset: u32,
     ) -> Connection {
-        let mut c = Connection::new(now, local, remote, iss, cfg, ts_offset);
+        let mut c = Connection::new(now, opening, cfg);
         c.take_syn_options(syn);
         c.irs = syn.seq;
         c.rcv_nxt = syn.seq + 1;
@@ -355,7 +355,7 @@ impl Connection {
     }
 
     /// Turns Nagle's algorithm off (`true`) or on (RFC 9293 section 3.7.4).
-    pub fn set_nodelay(&mut self, nodelay: bool) {
+    pub(crate) fn set_nodelay(&mut self, nodelay: bool) {
         self.cfg.nodelay = nodelay;
     }
 
@@ -381,16 +381,14 @@ impl Connection {
         )
     }
 
-    pub fn congestion_name(&self) -> &'static str {
-        self.cc.name()
-    }
-
     /// Payload bytes per segment we send.
-    pub fn effective_mss(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn effective_mss(&self) -> usize {
         self.snd_mss
     }
 
-    pub fn send_window(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn send_window(&self) -> usize {
         self.snd_wnd
     }
 
@@ -400,25 +398,19 @@ impl Connection {
     }
 
     /// Bytes queued and not yet acknowledged.
-    pub fn send_queue(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn send_queue(&self) -> usize {
         self.send_buf.len()
     }
 
     /// Bytes ready for [`Connection::recv`].
-    pub fn recv_queue(&self) -> usize {
+    pub(crate) fn recv_queue(&self) -> usize {
         self.recv_buf.len()
     }
 
     /// Whether `recv` would return something now (data, end of stream or an error).
     pub fn can_recv(&self) -> bool {
         !self.recv_buf.is_empty() || self.fin_received || self.error.is_some()
-    }
-
-    pub fn can_send(&self) -> bool {
-        self.error.is_none()
-            && !self.fin_queued
-            && matches!(self.state, State::Established | State::CloseWait)
-            && self.send_capacity() > 0
     }
 
     /// The one place the state changes; logs the transition (see the module doc).

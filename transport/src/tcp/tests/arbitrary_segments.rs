@@ -339,7 +339,7 @@ fn run(case: Case) {
     let iss = SeqNumber(case.iss);
     let irs = SeqNumber(case.irs);
     let mut now = T0;
-    let mut c = Connection::connect(now, LOCAL, REMOTE, iss, cfg, 0);
+    let mut c = Connection::connect(now, opening(LOCAL, REMOTE, iss), cfg);
     let syn = c.poll_transmit(now).expect("SYN");
     assert_eq!((syn.flags, syn.seq), (SYN, iss));
     let our_ts = syn.options.timestamps.map_or(0, |(v, _)| v);

@@ -16,7 +16,7 @@ fn active_open_offers_every_option() {
         ..cfg()
     };
     let mut s = TestConn {
-        conn: Connection::connect(T0, LOCAL, REMOTE, ISS, cfg, 0),
+        conn: Connection::connect(T0, opening(LOCAL, REMOTE, ISS), cfg),
         now: T0,
     };
     assert_eq!(s.state(), State::SynSent);

@@ -14,7 +14,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::{Deref, DerefMut};
 
 use super::config::TcpConfig;
-use super::conn::{Connection, State};
+use super::conn::{Connection, Opening, State};
 use super::error::{ConnectionError, RecvError, SendError};
 use super::seq::SeqNumber;
 use super::wire::{Flags, Segment, TcpOptions};
@@ -194,6 +194,17 @@ fn cfg() -> TcpConfig {
     }
 }
 
+/// A connection between `local` and `remote` with initial sequence number `iss` and
+/// timestamp offset 0 (so our timestamps read the test clock's milliseconds).
+fn opening(local: SocketAddrV4, remote: SocketAddrV4, iss: SeqNumber) -> Opening {
+    Opening {
+        local,
+        remote,
+        iss,
+        ts_offset: 0,
+    }
+}
+
 /// A connection and the time the test is at.
 struct TestConn {
     conn: Connection,
@@ -266,7 +277,7 @@ macro_rules! recv_nothing {
 /// Active open: SYN-SENT, the SYN (with `cfg`'s options) already sent at T0.
 fn syn_sent(cfg: TcpConfig) -> TestConn {
     let mut s = TestConn {
-        conn: Connection::connect(T0, LOCAL, REMOTE, ISS, cfg, 0),
+        conn: Connection::connect(T0, opening(LOCAL, REMOTE, ISS), cfg),
         now: T0,
     };
     let syn = s.conn.poll_transmit(T0).expect("a SYN");
@@ -320,7 +331,7 @@ fn syn_received(cfg: TcpConfig, options: TcpOptions) -> TestConn {
         ..SEND_TEMPL
     };
     TestConn {
-        conn: Connection::accept(T0, LOCAL, REMOTE, &syn, ISS, cfg, 0),
+        conn: Connection::accept(T0, opening(LOCAL, REMOTE, ISS), &syn, cfg),
         now: T0,
     }
 }

@@ -39,8 +39,8 @@ fn exchange(a: &mut Connection, b: &mut Connection, now: Instant) -> (Trace, Tra
 
 /// Two connections that connect to each other at once, in ESTABLISHED.
 fn simultaneous_open() -> (Connection, Connection) {
-    let mut a = Connection::connect(T0, LOCAL, REMOTE, ISS, cfg(), 0);
-    let mut b = Connection::connect(T0, REMOTE, LOCAL, IRS, cfg(), 0);
+    let mut a = Connection::connect(T0, opening(LOCAL, REMOTE, ISS), cfg());
+    let mut b = Connection::connect(T0, opening(REMOTE, LOCAL, IRS), cfg());
     let zero = SeqNumber(0);
     // The SYNs cross; each side answers with SYN-ACK from SYN-RECEIVED.
     let (ab, ba) = exchange(&mut a, &mut b, T0);
