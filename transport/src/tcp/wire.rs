@@ -21,18 +21,12 @@ use etherparse::{
 
 use super::seq::SeqNumber;
 
-/// Option kinds (RFC 9293 section 3.2, RFC 7323, RFC 2018), as etherparse names them.
-pub use etherparse::tcp_option::{
-    KIND_END, KIND_MAXIMUM_SEGMENT_SIZE, KIND_NOOP, KIND_SELECTIVE_ACK,
-    KIND_SELECTIVE_ACK_PERMITTED, KIND_TIMESTAMP, KIND_WINDOW_SCALE,
-};
-
 /// Length of the fixed header, without options (data offset 5).
 pub const MIN_HEADER_LEN: usize = TcpHeader::MIN_LEN;
 /// Room for options: data offset 15 words minus the fixed header (RFC 9293 section 3.1).
-pub const MAX_OPTIONS_LEN: usize = etherparse::TcpOptions::MAX_LEN;
+pub(crate) const MAX_OPTIONS_LEN: usize = etherparse::TcpOptions::MAX_LEN;
 /// Largest window shift; larger received values are used as 14 (RFC 7323 section 2.3).
-pub const MAX_WINDOW_SCALE: u8 = 14;
+pub(crate) const MAX_WINDOW_SCALE: u8 = 14;
 /// SACK blocks one option can carry in 40 bytes (RFC 2018 section 3).
 pub const MAX_SACK_BLOCKS: usize = 4;
 
@@ -101,7 +95,7 @@ pub struct Segment<'a> {
 impl Segment<'static> {
     /// A reset (RFC 9293 section 3.10.7.1): `<SEQ=seq><CTL=RST>`, or with `ack`
     /// `<SEQ=seq><ACK=ack><CTL=RST,ACK>`; no options, no data.
-    pub fn reset(
+    pub(crate) fn reset(
         src_port: u16,
         dst_port: u16,
         seq: SeqNumber,
@@ -403,6 +397,11 @@ fn encode_options(options: &TcpOptions) -> (etherparse::TcpOptions, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // Option kinds (RFC 9293 section 3.2, RFC 7323, RFC 2018), as etherparse names them.
+    use etherparse::tcp_option::{
+        KIND_END, KIND_MAXIMUM_SEGMENT_SIZE, KIND_NOOP, KIND_SELECTIVE_ACK,
+        KIND_SELECTIVE_ACK_PERMITTED, KIND_TIMESTAMP, KIND_WINDOW_SCALE,
+    };
     use etherparse::TcpSlice;
     use proptest::prelude::*;
 

@@ -28,6 +28,7 @@ pub struct Pair {
 
 impl Pair {
     pub fn new(sim: SimConfig, stack: StackConfig, seed: u64) -> Pair {
+        init_log();
         println!("seed {seed}");
         let (la, lb) = SimLink::pair(sim, seed).expect("valid sim config");
         let iface = |link, addr| {
@@ -227,6 +228,14 @@ pub fn exchange(
         }
     }
     (up_got, down_got)
+}
+
+/// Sends the stack's `log` records (every TCP state change with its 4-tuple) to the test's
+/// output, filtered by `RUST_LOG` and silent without it. To print a failing seed's
+/// history: `RUST_LOG=ustack_transport=debug USTACK_TCP_FIRST_SEED=N USTACK_TCP_SEEDS=1 cargo test --release
+/// --test tcp_props`.
+pub fn init_log() {
+    let _ = env_logger::builder().is_test(true).try_init();
 }
 
 /// A `usize` from the environment (seed counts, sizes), or `default`.

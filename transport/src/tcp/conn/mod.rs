@@ -29,10 +29,11 @@
 //! # Debugging a seed
 //!
 //! Every state change is logged at `debug` level through the `log` crate, with the
-//! connection's 4-tuple. Nothing prints unless a logger is installed: to see the history
-//! of a failing seed, install any `log` implementation in the test (for example
-//! `env_logger::builder().is_test(true).try_init()`) and run it with
-//! `RUST_LOG=ustack_transport=debug`.
+//! connection's 4-tuple. Nothing prints unless a logger is installed and asks for it. The
+//! transport tests install `env_logger` (a dev-dependency), so the history of a failing
+//! test or seed prints with `RUST_LOG=ustack_transport=debug`, e.g.
+//! `RUST_LOG=ustack_transport=debug USTACK_TCP_FIRST_SEED=N USTACK_TCP_SEEDS=1 cargo test --release --test
+//! tcp_props`.
 
 mod input;
 mod output;

@@ -196,7 +196,10 @@ fn cfg() -> TcpConfig {
 
 /// A connection between `local` and `remote` with initial sequence number `iss` and
 /// timestamp offset 0 (so our timestamps read the test clock's milliseconds).
+/// Installs the test logger first, so `RUST_LOG=ustack_transport=debug` shows every state
+/// change of a failing test.
 fn opening(local: SocketAddrV4, remote: SocketAddrV4, iss: SeqNumber) -> Opening {
+    let _ = env_logger::builder().is_test(true).try_init();
     Opening {
         local,
         remote,
