@@ -23,6 +23,9 @@ const MAX_WINDOW: usize = 1 << 30;
 /// Longest delay of a delayed ACK (RFC 9293 section 3.8.6.3 allows up to 500 ms; 200 ms
 /// is what Linux uses as its maximum).
 const MAX_DELAYED_ACK: Duration = Duration::from_millis(200);
+/// Full-sized segments after which an ACK goes out at once (RFC 9293 section 3.8.6.3,
+/// RFC 5681 section 4.2: at least every second full-sized segment).
+const ACK_EVERY_FULL_SEGMENTS: u32 = 2;
 
 impl Connection {
     pub(super) fn take_syn_options(&mut self, syn: &Segment<'_>) {
@@ -386,7 +389,9 @@ impl Connection {
                     if payload.len() >= self.snd_mss.min(usize::from(self.cfg.mss)) {
                         self.unacked_segments += 1;
                     }
-                    if self.unacked_segments >= 2 || self.cfg.delayed_ack.is_zero() {
+                    if self.unacked_segments >= ACK_EVERY_FULL_SEGMENTS
+                        || self.cfg.delayed_ack.is_zero()
+                    {
                         self.pending.ack = AckPending::Now;
                     } else if self.pending.ack == AckPending::None {
                         self.pending.ack = AckPending::Delayed;

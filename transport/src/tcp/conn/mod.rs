@@ -122,8 +122,9 @@ impl Default for PendingOutput {
 
 /// RFC 9293 section 3.7.1: MSS assumed when the peer announces none.
 const DEFAULT_MSS: usize = 536;
-/// Floor of the MSS we send with, whatever the peer announces, so that a tiny announced
-/// MSS cannot make us send floods of tiny segments (Linux's `TCP_MIN_MSS` does the same).
+/// Floor of the MSS we send with, whatever the peer announces (RFC 9293 section 3.7.1
+/// sets none), so that a tiny announced MSS cannot make us send floods of tiny segments
+/// (Linux's floor, `TCP_MIN_MSS`, is 88).
 const MIN_SND_MSS: usize = 64;
 /// Bytes of a timestamps option as sent (with two NOPs), reducing the payload per segment
 /// (RFC 7323 section 3.2, laid out as in its appendix A).
@@ -482,7 +483,7 @@ impl Connection {
         // Window update once reading opened the window enough (RFC 9293 section
         // 3.8.6.2.2, receiver side silly-window avoidance).
         let after = self.window_to_advertise();
-        let threshold = (self.cfg.recv_buffer / 2).min(2 * usize::from(self.cfg.mss));
+        let threshold = self.receive_sws_threshold(2);
         if self.state.is_synchronized() && after >= before + threshold && after > self.advertised()
         {
             self.pending.ack = AckPending::Now;

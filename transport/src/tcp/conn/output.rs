@@ -12,6 +12,9 @@ use crate::tcp::wire::{
 /// Bytes of a SACK option before its blocks as sent: two NOPs, kind and length (RFC 2018
 /// section 3).
 const SACK_OPTION_OVERHEAD: usize = 4;
+/// Silly-window avoidance fraction, as a divisor: Fr = Fs = 1/2 of the buffer or of the
+/// largest window seen (RFC 9293 sections 3.8.6.2.1 and 3.8.6.2.2).
+const SWS_FRACTION: usize = 2;
 
 impl Connection {
     /// Free receive buffer space, measured from rcv_nxt.
@@ -24,12 +27,18 @@ impl Connection {
         self.rcv_adv - self.rcv_nxt
     }
 
+    /// RFC 9293 section 3.8.6.2.2 receiver silly-window avoidance: the right edge of the
+    /// window moves only by min(Fr * RCV.BUFF, `segments` * MSS), Fr = 1/2.
+    pub(super) fn receive_sws_threshold(&self, segments: usize) -> usize {
+        (self.cfg.recv_buffer / SWS_FRACTION).min(segments * usize::from(self.cfg.mss))
+    }
+
     /// The window field of the next segment, never moving the right edge left.
     fn window_field(&mut self) -> u16 {
         let free = self.window_to_advertise();
         let current = self.advertised();
         // Receiver SWS avoidance: only move the right edge by a worthwhile amount.
-        let threshold = (self.cfg.recv_buffer / 2).min(usize::from(self.cfg.mss));
+        let threshold = self.receive_sws_threshold(1);
         let mut window = if free >= current + threshold || free < current {
             free.max(current)
         } else {
@@ -253,7 +262,7 @@ impl Connection {
             } else if len < max_len && !fin_next {
                 let nagle_ok = self.cfg.nodelay || self.flight() == 0;
                 let all_of_it = len == unsent;
-                let big_enough = self.max_snd_wnd > 0 && len >= self.max_snd_wnd / 2;
+                let big_enough = self.max_snd_wnd > 0 && len >= self.max_snd_wnd / SWS_FRACTION;
                 if !((nagle_ok && all_of_it) || big_enough) {
                     return None;
                 }

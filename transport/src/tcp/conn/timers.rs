@@ -7,8 +7,9 @@ use crate::net::link::Instant;
 use crate::tcp::error::ConnectionError;
 use crate::tcp::timer::Timer;
 
-/// Largest exponent of the zero-window probe backoff: the wait stops doubling at
-/// RTO * 2^10 (and at the maximum RTO, RFC 6298 section 5.5), as Linux's persist timer.
+/// Largest exponent of the zero-window probe backoff (RFC 9293 section 3.8.6.1 leaves the
+/// schedule open): the wait doubles up to RTO * 2^10, and never exceeds the maximum RTO
+/// (RFC 6298 section 2.5); the cap keeps the shift from overflowing.
 const MAX_PROBE_BACKOFF: u32 = 10;
 
 impl Connection {
