@@ -8,25 +8,28 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use crate::link::Duration;
 use crate::runtime::{CallError, Caller, Op, Reply, RuntimeError, TcpInfo};
 use crate::transport::stack::{StackError, TcpHandle, UdpSendFailure};
-use crate::transport::tcp::TcpError;
+use crate::transport::tcp::{ConnectionError, RecvError, SendError};
 use crate::transport::udp::{BindError as UdpBindError, UdpHandle};
 
-fn kind_of_tcp(e: TcpError) -> io::ErrorKind {
+fn kind_of_tcp(e: ConnectionError) -> io::ErrorKind {
     match e {
-        TcpError::Refused => io::ErrorKind::ConnectionRefused,
-        TcpError::Reset => io::ErrorKind::ConnectionReset,
-        TcpError::TimedOut => io::ErrorKind::TimedOut,
-        TcpError::Aborted => io::ErrorKind::ConnectionAborted,
-        TcpError::SendClosed => io::ErrorKind::BrokenPipe,
-        TcpError::NotConnected => io::ErrorKind::NotConnected,
+        ConnectionError::Refused => io::ErrorKind::ConnectionRefused,
+        ConnectionError::Reset => io::ErrorKind::ConnectionReset,
+        ConnectionError::TimedOut => io::ErrorKind::TimedOut,
+        ConnectionError::Aborted => io::ErrorKind::ConnectionAborted,
     }
 }
 
 /// Why a call on an open socket (read, write, accept, send, receive...) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
+    /// The connection failed (how it ended).
     #[error(transparent)]
-    Tcp(#[from] TcpError),
+    Tcp(#[from] ConnectionError),
+    #[error("the sending side is shut down")]
+    SendClosed,
+    #[error("not connected")]
+    NotConnected,
     #[error("the socket is closed")]
     Closed,
     #[error("the operation timed out")]
@@ -42,7 +45,7 @@ pub enum SocketError {
 pub enum ConnectError {
     /// Refused, reset or timed out after the SYN retries.
     #[error(transparent)]
-    Tcp(#[from] TcpError),
+    Tcp(#[from] ConnectionError),
     #[error("no route to host {0}")]
     NoRoute(Ipv4Addr),
     #[error("no free ephemeral port")]
@@ -72,6 +75,8 @@ impl SocketError {
     pub fn kind(&self) -> io::ErrorKind {
         match self {
             SocketError::Tcp(e) => kind_of_tcp(*e),
+            SocketError::SendClosed => io::ErrorKind::BrokenPipe,
+            SocketError::NotConnected => io::ErrorKind::NotConnected,
             SocketError::Closed => io::ErrorKind::NotConnected,
             // std on Linux reports an elapsed read timeout as EAGAIN.
             SocketError::Timeout => io::ErrorKind::WouldBlock,
@@ -132,8 +137,18 @@ fn wrong(e: &CallError) -> RuntimeError {
 impl From<CallError> for SocketError {
     fn from(e: CallError) -> SocketError {
         match e {
-            CallError::Stack(StackError::Tcp(t)) => SocketError::Tcp(t),
-            CallError::Stack(StackError::BadHandle) | CallError::UdpClosed => SocketError::Closed,
+            CallError::Stack(
+                StackError::Tcp(t)
+                | StackError::Send(SendError::Connection(t))
+                | StackError::Recv(RecvError::Connection(t)),
+            ) => SocketError::Tcp(t),
+            CallError::Stack(StackError::Send(SendError::Closed)) => SocketError::SendClosed,
+            CallError::Stack(StackError::Send(SendError::NotConnected)) => {
+                SocketError::NotConnected
+            }
+            // The runtime answers a read at end of stream with no data, never with this.
+            CallError::Stack(StackError::Recv(RecvError::Finished) | StackError::BadHandle)
+            | CallError::UdpClosed => SocketError::Closed,
             CallError::UdpSend(f) => SocketError::Send(f),
             CallError::Deadline => SocketError::Timeout,
             CallError::Ended(r) => SocketError::Runtime(r),

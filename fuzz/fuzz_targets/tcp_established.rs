@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use libfuzzer_sys::fuzz_target;
 use ustack_transport::net::link::{Duration, Instant};
 use ustack_transport::tcp::wire::{self, Flags, Segment, TcpOptions};
-use ustack_transport::tcp::{Connection, SeqNumber, TcpConfig};
+use ustack_transport::tcp::{Connection, Opening, SeqNumber, TcpConfig};
 
 const LOCAL: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 49152);
 const REMOTE: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 80);
@@ -74,7 +74,16 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut now = Instant::from_secs(10);
     let mut out = Vec::new();
-    let mut conn = Connection::connect(now, LOCAL, REMOTE, ISS, cfg.clone(), 0);
+    let mut conn = Connection::connect(
+        now,
+        Opening {
+            local: LOCAL,
+            remote: REMOTE,
+            iss: ISS,
+            ts_offset: 0,
+        },
+        cfg.clone(),
+    );
     drain(&mut conn, now, &mut out);
     now += Duration::from_millis(50);
     let syn_ack = Segment {

@@ -11,10 +11,11 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use etherparse::icmpv4::CODE_DST_UNREACH_PORT;
 
 use crate::net::link::{Instant, Link, LinkError};
-use crate::net::{IcmpEvent, Interface, IpNumber, Received, SendError, SendOptions};
+use crate::net::{IcmpEvent, Interface, IpNumber, Received, SendOptions};
 use crate::ports::{PortAllocator, EPHEMERAL_PORTS};
 use crate::quoted::Quoted;
-use crate::tcp::conn::{reset_for, Connection, State, TcpError};
+use crate::tcp::conn::{Connection, Opening, State};
+use crate::tcp::error::{ConnectionError, RecvError, SendError};
 use crate::tcp::seq::SeqNumber;
 use crate::tcp::stats::ConnStats;
 use crate::tcp::wire::{self, Segment, WireError};
@@ -62,8 +63,14 @@ pub enum StackError {
     NoRoute(Ipv4Addr),
     #[error("the handle does not name a live connection")]
     BadHandle,
+    /// The connection failed (how it ended).
     #[error(transparent)]
-    Tcp(#[from] TcpError),
+    Tcp(#[from] ConnectionError),
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// `Recv(RecvError::Finished)` is the end of the stream.
+    #[error(transparent)]
+    Recv(#[from] RecvError),
 }
 
 crate::net::link::counters! {
@@ -250,8 +257,8 @@ impl<L: Link> Stack<L> {
             })
             .ok_or(StackError::NoEphemeralPort(remote))?;
         let local = SocketAddrV4::new(local_ip, port);
-        let (iss, ts_offset) = self.isn(now, local, remote);
-        let conn = Connection::connect(now, local, remote, iss, self.cfg.tcp.clone(), ts_offset);
+        let opening = self.opening(now, local, remote);
+        let conn = Connection::connect(now, opening, self.cfg.tcp.clone());
         let index = self.insert(conn, None);
         self.stats.connections_opened += 1;
         let generation = self.slots[index].as_ref().map_or(0, |s| s.generation);
@@ -287,6 +294,8 @@ impl<L: Link> Stack<L> {
         Ok(n)
     }
 
+    /// Reads in order; `Ok(0)`: nothing yet, `Err(StackError::Recv(RecvError::Finished))`:
+    /// end of stream.
     pub fn tcp_recv(&mut self, h: TcpHandle, buf: &mut [u8]) -> Result<usize, StackError> {
         let n = self.slot_mut(h)?.conn.recv(buf)?;
         if n > 0 {
@@ -494,16 +503,8 @@ impl<L: Link> Stack<L> {
                     self.stats.accept_queue_overflows += 1;
                     return;
                 }
-                let (iss, ts_offset) = self.isn(now, local, remote);
-                let conn = Connection::accept(
-                    now,
-                    local,
-                    remote,
-                    &seg,
-                    iss,
-                    self.cfg.tcp.clone(),
-                    ts_offset,
-                );
+                let opening = self.opening(now, local, remote);
+                let conn = Connection::accept(now, opening, &seg, self.cfg.tcp.clone());
                 let index = self.insert(conn, Some(seg.dst_port));
                 if let Some(l) = self.listeners.get_mut(&seg.dst_port) {
                     l.half_open += 1;
@@ -514,8 +515,7 @@ impl<L: Link> Stack<L> {
         }
         self.stats.tcp_no_socket += 1;
         if !f.rst {
-            let (seq, ack) = reset_for(&seg);
-            self.send_rst(now, local, remote, seq, ack);
+            self.send_rst(now, local, remote, seg.reset_reply());
         }
     }
 
@@ -524,10 +524,8 @@ impl<L: Link> Stack<L> {
         now: Instant,
         local: SocketAddrV4,
         remote: SocketAddrV4,
-        seq: SeqNumber,
-        ack: Option<SeqNumber>,
+        seg: Segment<'static>,
     ) {
-        let seg = Segment::reset(local.port(), remote.port(), seq, ack);
         wire::emit(&seg, *local.ip(), *remote.ip(), &mut self.tx);
         if self
             .iface
@@ -634,18 +632,24 @@ impl<L: Link> Stack<L> {
         }
     }
 
-    /// RFC 6528 section 3: ISN = M + F(4-tuple, secret), M a 4 µs clock. F is SipHash
-    /// (std's `DefaultHasher`) over the secret and the 4-tuple; the secret comes from the
-    /// stack seed so simulations replay. Also returns a per-connection timestamp offset
-    /// (RFC 7323 section 5.4).
-    fn isn(&self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4) -> (SeqNumber, u32) {
+    /// A new connection's 4-tuple with its ISN and timestamp offset. RFC 6528 section 3:
+    /// ISN = M + F(4-tuple, secret), M a 4 µs clock. F is SipHash (std's `DefaultHasher`)
+    /// over the secret and the 4-tuple; the secret comes from the stack seed so
+    /// simulations replay. The per-connection timestamp offset (RFC 7323 section 5.4)
+    /// comes from the same hash.
+    fn opening(&self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4) -> Opening {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.cfg.seed.hash(&mut h);
         local.hash(&mut h);
         remote.hash(&mut h);
         let f = h.finish();
         let m = (now.total_micros() / 4) as u32;
-        (SeqNumber(m.wrapping_add(f as u32)), (f >> 32) as u32)
+        Opening {
+            local,
+            remote,
+            iss: SeqNumber(m.wrapping_add(f as u32)),
+            ts_offset: (f >> 32) as u32,
+        }
     }
 }
 
@@ -655,7 +659,7 @@ pub enum UdpSendFailure {
     #[error(transparent)]
     Udp(#[from] crate::udp::UdpSendError),
     #[error(transparent)]
-    Net(#[from] SendError),
+    Net(#[from] crate::net::SendError),
 }
 
 #[cfg(test)]
@@ -758,7 +762,10 @@ mod tests {
             .udp_send_to(Instant::ZERO, h, SocketAddrV4::new(far, 9), b"x")
             .unwrap_err();
         let kept = err.clone();
-        assert_eq!(kept, UdpSendFailure::Net(SendError::NoRoute(far)));
+        assert_eq!(
+            kept,
+            UdpSendFailure::Net(crate::net::SendError::NoRoute(far))
+        );
         assert_eq!(err.to_string(), "no route to 203.0.113.1");
     }
 }

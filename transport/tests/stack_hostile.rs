@@ -11,8 +11,8 @@ use common::{pattern, Pair, A, B};
 use proptest::prelude::*;
 use ustack_transport::net::link::Duration;
 use ustack_transport::net::IpNumber;
-use ustack_transport::tcp::seq::SeqNumber;
 use ustack_transport::tcp::wire::{self, Flags, Segment, TcpOptions};
+use ustack_transport::tcp::SeqNumber;
 
 fn arb_segment() -> impl Strategy<Value = (u16, u16, u32, u32, u8, u16, Vec<u8>, Option<u8>, bool)>
 {

@@ -1,4 +1,4 @@
-//! The property of issue 3: any schedule of loss, reordering, duplication, corruption and
+//! The delivery property: any schedule of loss, reordering, duplication, corruption and
 //! jitter delivers the same bytes, across many seeds. `USTACK_TCP_SEEDS` sets how many
 //! (default 24, enough for CI; run 200+ locally) and `USTACK_TCP_BYTES` the size per run.
 //!

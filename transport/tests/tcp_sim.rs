@@ -8,7 +8,7 @@ use std::net::SocketAddrV4;
 use common::{pattern, transfer, Pair, B};
 use ustack_transport::net::link::{Duration, GilbertElliott, Impairments};
 use ustack_transport::stack::StackError;
-use ustack_transport::tcp::{State, TcpError};
+use ustack_transport::tcp::{ConnectionError, RecvError, SendError, State};
 
 #[test]
 fn handshake_small_transfer_and_close() {
@@ -31,12 +31,14 @@ fn connect_to_a_closed_port_is_refused() {
     let mut p = Pair::clean();
     let c = p.a.tcp_connect(p.now, SocketAddrV4::new(B, 81)).unwrap();
     p.run_for(Duration::from_secs(1));
-    assert_eq!(p.a.tcp(c).unwrap().error(), Some(TcpError::Refused));
+    assert_eq!(p.a.tcp(c).unwrap().error(), Some(ConnectionError::Refused));
     assert_eq!(p.b.stats().tcp_rsts_sent, 1);
     let mut buf = [0u8; 10];
     assert_eq!(
         p.a.tcp_recv(c, &mut buf),
-        Err(StackError::Tcp(TcpError::Refused))
+        Err(StackError::Recv(RecvError::Connection(
+            ConnectionError::Refused
+        )))
     );
 }
 
@@ -46,7 +48,7 @@ fn abort_resets_the_peer() {
     let (c, s) = p.connect(80);
     p.a.tcp_abort(c).unwrap();
     p.run_for(Duration::from_secs(1));
-    assert_eq!(p.b.tcp(s).unwrap().error(), Some(TcpError::Reset));
+    assert_eq!(p.b.tcp(s).unwrap().error(), Some(ConnectionError::Reset));
     assert_eq!(p.a.connections(), 0);
 }
 
@@ -76,7 +78,9 @@ fn half_close_keeps_the_other_direction_open() {
     assert_eq!(&buf[..n], &reply[..]);
 }
 
-/// Issue 3: 64 MiB byte-exact under each impairment (USTACK_TCP_BYTES overrides).
+/// 64 MiB byte-exact under one impairment at a time, long enough for the congestion
+/// window, SACK scoreboard and sequence space to be exercised far past the handshake
+/// (USTACK_TCP_BYTES overrides the size).
 fn transfer_under(imp: Impairments, seeds: std::ops::Range<u64>) {
     transfer_sized(imp, seeds, 64 << 20);
 }
@@ -282,14 +286,18 @@ fn an_outage_longer_than_the_user_timeout_fails_reads_and_writes_with_timed_out(
         );
     };
     let conn = p.a.tcp(c).unwrap();
-    assert_eq!(conn.error(), Some(TcpError::TimedOut));
+    assert_eq!(conn.error(), Some(ConnectionError::TimedOut));
     assert_eq!(
         p.a.tcp_send(c, b"more"),
-        Err(StackError::Tcp(TcpError::TimedOut))
+        Err(StackError::Send(SendError::Connection(
+            ConnectionError::TimedOut
+        )))
     );
     assert_eq!(
         p.a.tcp_recv(c, &mut buf),
-        Err(StackError::Tcp(TcpError::TimedOut))
+        Err(StackError::Recv(RecvError::Connection(
+            ConnectionError::TimedOut
+        )))
     );
     let user_timeout = Duration::from_secs(60);
     let bound = outage_start + user_timeout + rto_at_outage.unwrap();
@@ -350,7 +358,7 @@ fn icmp_protocol_unreachable_refuses_a_connect_at_once() {
     }
     assert_eq!(b.stats().icmp_errors_out, 1);
     let conn = a.tcp(c).unwrap();
-    assert_eq!(conn.error(), Some(TcpError::Refused));
+    assert_eq!(conn.error(), Some(ConnectionError::Refused));
     assert_eq!(conn.stats().icmp_errors, 1);
     assert_eq!(a.stats().icmp_errors_in, 1);
 }

@@ -9,7 +9,7 @@ use crossbeam_channel::Sender;
 use super::RuntimeError;
 use crate::link::{Duration, Instant, Link};
 use crate::transport::stack::{Stack, StackError, TcpHandle, UdpSendFailure};
-use crate::transport::tcp::{State, TcpError};
+use crate::transport::tcp::{ConnectionError, RecvError, State};
 use crate::transport::udp::{UdpHandle, UdpRecvError};
 
 /// A link of any kind behind a host's stack.
@@ -84,7 +84,7 @@ pub struct TcpInfo {
     pub state: State,
     pub local: SocketAddrV4,
     pub remote: SocketAddrV4,
-    pub error: Option<TcpError>,
+    pub error: Option<ConnectionError>,
     pub srtt: Option<Duration>,
     pub rto: Duration,
     pub cwnd: usize,
@@ -259,6 +259,8 @@ impl Engine {
                             buf.truncate(n);
                             Reply::Data(buf)
                         }
+                        // End of stream: no data, as std's `Read` reports it.
+                        Err(StackError::Recv(RecvError::Finished)) => Reply::Data(Vec::new()),
                         Err(e) => stack_err(e),
                     })
                 }

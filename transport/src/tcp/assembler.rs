@@ -20,18 +20,18 @@ impl Block {
 
 /// The reassembly buffer is full (too many separate blocks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TooManyHoles;
+pub(crate) struct TooManyHoles;
 
 /// Out-of-order segments of one connection.
 #[derive(Debug, Clone, Default)]
-pub struct Assembler {
+pub(crate) struct Assembler {
     blocks: Vec<Block>,
     max_blocks: usize,
     counter: u64,
 }
 
 impl Assembler {
-    pub fn new(max_blocks: usize) -> Assembler {
+    pub(crate) fn new(max_blocks: usize) -> Assembler {
         Assembler {
             blocks: Vec::new(),
             max_blocks,
@@ -39,23 +39,23 @@ impl Assembler {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.blocks.is_empty()
     }
 
     /// Bytes held.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.blocks.iter().map(|b| b.data.len()).sum()
     }
 
     /// Number of separate blocks (one more than the holes between them).
-    pub fn blocks(&self) -> usize {
+    pub(crate) fn blocks(&self) -> usize {
         self.blocks.len()
     }
 
     /// Stores `data` received at `seq` (beyond RCV.NXT). Bytes already held are kept;
     /// returns how many bytes were new.
-    pub fn insert(&mut self, seq: SeqNumber, data: &[u8]) -> Result<usize, TooManyHoles> {
+    pub(crate) fn insert(&mut self, seq: SeqNumber, data: &[u8]) -> Result<usize, TooManyHoles> {
         if data.is_empty() {
             return Ok(0);
         }
@@ -109,7 +109,7 @@ impl Assembler {
 
     /// Takes the data that has become contiguous with `rcv_nxt`, if any, discarding
     /// bytes before it.
-    pub fn pop_ready(&mut self, rcv_nxt: SeqNumber) -> Option<Vec<u8>> {
+    pub(crate) fn pop_ready(&mut self, rcv_nxt: SeqNumber) -> Option<Vec<u8>> {
         while let Some(first) = self.blocks.first() {
             if first.start > rcv_nxt {
                 return None;
@@ -126,7 +126,7 @@ impl Assembler {
     }
 
     /// Up to four SACK blocks `(left, right)`, the most recently changed first.
-    pub fn sack_blocks(&self) -> [Option<(SeqNumber, SeqNumber)>; 4] {
+    pub(crate) fn sack_blocks(&self) -> [Option<(SeqNumber, SeqNumber)>; 4] {
         let mut order: Vec<&Block> = self.blocks.iter().collect();
         order.sort_by_key(|b| std::cmp::Reverse(b.touched));
         let mut out = [None; 4];
@@ -136,7 +136,7 @@ impl Assembler {
         out
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.blocks.clear();
     }
 }

@@ -1,18 +1,25 @@
 //! TCP (RFC 9293) as sans-IO state machines.
+//!
+//! Public here is what other crates use: the [`Connection`] with its [`State`], errors and
+//! settings, [`SeqNumber`], the [`wire`] format and the per-connection counters
+//! ([`stats`]). The parts a connection is made of are crate-private.
 
-pub mod assembler;
+mod assembler;
 mod config;
-pub mod congestion;
-pub mod conn;
-pub mod rtt;
-pub mod sack;
-pub mod seq;
+mod congestion;
+pub(crate) mod conn;
+pub(crate) mod error;
+mod rtt;
+mod sack;
+pub(crate) mod seq;
 pub mod stats;
-pub mod timer;
+mod timer;
 pub mod wire;
 
 pub use config::TcpConfig;
-pub use conn::{Connection, State, TcpError};
+pub use congestion::Algorithm;
+pub use conn::{Connection, Opening, State};
+pub use error::{ConnectionError, RecvError, SendError};
 pub use seq::SeqNumber;
 
 #[cfg(test)]

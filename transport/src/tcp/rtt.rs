@@ -10,7 +10,7 @@ const GRANULARITY: Duration = Duration::from_millis(1);
 
 /// RFC 6298 estimator state.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RttEstimator {
+pub(crate) struct RttEstimator {
     srtt: Option<Duration>,
     rttvar: Duration,
     rto: Duration,
@@ -22,7 +22,7 @@ pub struct RttEstimator {
 
 impl RttEstimator {
     /// Section 2.1: before any sample, RTO is the initial value (1 s recommended).
-    pub fn new(initial_rto: Duration, min_rto: Duration, max_rto: Duration) -> RttEstimator {
+    pub(crate) fn new(initial_rto: Duration, min_rto: Duration, max_rto: Duration) -> RttEstimator {
         RttEstimator {
             srtt: None,
             rttvar: Duration::ZERO,
@@ -34,7 +34,7 @@ impl RttEstimator {
     }
 
     /// Sections 2.2 and 2.3: fold in one measurement. K = 4, alpha = 1/8, beta = 1/4.
-    pub fn sample(&mut self, rtt: Duration) {
+    pub(crate) fn sample(&mut self, rtt: Duration) {
         match self.srtt {
             None => {
                 self.srtt = Some(rtt);
@@ -53,30 +53,32 @@ impl RttEstimator {
     }
 
     /// The timeout to arm now, with backoff applied (section 5.5), at most the maximum.
-    pub fn rto(&self) -> Duration {
+    pub(crate) fn rto(&self) -> Duration {
         let factor = 1u32.checked_shl(self.backoff.min(16)).unwrap_or(u32::MAX);
         self.rto.saturating_mul(factor).min(self.max_rto)
     }
 
     /// Section 5.5: the timer expired; back off.
-    pub fn on_timeout(&mut self) {
+    pub(crate) fn on_timeout(&mut self) {
         self.backoff = self.backoff.saturating_add(1);
     }
 
     /// Forget backoff after progress without a fresh sample (e.g. new data acked).
-    pub fn reset_backoff(&mut self) {
+    pub(crate) fn reset_backoff(&mut self) {
         self.backoff = 0;
     }
 
-    pub fn srtt(&self) -> Option<Duration> {
+    pub(crate) fn srtt(&self) -> Option<Duration> {
         self.srtt
     }
 
-    pub fn rttvar(&self) -> Duration {
+    #[cfg(test)]
+    pub(crate) fn rttvar(&self) -> Duration {
         self.rttvar
     }
 
-    pub fn backoff(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn backoff(&self) -> u32 {
         self.backoff
     }
 }

@@ -6,30 +6,30 @@ use super::seq::SeqNumber;
 
 /// SACKed ranges above SND.UNA, sorted and disjoint.
 #[derive(Debug, Clone, Default)]
-pub struct Scoreboard {
+pub(crate) struct Scoreboard {
     blocks: Vec<(SeqNumber, SeqNumber)>,
     max_blocks: usize,
 }
 
 impl Scoreboard {
-    pub fn new(max_blocks: usize) -> Scoreboard {
+    pub(crate) fn new(max_blocks: usize) -> Scoreboard {
         Scoreboard {
             blocks: Vec::new(),
             max_blocks,
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.blocks.is_empty()
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.blocks.clear();
     }
 
     /// Folds in the blocks of one ACK; parts outside `(una, max]` are ignored (they are
     /// D-SACKs or bogus). Returns the bytes newly marked.
-    pub fn update(
+    pub(crate) fn update(
         &mut self,
         una: SeqNumber,
         max: SeqNumber,
@@ -76,25 +76,26 @@ impl Scoreboard {
     }
 
     /// Forgets everything at or below the new SND.UNA.
-    pub fn prune(&mut self, una: SeqNumber) {
+    pub(crate) fn prune(&mut self, una: SeqNumber) {
         self.blocks.retain(|&(_, r)| r > una);
         if let Some(first) = self.blocks.first_mut() {
             first.0 = first.0.max(una);
         }
     }
 
-    pub fn sacked_bytes(&self) -> usize {
+    pub(crate) fn sacked_bytes(&self) -> usize {
         self.blocks.iter().map(|&(l, r)| r - l).sum()
     }
 
     /// The right edge of the highest SACKed block.
-    pub fn highest(&self) -> Option<SeqNumber> {
+    #[cfg(test)]
+    pub(crate) fn highest(&self) -> Option<SeqNumber> {
         self.blocks.last().map(|&(_, r)| r)
     }
 
     /// The first unSACKed range at or after `from` and below the highest SACKed byte:
     /// `(start, len)` (RFC 6675 NextSeg, rule 1).
-    pub fn next_hole(&self, from: SeqNumber) -> Option<(SeqNumber, usize)> {
+    pub(crate) fn next_hole(&self, from: SeqNumber) -> Option<(SeqNumber, usize)> {
         let mut cursor = from;
         for &(l, r) in &self.blocks {
             if cursor < l {
@@ -106,7 +107,7 @@ impl Scoreboard {
     }
 
     /// If `seq` lies in a SACKed block, the block's right edge.
-    pub fn sacked_end(&self, seq: SeqNumber) -> Option<SeqNumber> {
+    pub(crate) fn sacked_end(&self, seq: SeqNumber) -> Option<SeqNumber> {
         self.blocks
             .iter()
             .find(|&&(l, r)| l <= seq && seq < r)
@@ -114,7 +115,7 @@ impl Scoreboard {
     }
 
     /// SACKed bytes below `seq` (all blocks start above SND.UNA).
-    pub fn sacked_below(&self, seq: SeqNumber) -> usize {
+    pub(crate) fn sacked_below(&self, seq: SeqNumber) -> usize {
         self.blocks
             .iter()
             .filter(|&&(l, _)| l < seq)
@@ -123,12 +124,12 @@ impl Scoreboard {
     }
 
     /// The left edge of the first SACKed block starting after `seq`.
-    pub fn next_sacked(&self, seq: SeqNumber) -> Option<SeqNumber> {
+    pub(crate) fn next_sacked(&self, seq: SeqNumber) -> Option<SeqNumber> {
         self.blocks.iter().map(|&(l, _)| l).find(|&l| l > seq)
     }
 
     /// UnSACKed bytes between `from` and the highest SACKed byte: presumed lost.
-    pub fn hole_bytes(&self, from: SeqNumber) -> usize {
+    pub(crate) fn hole_bytes(&self, from: SeqNumber) -> usize {
         let mut cursor = from;
         let mut total = 0;
         for &(l, r) in &self.blocks {

@@ -9,6 +9,13 @@ use std::ops::{Add, AddAssign, Sub};
 /// only order numbers less than 2^31 apart (RFC 9293 section 3.4).
 const MAX_OFFSET: usize = i32::MAX as usize;
 
+/// `n` as a 32-bit offset; `n > i32::MAX` is a logic error (the result could not be
+/// ordered against the number it moves) and asserts in debug builds.
+fn offset(n: usize) -> u32 {
+    debug_assert!(n <= MAX_OFFSET, "sequence offset {n} exceeds 2^31 - 1");
+    n as u32
+}
+
 /// A sequence number (RFC 9293 section 3.4). Never compare the inner `u32`s directly: use
 /// the modular ordering of this type.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -47,11 +54,9 @@ impl SeqNumber {
 impl Add<usize> for SeqNumber {
     type Output = SeqNumber;
 
-    /// Advances by `n` octets, wrapping at 2^32. `n > i32::MAX` is a logic error (the
-    /// result could not be ordered against `self`) and asserts in debug builds.
+    /// Advances by `n` octets, wrapping at 2^32 (see [`offset`] for the limit on `n`).
     fn add(self, n: usize) -> SeqNumber {
-        debug_assert!(n <= MAX_OFFSET, "sequence offset {n} exceeds 2^31 - 1");
-        SeqNumber(self.0.wrapping_add(n as u32))
+        SeqNumber(self.0.wrapping_add(offset(n)))
     }
 }
 
@@ -64,11 +69,9 @@ impl AddAssign<usize> for SeqNumber {
 impl Sub<usize> for SeqNumber {
     type Output = SeqNumber;
 
-    /// Steps back by `n` octets, wrapping at 2^32. `n > i32::MAX` is a logic error and
-    /// asserts in debug builds.
+    /// Steps back by `n` octets, wrapping at 2^32 (see [`offset`] for the limit on `n`).
     fn sub(self, n: usize) -> SeqNumber {
-        debug_assert!(n <= MAX_OFFSET, "sequence offset {n} exceeds 2^31 - 1");
-        SeqNumber(self.0.wrapping_sub(n as u32))
+        SeqNumber(self.0.wrapping_sub(offset(n)))
     }
 }
 

@@ -5,7 +5,7 @@ use crate::net::link::Instant;
 
 /// Every timer a TCP connection runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Timer {
+pub(crate) enum Timer {
     /// RFC 6298 retransmission timer (also SYN and FIN retransmission).
     Retransmit,
     /// RFC 9293 section 3.8.6.3 delayed acknowledgement.
@@ -22,7 +22,7 @@ pub enum Timer {
 }
 
 impl Timer {
-    pub const ALL: [Timer; 6] = [
+    pub(crate) const ALL: [Timer; 6] = [
         Timer::Retransmit,
         Timer::DelayedAck,
         Timer::ZeroWindowProbe,
@@ -38,38 +38,38 @@ impl Timer {
 
 /// Deadlines of every [`Timer`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TimerTable {
+pub(crate) struct TimerTable {
     deadlines: [Option<Instant>; 6],
 }
 
 impl TimerTable {
-    pub fn set(&mut self, timer: Timer, at: Instant) {
+    pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
         self.deadlines[timer.index()] = Some(at);
     }
 
-    pub fn stop(&mut self, timer: Timer) {
+    pub(crate) fn stop(&mut self, timer: Timer) {
         self.deadlines[timer.index()] = None;
     }
 
-    pub fn get(&self, timer: Timer) -> Option<Instant> {
+    pub(crate) fn get(&self, timer: Timer) -> Option<Instant> {
         self.deadlines[timer.index()]
     }
 
-    pub fn is_armed(&self, timer: Timer) -> bool {
+    pub(crate) fn is_armed(&self, timer: Timer) -> bool {
         self.get(timer).is_some()
     }
 
-    pub fn stop_all(&mut self) {
+    pub(crate) fn stop_all(&mut self) {
         self.deadlines = [None; 6];
     }
 
     /// The earliest deadline of all.
-    pub fn next(&self) -> Option<Instant> {
+    pub(crate) fn next(&self) -> Option<Instant> {
         self.deadlines.iter().flatten().min().copied()
     }
 
     /// Removes and returns one timer due at `now`, earliest kind first.
-    pub fn expire(&mut self, now: Instant) -> Option<Timer> {
+    pub(crate) fn expire(&mut self, now: Instant) -> Option<Timer> {
         let due = Timer::ALL
             .iter()
             .copied()

@@ -20,18 +20,12 @@ use etherparse::{
 
 use super::seq::SeqNumber;
 
-/// Option kinds (RFC 9293 section 3.2, RFC 7323, RFC 2018), as etherparse names them.
-pub use etherparse::tcp_option::{
-    KIND_END, KIND_MAXIMUM_SEGMENT_SIZE, KIND_NOOP, KIND_SELECTIVE_ACK,
-    KIND_SELECTIVE_ACK_PERMITTED, KIND_TIMESTAMP, KIND_WINDOW_SCALE,
-};
-
 /// Length of the fixed header, without options (data offset 5).
 pub const MIN_HEADER_LEN: usize = TcpHeader::MIN_LEN;
 /// Room for options: data offset 15 words minus the fixed header (RFC 9293 section 3.1).
-pub const MAX_OPTIONS_LEN: usize = etherparse::TcpOptions::MAX_LEN;
+pub(crate) const MAX_OPTIONS_LEN: usize = etherparse::TcpOptions::MAX_LEN;
 /// Largest window shift; larger received values are used as 14 (RFC 7323 section 2.3).
-pub const MAX_WINDOW_SCALE: u8 = 14;
+pub(crate) const MAX_WINDOW_SCALE: u8 = 14;
 /// SACK blocks one option can carry in 40 bytes (RFC 2018 section 3).
 pub const MAX_SACK_BLOCKS: usize = 4;
 
@@ -40,7 +34,7 @@ const OPTION_TLV_HEADER_LEN: usize = 2;
 /// Offset of the length octet within an option.
 const OPTION_LEN_OFFSET: usize = 1;
 /// Left and right edge of one SACK block (RFC 2018 section 3).
-const SACK_BLOCK_LEN: usize = 8;
+pub(crate) const SACK_BLOCK_LEN: usize = 8;
 /// NOP padding that 4-byte aligns the 2- or 10-byte options the way Linux does.
 const TWO_NOPS: usize = 2 * LEN_NOOP as usize;
 /// Most elements [`encode_options`] emits: MSS, NOP NOP TS, NOP WS, NOP NOP SACK.
@@ -96,7 +90,7 @@ pub struct Segment<'a> {
 impl Segment<'static> {
     /// A reset (RFC 9293 section 3.10.7.1): `<SEQ=seq><CTL=RST>`, or with `ack`
     /// `<SEQ=seq><ACK=ack><CTL=RST,ACK>`; no options, no data.
-    pub fn reset(
+    pub(crate) fn reset(
         src_port: u16,
         dst_port: u16,
         seq: SeqNumber,
@@ -121,6 +115,19 @@ impl Segment<'static> {
 }
 
 impl Segment<'_> {
+    /// The reset answering this segment when it belongs to no connection or is
+    /// unacceptable (RFC 9293 section 3.10.7.1): `<SEQ=SEG.ACK><CTL=RST>` if it carries an
+    /// ACK, else `<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>`; from the ports it was sent
+    /// to. Never answer a RST with one.
+    pub fn reset_reply(&self) -> Segment<'static> {
+        let (seq, ack) = if self.flags.ack {
+            (self.ack, None)
+        } else {
+            (SeqNumber(0), Some(self.seq + self.seq_len()))
+        };
+        Segment::reset(self.dst_port, self.src_port, seq, ack)
+    }
+
     /// Sequence space the segment occupies: payload length plus one each for SYN and FIN
     /// (RFC 9293 section 3.4).
     pub fn seq_len(&self) -> usize {
@@ -376,6 +383,11 @@ fn encode_options(options: &TcpOptions) -> (etherparse::TcpOptions, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // Option kinds (RFC 9293 section 3.2, RFC 7323, RFC 2018), as etherparse names them.
+    use etherparse::tcp_option::{
+        KIND_END, KIND_MAXIMUM_SEGMENT_SIZE, KIND_NOOP, KIND_SELECTIVE_ACK,
+        KIND_SELECTIVE_ACK_PERMITTED, KIND_TIMESTAMP, KIND_WINDOW_SCALE,
+    };
     use etherparse::TcpSlice;
     use proptest::prelude::*;
 

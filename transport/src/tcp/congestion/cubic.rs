@@ -2,7 +2,7 @@
 //! the last congestion event, with the Reno-friendly region of section 4.3 and fast
 //! convergence of section 4.7.
 
-use super::{initial_window, CongestionControl};
+use super::{CongestionControl, Window};
 use crate::net::link::{Duration, Instant};
 
 /// Section 5: C = 0.4, beta_cubic = 0.7.
@@ -11,11 +11,8 @@ const BETA: f64 = 0.7;
 /// Section 4.3: alpha_cubic = 3 (1 - beta) / (1 + beta).
 const ALPHA: f64 = 3.0 * (1.0 - BETA) / (1.0 + BETA);
 
-#[derive(Debug, Clone)]
-pub struct Cubic {
-    mss: usize,
-    cwnd: usize,
-    ssthresh: usize,
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Cubic {
     /// W_max in segments: the window just before the last reduction.
     w_max: f64,
     /// Start of the current congestion-avoidance epoch.
@@ -29,49 +26,28 @@ pub struct Cubic {
 }
 
 impl Cubic {
-    pub fn new(mss: usize) -> Cubic {
-        Cubic {
-            mss,
-            cwnd: initial_window(mss),
-            ssthresh: usize::MAX,
-            w_max: 0.0,
-            epoch: None,
-            k: 0.0,
-            w_est: 0.0,
-            acked_partial: 0,
-        }
-    }
-
-    fn segments(&self) -> f64 {
-        self.cwnd as f64 / self.mss as f64
-    }
-
-    fn reduce(&mut self) {
-        let w = self.segments();
+    fn reduce(&mut self, win: &mut Window) {
+        let w = win.segments();
         // Section 4.7 fast convergence: release bandwidth to newer flows.
         self.w_max = if w < self.w_max {
             w * (1.0 + BETA) / 2.0
         } else {
             w
         };
-        self.ssthresh = ((self.cwnd as f64 * BETA) as usize).max(2 * self.mss);
+        win.ssthresh = ((win.cwnd as f64 * BETA) as usize).max(2 * win.mss);
         self.epoch = None;
     }
 }
 
 impl CongestionControl for Cubic {
-    fn name(&self) -> &'static str {
-        "cubic"
-    }
-
-    fn on_ack(&mut self, now: Instant, acked: usize, srtt: Option<Duration>) {
-        if self.cwnd < self.ssthresh {
-            self.cwnd += acked.min(2 * self.mss);
+    fn on_ack(&mut self, win: &mut Window, now: Instant, acked: usize, srtt: Option<Duration>) {
+        if win.in_slow_start() {
+            win.slow_start(acked);
             return;
         }
         let epoch = *self.epoch.get_or_insert_with(|| {
             // Section 4.2 at the start of an epoch: K from W_max and the current window.
-            let w = self.cwnd as f64 / self.mss as f64;
+            let w = win.segments();
             self.k = if self.w_max > w {
                 ((self.w_max - w) / C).cbrt()
             } else {
@@ -82,13 +58,13 @@ impl CongestionControl for Cubic {
         });
         let rtt = srtt.unwrap_or(Duration::from_millis(100)).as_secs_f64();
         let t = (now - epoch).as_secs_f64();
-        let w = self.segments();
+        let w = win.segments();
         let origin = self.w_max.max(w);
         // Section 4.2 eq. 1, evaluated one RTT ahead (section 4.4).
         let target = C * (t + rtt - self.k).powi(3) + origin;
         let target = target.clamp(w, 1.5 * w);
         // Section 4.3: Reno-friendly estimate grows by alpha segments per window acked.
-        let acked_segments = acked as f64 / self.mss as f64;
+        let acked_segments = acked as f64 / win.mss as f64;
         self.w_est += ALPHA * acked_segments / w;
         let next = if self.w_est > target {
             self.w_est
@@ -97,41 +73,30 @@ impl CongestionControl for Cubic {
             w + (target - w) / w * acked_segments
         };
         self.acked_partial = 0;
-        self.cwnd = ((next * self.mss as f64) as usize).max(self.cwnd);
+        win.cwnd = ((next * win.mss as f64) as usize).max(win.cwnd);
     }
 
-    fn on_loss(&mut self, _now: Instant, _flight: usize) {
-        self.reduce();
-        self.cwnd = self.ssthresh;
+    fn on_loss(&mut self, win: &mut Window, _now: Instant, _flight: usize) {
+        self.reduce(win);
+        win.cwnd = win.ssthresh;
     }
 
-    fn on_rto(&mut self, _now: Instant, _flight: usize) {
-        self.reduce();
-        self.cwnd = self.mss;
-    }
-
-    fn cwnd(&self) -> usize {
-        self.cwnd
-    }
-
-    fn ssthresh(&self) -> usize {
-        self.ssthresh
-    }
-
-    fn set_mss(&mut self, mss: usize) {
-        self.mss = mss;
-        self.cwnd = initial_window(mss);
+    fn on_rto(&mut self, win: &mut Window, _now: Instant, _flight: usize) {
+        self.reduce(win);
+        win.cwnd = win.mss;
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::super::{Algorithm, Congestion};
+    use super::BETA;
+    use crate::net::link::{Duration, Instant};
 
     #[test]
     fn reduces_by_beta_and_regrows_towards_w_max() {
         let mss = 1000;
-        let mut c = Cubic::new(mss);
+        let mut c = Congestion::new(Algorithm::Cubic, mss);
         let rtt = Some(Duration::from_millis(50));
         let mut now = Instant::ZERO;
         // Slow start to 100 segments, then a loss.
@@ -163,7 +128,7 @@ mod tests {
 
     #[test]
     fn rto_collapses_to_one_segment() {
-        let mut c = Cubic::new(1000);
+        let mut c = Congestion::new(Algorithm::Cubic, 1000);
         c.on_rto(Instant::ZERO, 10_000);
         assert_eq!(c.cwnd(), 1000);
         assert_eq!(c.ssthresh(), 7000);

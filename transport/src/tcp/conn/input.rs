@@ -1,0 +1,458 @@
+//! The incoming direction: segments (RFC 9293 section 3.10.7) and ICMP errors that
+//! arrive for this connection.
+
+use etherparse::icmpv4::{CODE_DST_UNREACH_PORT, CODE_DST_UNREACH_PROTOCOL};
+
+use super::{
+    AckPending, Connection, State, CHALLENGE_ACK_INTERVAL, DEFAULT_MSS, MIN_SND_MSS,
+    TIMESTAMP_OPTION_LEN,
+};
+use crate::net::link::{Duration, Instant};
+use crate::tcp::error::ConnectionError;
+use crate::tcp::seq::SeqNumber;
+use crate::tcp::timer::Timer;
+use crate::tcp::wire::{Segment, MAX_WINDOW_SCALE};
+
+/// Largest RTT sample taken from a timestamp echo, in milliseconds: an older echo is
+/// more likely a stale or forged one than a real round trip (RFC 6298 section 2.5 puts
+/// 60 s as the least upper bound an RTO may have).
+const MAX_TIMESTAMP_RTT_MS: u32 = 60_000;
+/// Largest window any peer can announce, 2^30 bytes (RFC 7323 section 2.3); bounds how
+/// old an acceptable ACK may be (RFC 5961 section 5.2, MAX.SND.WND).
+const MAX_WINDOW: usize = 1 << 30;
+/// Longest delay of a delayed ACK (RFC 9293 section 3.8.6.3 allows up to 500 ms; 200 ms
+/// is what Linux uses as its maximum).
+const MAX_DELAYED_ACK: Duration = Duration::from_millis(200);
+/// Full-sized segments after which an ACK goes out at once (RFC 9293 section 3.8.6.3,
+/// RFC 5681 section 4.2: at least every second full-sized segment).
+const ACK_EVERY_FULL_SEGMENTS: u32 = 2;
+
+impl Connection {
+    pub(super) fn take_syn_options(&mut self, syn: &Segment<'_>) {
+        let o = &syn.options;
+        let ours = usize::from(self.cfg.mss);
+        self.snd_mss = usize::from(o.mss.unwrap_or(DEFAULT_MSS as u16))
+            .min(ours)
+            .max(MIN_SND_MSS);
+        match o.window_scale {
+            Some(shift) if self.cfg.window_scaling => {
+                self.ws_enabled = true;
+                self.snd_shift = shift.min(MAX_WINDOW_SCALE);
+            }
+            _ => {
+                self.ws_enabled = false;
+                self.snd_shift = 0;
+                self.rcv_shift = 0;
+            }
+        }
+        if self.cfg.timestamps {
+            if let Some((tsval, _)) = o.timestamps {
+                self.ts_enabled = true;
+                self.ts_recent = tsval;
+            }
+        }
+        self.sack_enabled = self.cfg.sack && o.sack_permitted;
+        if self.ts_enabled {
+            self.snd_mss -= TIMESTAMP_OPTION_LEN;
+        }
+        self.cc.set_mss(self.snd_mss);
+    }
+
+    /// RFC 5961 section 7: at most `challenge_ack_limit` challenge ACKs a second.
+    fn challenge_ack(&mut self, now: Instant) {
+        let (start, _) = self.challenge_window;
+        if now - start >= CHALLENGE_ACK_INTERVAL {
+            self.challenge_window = (now, 0);
+        }
+        if self.challenge_window.1 < self.cfg.challenge_ack_limit {
+            self.challenge_window.1 += 1;
+            self.pending.ack = AckPending::Now;
+            self.stats.challenge_acks += 1;
+        } else {
+            self.stats.challenge_acks_suppressed += 1;
+        }
+    }
+
+    /// A segment for this connection arrived (RFC 9293 section 3.10.7).
+    pub fn handle_segment(&mut self, now: Instant, seg: &Segment<'_>) {
+        self.stats.segs_in += 1;
+        if seg.flags.rst {
+            self.stats.rsts_in += 1;
+        }
+        match self.state {
+            State::Closed | State::Listen => {}
+            State::SynSent => self.on_syn_sent(now, seg),
+            _ => self.on_synchronized(now, seg),
+        }
+        // After the state change, so the segment that completes a handshake arms it.
+        self.touch_keepalive(now);
+    }
+
+    /// RFC 9293 section 3.10.7.3.
+    fn on_syn_sent(&mut self, now: Instant, seg: &Segment<'_>) {
+        let f = seg.flags;
+        if f.ack && (seg.ack <= self.iss || seg.ack > self.snd_max) {
+            if !f.rst {
+                self.send_rst_for(seg);
+            }
+            return;
+        }
+        if f.rst {
+            if f.ack {
+                self.fail(ConnectionError::Refused);
+            }
+            return;
+        }
+        if !f.syn {
+            return;
+        }
+        self.take_syn_options(seg);
+        self.irs = seg.seq;
+        self.rcv_nxt = seg.seq + 1;
+        self.rcv_adv = self.rcv_nxt;
+        if f.ack {
+            self.snd_una = seg.ack;
+            // RFC 7323 section 2.2: the window of a SYN-ACK is never scaled.
+            self.snd_wnd = usize::from(seg.window);
+            self.max_snd_wnd = self.snd_wnd;
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = seg.ack;
+            self.sample_rtt(now, seg);
+            self.retries = 0;
+            self.timers.stop(Timer::Retransmit);
+            // RFC 5482: the user timeout runs while data is unacknowledged; nothing is
+            // now, and the first send arms it again.
+            self.timers.stop(Timer::UserTimeout);
+            if self.ts_enabled {
+                if let Some((tsval, _)) = seg.options.timestamps {
+                    self.ts_recent = tsval;
+                }
+            }
+            self.set_state(State::Established);
+            self.pending.ack = AckPending::Now;
+        } else {
+            // Simultaneous open: answer with SYN-ACK from SYN-RECEIVED.
+            self.snd_wnd = usize::from(seg.window);
+            self.snd_wl1 = seg.seq;
+            self.snd_nxt = self.iss;
+            self.set_state(State::SynReceived);
+        }
+    }
+
+    /// RFC 9293 section 3.10.7.4 sequence number check, against the window the peer
+    /// knows or the room we actually have, whichever is larger.
+    fn acceptable(&self, seg: &Segment<'_>) -> bool {
+        let len = seg.seq_len();
+        let wnd = self.advertised().max(self.window_to_advertise());
+        match (len, wnd) {
+            (0, 0) => seg.seq == self.rcv_nxt,
+            (0, _) => seg.seq.in_window(self.rcv_nxt, wnd),
+            (_, 0) => false,
+            (_, _) => {
+                seg.seq.in_window(self.rcv_nxt, wnd)
+                    || (seg.seq + (len - 1)).in_window(self.rcv_nxt, wnd)
+            }
+        }
+    }
+
+    fn on_synchronized(&mut self, now: Instant, seg: &Segment<'_>) {
+        let f = seg.flags;
+        // RFC 7323 section 5.3 PAWS.
+        if self.ts_enabled && !f.rst {
+            if let Some((tsval, _)) = seg.options.timestamps {
+                if (tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
+                    self.stats.paws_drops += 1;
+                    self.pending.ack = AckPending::Now;
+                    return;
+                }
+            }
+        }
+        if f.syn && !f.ack && self.state == State::SynReceived && seg.seq == self.irs {
+            // Our SYN-ACK was lost: the peer retransmitted its SYN. It sits below RCV.NXT,
+            // so this comes before the window test, which would answer a bare ACK.
+            self.snd_nxt = self.iss;
+            return;
+        }
+        if !self.acceptable(seg) {
+            if !f.rst {
+                // An old duplicate or out of window: re-ACK (RFC 9293 3.10.7.4).
+                self.stats.dup_segments += 1;
+                self.pending.ack = AckPending::Now;
+                if self.state == State::TimeWait && f.fin {
+                    // RFC 9293 section 3.10.7.4, TIME-WAIT: a retransmitted FIN (always
+                    // below RCV.NXT, hence here) restarts the 2 MSL timeout.
+                    self.timers.set(Timer::TimeWait, now + self.cfg.time_wait);
+                }
+            }
+            return;
+        }
+        if f.rst {
+            // RFC 5961 section 3.2: only an exact match resets; else challenge.
+            if seg.seq == self.rcv_nxt {
+                let error = if self.state == State::SynReceived {
+                    ConnectionError::Refused
+                } else {
+                    ConnectionError::Reset
+                };
+                self.fail(error);
+            } else {
+                self.challenge_ack(now);
+            }
+            return;
+        }
+        if f.syn {
+            // RFC 5961 section 4.2.
+            self.challenge_ack(now);
+            return;
+        }
+        if !f.ack {
+            return;
+        }
+        if self.state == State::SynReceived {
+            if seg.ack > self.snd_una && seg.ack <= self.snd_max {
+                self.snd_wnd = usize::from(seg.window) << self.snd_shift;
+                self.max_snd_wnd = self.snd_wnd;
+                self.snd_wl1 = seg.seq;
+                self.snd_wl2 = seg.ack;
+                self.set_state(if self.fin_queued {
+                    State::FinWait1
+                } else {
+                    State::Established
+                });
+            } else {
+                self.send_rst_for(seg);
+                return;
+            }
+        }
+        if !self.process_ack(now, seg) {
+            return;
+        }
+        // RFC 7323 section 4.3: remember the timestamp to echo.
+        if let Some((tsval, _)) = seg.options.timestamps {
+            if self.ts_enabled && seg.seq <= self.last_ack_sent {
+                self.ts_recent = tsval;
+            }
+        }
+        if matches!(
+            self.state,
+            State::Established | State::FinWait1 | State::FinWait2
+        ) {
+            self.process_data(now, seg);
+        } else if self.state == State::TimeWait && f.fin {
+            // A retransmitted FIN: ACK it and restart 2*MSL.
+            self.pending.ack = AckPending::Now;
+            self.timers.set(Timer::TimeWait, now + self.cfg.time_wait);
+        } else if seg.seq_len() > 0 {
+            self.pending.ack = AckPending::Now;
+        }
+    }
+
+    fn sample_rtt(&mut self, now: Instant, seg: &Segment<'_>) {
+        if self.ts_enabled {
+            if let Some((_, tsecr)) = seg.options.timestamps {
+                if tsecr != 0 {
+                    let ms = self.ts_now(now).wrapping_sub(tsecr);
+                    if ms < MAX_TIMESTAMP_RTT_MS {
+                        self.rtt.sample(Duration::from_millis(u64::from(ms.max(1))));
+                        self.timed = None;
+                        return;
+                    }
+                }
+            }
+        }
+        if let Some((end, sent_at)) = self.timed {
+            if seg.ack >= end {
+                self.rtt.sample(now - sent_at);
+                self.timed = None;
+            }
+        }
+    }
+
+    /// ACK field processing; false if the segment is to be dropped.
+    fn process_ack(&mut self, now: Instant, seg: &Segment<'_>) -> bool {
+        let ack = seg.ack;
+        if ack > self.snd_max {
+            // Acknowledges something never sent (RFC 9293: send ACK, drop).
+            self.pending.ack = AckPending::Now;
+            return false;
+        }
+        // RFC 5961 section 5.2: too old an ACK is suspicious.
+        if ack < self.snd_una - self.max_snd_wnd.min(MAX_WINDOW) {
+            self.challenge_ack(now);
+            return false;
+        }
+        if ack > self.snd_una {
+            let acked = ack - self.snd_una;
+            // The SYN takes the first sequence number (RFC 9293 section 3.4) but no byte
+            // of the send buffer, which may already hold data queued in SYN-RECEIVED.
+            let syn_acked = usize::from(self.snd_una == self.iss);
+            let data_acked = (acked - syn_acked).min(self.send_buf.len());
+            self.send_buf.drain(..data_acked);
+            self.snd_una = ack;
+            self.scoreboard.prune(ack);
+            if self.snd_nxt < self.snd_una {
+                self.snd_nxt = self.snd_una;
+            }
+            self.stats.bytes_acked += data_acked as u64;
+            self.sample_rtt(now, seg);
+            self.rtt.reset_backoff();
+            self.retries = 0;
+            self.keepalive_probes_sent = 0;
+            self.recovery_on_new_ack(now, ack, acked);
+            if self.snd_una == self.snd_max {
+                self.timers.stop(Timer::Retransmit);
+                self.timers.stop(Timer::UserTimeout);
+            } else {
+                self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+                self.arm_user_timeout(now);
+            }
+        } else if ack == self.snd_una
+            && seg.payload.is_empty()
+            && !seg.flags.fin
+            && self.snd_max > self.snd_una
+            && usize::from(seg.window) << self.snd_shift == self.snd_wnd
+        {
+            self.recovery_on_dup_ack(now);
+        }
+        if self.sack_enabled && ack >= self.snd_una {
+            self.scoreboard
+                .update(self.snd_una, self.snd_max, &seg.options.sack_blocks);
+            self.recovery_on_sack(now);
+        }
+        // Window update (RFC 9293 3.10.7.4, SND.WL1/SND.WL2 rule).
+        if self.snd_wl1 < seg.seq || (self.snd_wl1 == seg.seq && self.snd_wl2 <= ack) {
+            self.snd_wnd = usize::from(seg.window) << self.snd_shift;
+            self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = ack;
+            if self.snd_wnd > 0 {
+                self.timers.stop(Timer::ZeroWindowProbe);
+                self.zero_window_backoff = 0;
+            }
+        }
+        // Our FIN acknowledged?
+        let fin_acked = self.fin_sent && self.send_buf.is_empty() && self.snd_una == self.snd_max;
+        match self.state {
+            State::FinWait1 if fin_acked => self.set_state(State::FinWait2),
+            State::Closing if fin_acked => self.enter_time_wait(now),
+            State::LastAck if fin_acked => {
+                self.timers.stop_all();
+                self.set_state(State::Closed);
+                return false;
+            }
+            _ => {}
+        }
+        true
+    }
+
+    fn enter_time_wait(&mut self, now: Instant) {
+        self.timers.stop_all();
+        self.timers.set(Timer::TimeWait, now + self.cfg.time_wait);
+        self.set_state(State::TimeWait);
+    }
+
+    /// Segment text and FIN (RFC 9293 section 3.10.7.4, eighth step).
+    fn process_data(&mut self, now: Instant, seg: &Segment<'_>) {
+        let mut seq = seg.seq;
+        let mut payload = seg.payload;
+        // Trim what we already have.
+        if seq < self.rcv_nxt {
+            let dup = (self.rcv_nxt - seq).min(payload.len());
+            payload = &payload[dup..];
+            seq += dup;
+        }
+        // Trim what does not fit the window.
+        let room = self.window_to_advertise().max(self.advertised());
+        let offset = seq - self.rcv_nxt;
+        let mut fin = seg.flags.fin;
+        if offset + payload.len() > room {
+            payload = &payload[..room.saturating_sub(offset).min(payload.len())];
+            fin = false;
+        }
+        if fin {
+            self.fin_seq = Some(seg.seq + seg.payload.len());
+        }
+        if !payload.is_empty() {
+            if seq == self.rcv_nxt {
+                self.recv_buf.extend(payload);
+                self.rcv_nxt += payload.len();
+                self.stats.bytes_in += payload.len() as u64;
+                let filled_hole = !self.ooo.is_empty();
+                while let Some(data) = self.ooo.pop_ready(self.rcv_nxt) {
+                    self.stats.bytes_in += data.len() as u64;
+                    self.rcv_nxt += data.len();
+                    self.recv_buf.extend(data);
+                }
+                if filled_hole {
+                    self.pending.ack = AckPending::Now;
+                } else {
+                    if payload.len() >= self.snd_mss.min(usize::from(self.cfg.mss)) {
+                        self.unacked_segments += 1;
+                    }
+                    if self.unacked_segments >= ACK_EVERY_FULL_SEGMENTS
+                        || self.cfg.delayed_ack.is_zero()
+                    {
+                        self.pending.ack = AckPending::Now;
+                    } else if self.pending.ack == AckPending::None {
+                        self.pending.ack = AckPending::Delayed;
+                        self.timers.set(
+                            Timer::DelayedAck,
+                            now + self.cfg.delayed_ack.min(MAX_DELAYED_ACK),
+                        );
+                    }
+                }
+            } else {
+                self.stats.out_of_order += 1;
+                match self.ooo.insert(seq, payload) {
+                    Ok(0) => self.stats.dup_segments += 1,
+                    Ok(_) => {}
+                    Err(_) => self.stats.ooo_dropped += 1,
+                }
+                // RFC 5681 section 4.2: out-of-order data is acknowledged at once.
+                self.pending.ack = AckPending::Now;
+            }
+        } else if seg.seq_len() > 0 && !fin {
+            self.pending.ack = AckPending::Now;
+        }
+        if let Some(fin_seq) = self.fin_seq {
+            if fin_seq == self.rcv_nxt && !self.fin_received {
+                self.rcv_nxt += 1;
+                self.fin_received = true;
+                self.pending.ack = AckPending::Now;
+                match self.state {
+                    State::Established => self.set_state(State::CloseWait),
+                    State::FinWait1 => self.set_state(State::Closing),
+                    State::FinWait2 => self.enter_time_wait(now),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// An ICMP error quoting one of our segments with sequence number `seq` arrived
+    /// (`code`: destination unreachable code, `None` for time exceeded). RFC 5927: only
+    /// errors quoting data in flight count, so a blind attacker cannot forge them. RFC
+    /// 1122 section 4.2.3.9 and RFC 5461: protocol and port unreachable are hard errors
+    /// that abort a connection still in SYN-SENT (ECONNREFUSED, as Linux does); every
+    /// other error is soft: counted, and the retransmission timer keeps trying.
+    pub(crate) fn on_icmp_error(&mut self, seq: SeqNumber, code: Option<u8>) {
+        let in_flight = seq >= self.snd_una && seq < self.snd_max.max(self.snd_una + 1);
+        if !in_flight {
+            self.stats.icmp_errors_ignored += 1;
+            return;
+        }
+        self.stats.icmp_errors += 1;
+        let hard = matches!(
+            code,
+            Some(CODE_DST_UNREACH_PROTOCOL | CODE_DST_UNREACH_PORT)
+        );
+        if hard && self.state == State::SynSent {
+            self.fail(ConnectionError::Refused);
+        }
+    }
+
+    /// RFC 9293 section 3.10.7.1-style reset for an unacceptable segment.
+    fn send_rst_for(&mut self, seg: &Segment<'_>) {
+        self.pending.reset_reply = Some(seg.reset_reply());
+    }
+}

@@ -1,0 +1,540 @@
+//! One TCP connection as a sans-IO state machine (RFC 9293), quinn-proto's shape. Time,
+//! the initial sequence number and the timestamp offset come from the caller; nothing in
+//! here reads a clock, draws a random number or touches a socket.
+//!
+//! # Calling contract
+//!
+//! 1. Feed what happened: [`Connection::handle_segment`] for a segment that arrived,
+//!    [`Connection::on_timeout`] when the deadline of [`Connection::poll_timeout`] has
+//!    passed, [`Connection::on_icmp_error`] for an ICMP error quoting one of our segments,
+//!    or an application call ([`Connection::send`], [`Connection::recv`],
+//!    [`Connection::shutdown_write`], [`Connection::abort`]).
+//! 2. Then call [`Connection::poll_transmit`] until it returns `None`, sending each
+//!    segment it returns.
+//! 3. Then ask [`Connection::poll_timeout`] when to call [`Connection::on_timeout`] next.
+//!
+//! Skipping step 2 leaves ACKs, retransmissions and RSTs unsent; skipping step 3 leaves
+//! the timers unserved.
+//!
+//! # Files
+//!
+//! - `mod.rs`: the state, the connection's fields, opening, accessors and the
+//!   application's calls.
+//! - `input.rs`: segments and ICMP errors that arrive (RFC 9293 section 3.10.7).
+//! - `output.rs`: the windows we advertise and the segments we send.
+//! - `timers.rs`: retransmission, delayed ACK, probes, keep-alive, TIME-WAIT, user
+//!   timeout.
+//! - `recovery.rs`: loss recovery (RFC 5681, RFC 6582 NewReno, RFC 6675 SACK).
+//!
+//! # Debugging a seed
+//!
+//! Every state change is logged at `debug` level through the `log` crate, with the
+//! connection's 4-tuple. Nothing prints unless a logger is installed and asks for it. The
+//! transport tests install `env_logger` (a dev-dependency), so the history of a failing
+//! test or seed prints with `RUST_LOG=ustack_transport=debug`, e.g.
+//! `RUST_LOG=ustack_transport=debug USTACK_TCP_FIRST_SEED=N USTACK_TCP_SEEDS=1 cargo test --release --test
+//! tcp_props`.
+
+mod input;
+mod output;
+mod recovery;
+mod timers;
+
+use std::collections::VecDeque;
+use std::net::SocketAddrV4;
+
+use self::recovery::Recovery;
+use super::assembler::Assembler;
+use super::config::TcpConfig;
+use super::congestion::Congestion;
+use super::error::{ConnectionError, RecvError, SendError};
+use super::rtt::RttEstimator;
+use super::sack::Scoreboard;
+use super::seq::SeqNumber;
+use super::stats::ConnStats;
+use super::timer::TimerTable;
+use super::wire::{Segment, MAX_WINDOW_SCALE};
+use crate::net::link::{Duration, Instant};
+
+/// RFC 9293 section 3.3.2 connection states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    Closed,
+    Listen,
+    SynSent,
+    SynReceived,
+    Established,
+    FinWait1,
+    FinWait2,
+    CloseWait,
+    Closing,
+    LastAck,
+    TimeWait,
+}
+
+impl State {
+    /// States after the handshake in which the peer's sequence numbers are known.
+    pub fn is_synchronized(self) -> bool {
+        !matches!(
+            self,
+            State::Closed | State::Listen | State::SynSent | State::SynReceived
+        )
+    }
+}
+
+/// When the ACK for received data goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AckPending {
+    None,
+    /// At the delayed-ACK timer, or with the next segment we send.
+    Delayed,
+    Now,
+}
+
+/// What [`Connection::poll_transmit`] owes the peer besides data, SYN and FIN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PendingOutput {
+    /// A RST answering one unacceptable segment (RFC 9293 section 3.10.7); the
+    /// connection lives on.
+    reset_reply: Option<Segment<'static>>,
+    /// The application aborted (RFC 9293 section 3.10.5): a RST at SND.MAX, then CLOSED.
+    abort_reset: bool,
+    /// A zero-window or keep-alive probe: one old byte's sequence number, SND.UNA - 1.
+    probe: bool,
+    /// Resend the segment at SND.UNA (fast retransmit, NewReno partial ACK). It stays
+    /// requested until the next transmit even if the recovery episode ends first.
+    retransmit_una: bool,
+    /// The ACK for received data.
+    ack: AckPending,
+}
+
+impl Default for PendingOutput {
+    fn default() -> PendingOutput {
+        PendingOutput {
+            reset_reply: None,
+            abort_reset: false,
+            probe: false,
+            retransmit_una: false,
+            ack: AckPending::None,
+        }
+    }
+}
+
+/// RFC 9293 section 3.7.1: MSS assumed when the peer announces none.
+const DEFAULT_MSS: usize = 536;
+/// Floor of the MSS we send with, whatever the peer announces (RFC 9293 section 3.7.1
+/// sets none), so that a tiny announced MSS cannot make us send floods of tiny segments
+/// (Linux's floor, `TCP_MIN_MSS`, is 88).
+const MIN_SND_MSS: usize = 64;
+/// Bytes of a timestamps option as sent (with two NOPs), reducing the payload per segment
+/// (RFC 7323 section 3.2, laid out as in its appendix A).
+const TIMESTAMP_OPTION_LEN: usize = 12;
+/// SACKed ranges the sender remembers.
+const MAX_SCOREBOARD_BLOCKS: usize = 32;
+/// RFC 5961 section 7: challenge ACKs are limited per this interval.
+const CHALLENGE_ACK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A TCP connection.
+#[derive(Debug)]
+pub struct Connection {
+    state: State,
+    local: SocketAddrV4,
+    remote: SocketAddrV4,
+    cfg: TcpConfig,
+
+    // Send sequence space (RFC 9293 section 3.3.1).
+    iss: SeqNumber,
+    snd_una: SeqNumber,
+    snd_nxt: SeqNumber,
+    /// Highest sequence number sent so far (snd_nxt goes back on a timeout).
+    snd_max: SeqNumber,
+    snd_wnd: usize,
+    max_snd_wnd: usize,
+    snd_wl1: SeqNumber,
+    snd_wl2: SeqNumber,
+    /// Bytes from snd_una on (the SYN and FIN are not in it).
+    send_buf: VecDeque<u8>,
+    /// The application closed its sending side: a FIN follows the data.
+    fin_queued: bool,
+    /// Our FIN has been sent at least once (it is within snd_max).
+    fin_sent: bool,
+
+    // Receive sequence space.
+    irs: SeqNumber,
+    rcv_nxt: SeqNumber,
+    /// Right edge of the window we last advertised.
+    rcv_adv: SeqNumber,
+    recv_buf: VecDeque<u8>,
+    ooo: Assembler,
+    /// Sequence number of the peer's FIN, if seen (perhaps beyond a hole).
+    fin_seq: Option<SeqNumber>,
+    fin_received: bool,
+
+    // Negotiated options.
+    snd_mss: usize,
+    snd_shift: u8,
+    rcv_shift: u8,
+    /// Both SYNs carried the window scale option.
+    ws_enabled: bool,
+    ts_enabled: bool,
+    ts_recent: u32,
+    ts_offset: u32,
+    last_ack_sent: SeqNumber,
+    sack_enabled: bool,
+
+    // Timers and loss recovery.
+    timers: TimerTable,
+    rtt: RttEstimator,
+    cc: Congestion,
+    /// Retransmissions of the current oldest unacknowledged data (or SYN).
+    retries: u32,
+    /// Karn: the segment being timed, `(end seq, sent at)`, cleared on retransmission.
+    timed: Option<(SeqNumber, Instant)>,
+    /// Duplicate ACKs in a row (RFC 5681 section 2).
+    dupacks: u32,
+    recovery: Recovery,
+    /// What the peer SACKed above snd_una (RFC 6675 scoreboard).
+    scoreboard: Scoreboard,
+    /// Zero-window probes sent since the window last opened: their backoff exponent.
+    zero_window_backoff: u32,
+    keepalive_probes_sent: u32,
+    pending: PendingOutput,
+    /// Full-sized segments received since the last ACK we sent.
+    unacked_segments: u32,
+    /// Start of the current RFC 5961 section 7 interval and the challenge ACKs sent in it.
+    challenge_window: (Instant, u32),
+    error: Option<ConnectionError>,
+    tx_payload: Vec<u8>,
+    stats: ConnStats,
+}
+
+/// What names a new connection and what the stack chose for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opening {
+    pub local: SocketAddrV4,
+    pub remote: SocketAddrV4,
+    /// Our initial sequence number (RFC 9293 section 3.4.1, RFC 6528).
+    pub iss: SeqNumber,
+    /// Added to our millisecond clock in the timestamps we send (RFC 7323 section 5.4).
+    pub ts_offset: u32,
+}
+
+impl Connection {
+    fn new(now: Instant, opening: Opening, cfg: TcpConfig) -> Connection {
+        let Opening {
+            local,
+            remote,
+            iss,
+            ts_offset,
+        } = opening;
+        let mss = usize::from(cfg.mss);
+        let rtt = RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto);
+        let cc = Congestion::new(cfg.congestion, mss);
+        let rcv_shift = if cfg.window_scaling {
+            window_shift(cfg.recv_buffer)
+        } else {
+            0
+        };
+        Connection {
+            state: State::Closed,
+            local,
+            remote,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wnd: 0,
+            max_snd_wnd: 0,
+            snd_wl1: SeqNumber(0),
+            snd_wl2: iss,
+            send_buf: VecDeque::new(),
+            fin_queued: false,
+            fin_sent: false,
+            irs: SeqNumber(0),
+            rcv_nxt: SeqNumber(0),
+            rcv_adv: SeqNumber(0),
+            recv_buf: VecDeque::new(),
+            ooo: Assembler::new(cfg.max_ooo_blocks),
+            fin_seq: None,
+            fin_received: false,
+            snd_mss: DEFAULT_MSS,
+            snd_shift: 0,
+            rcv_shift,
+            ws_enabled: false,
+            ts_enabled: false,
+            ts_recent: 0,
+            ts_offset,
+            last_ack_sent: SeqNumber(0),
+            sack_enabled: false,
+            timers: TimerTable::default(),
+            rtt,
+            cc,
+            retries: 0,
+            timed: None,
+            dupacks: 0,
+            recovery: Recovery::Open,
+            scoreboard: Scoreboard::new(MAX_SCOREBOARD_BLOCKS),
+            zero_window_backoff: 0,
+            keepalive_probes_sent: 0,
+            pending: PendingOutput::default(),
+            unacked_segments: 0,
+            challenge_window: (now, 0),
+            error: None,
+            tx_payload: Vec::new(),
+            stats: ConnStats::default(),
+            cfg,
+        }
+    }
+
+    /// Active open (RFC 9293 section 3.10.1): a connection in SYN-SENT whose SYN goes out
+    /// with the next [`Connection::poll_transmit`].
+    pub fn connect(now: Instant, opening: Opening, cfg: TcpConfig) -> Connection {
+        let mut c = Connection::new(now, opening, cfg);
+        c.set_state(State::SynSent);
+        c.arm_user_timeout(now);
+        c
+    }
+
+    /// Passive open: a listener got `syn`; the connection answers it in SYN-RECEIVED
+    /// (RFC 9293 section 3.10.7.2).
+    pub(crate) fn accept(
+        now: Instant,
+        opening: Opening,
+        syn: &Segment<'_>,
+        cfg: TcpConfig,
+    ) -> Connection {
+        let mut c = Connection::new(now, opening, cfg);
+        c.take_syn_options(syn);
+        c.irs = syn.seq;
+        c.rcv_nxt = syn.seq + 1;
+        c.rcv_adv = c.rcv_nxt;
+        c.snd_wnd = usize::from(syn.window);
+        c.max_snd_wnd = c.snd_wnd;
+        c.snd_wl1 = syn.seq;
+        c.set_state(State::SynReceived);
+        c.arm_user_timeout(now);
+        c
+    }
+
+    // ---- accessors ----
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn local(&self) -> SocketAddrV4 {
+        self.local
+    }
+
+    pub fn remote(&self) -> SocketAddrV4 {
+        self.remote
+    }
+
+    pub fn stats(&self) -> &ConnStats {
+        &self.stats
+    }
+
+    /// The error that ended the connection, if it failed.
+    pub fn error(&self) -> Option<ConnectionError> {
+        self.error
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Smoothed RTT, current RTO, congestion window: for progress displays.
+    pub fn srtt(&self) -> Option<Duration> {
+        self.rtt.srtt()
+    }
+
+    pub fn rto(&self) -> Duration {
+        self.rtt.rto()
+    }
+
+    pub fn cwnd(&self) -> usize {
+        self.cc.cwnd()
+    }
+
+    /// Turns Nagle's algorithm off (`true`) or on (RFC 9293 section 3.7.4).
+    pub(crate) fn set_nodelay(&mut self, nodelay: bool) {
+        self.cfg.nodelay = nodelay;
+    }
+
+    /// One line of the variables that matter when debugging a transfer.
+    pub fn summary(&self) -> String {
+        format!(
+            "{:?} una={} nxt={} max={} wnd={} cwnd={}+{} rto={:?} retries={} rec={:?} | rcv_nxt={} adv={} ooo={} rq={} sq={}",
+            self.state,
+            self.snd_una - self.iss,
+            self.snd_nxt - self.iss,
+            self.snd_max - self.iss,
+            self.snd_wnd,
+            self.cc.cwnd(),
+            self.recovery.inflation(),
+            self.rtt.rto(),
+            self.retries,
+            self.recovery.recover().map(|r| r - self.iss),
+            self.rcv_nxt - self.irs,
+            self.rcv_adv - self.rcv_nxt,
+            self.ooo.blocks(),
+            self.recv_buf.len(),
+            self.send_buf.len(),
+        )
+    }
+
+    /// Payload bytes per segment we send.
+    #[cfg(test)]
+    pub(crate) fn effective_mss(&self) -> usize {
+        self.snd_mss
+    }
+
+    #[cfg(test)]
+    pub(crate) fn send_window(&self) -> usize {
+        self.snd_wnd
+    }
+
+    /// Bytes the application may still queue.
+    pub fn send_capacity(&self) -> usize {
+        self.cfg.send_buffer.saturating_sub(self.send_buf.len())
+    }
+
+    /// Bytes queued and not yet acknowledged.
+    #[cfg(test)]
+    pub(crate) fn send_queue(&self) -> usize {
+        self.send_buf.len()
+    }
+
+    /// Bytes ready for [`Connection::recv`].
+    pub(crate) fn recv_queue(&self) -> usize {
+        self.recv_buf.len()
+    }
+
+    /// Whether `recv` would return something now (data, end of stream or an error).
+    pub fn can_recv(&self) -> bool {
+        !self.recv_buf.is_empty() || self.fin_received || self.error.is_some()
+    }
+
+    /// The one place the state changes; logs the transition (see the module doc).
+    fn set_state(&mut self, state: State) {
+        if self.state != state {
+            log::debug!(
+                "tcp {} -> {}: {:?} -> {:?}",
+                self.local,
+                self.remote,
+                self.state,
+                state
+            );
+            self.state = state;
+        }
+    }
+
+    fn ts_now(&self, now: Instant) -> u32 {
+        (now.total_millis() as u32).wrapping_add(self.ts_offset)
+    }
+
+    fn fail(&mut self, error: ConnectionError) {
+        self.error = Some(error);
+        self.timers.stop_all();
+        self.send_buf.clear();
+        self.ooo.clear();
+        self.set_state(State::Closed);
+    }
+
+    // ---- application side ----
+
+    /// Queues bytes for sending; returns how many fit in the send buffer.
+    pub fn send(&mut self, data: &[u8]) -> Result<usize, SendError> {
+        if let Some(e) = self.error {
+            return Err(e.into());
+        }
+        if self.fin_queued {
+            return Err(SendError::Closed);
+        }
+        if !matches!(
+            self.state,
+            State::SynSent | State::SynReceived | State::Established | State::CloseWait
+        ) {
+            return Err(SendError::NotConnected);
+        }
+        let n = data.len().min(self.send_capacity());
+        self.send_buf.extend(&data[..n]);
+        Ok(n)
+    }
+
+    /// Takes received bytes in order. `Ok(0)` means nothing has arrived yet;
+    /// `Err(RecvError::Finished)` is the end of the stream (the peer sent FIN and
+    /// everything before it was read).
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        if self.recv_buf.is_empty() {
+            if let Some(e) = self.error {
+                return Err(e.into());
+            }
+            if self.fin_received {
+                return Err(RecvError::Finished);
+            }
+            return Ok(0);
+        }
+        let before = self.window_to_advertise();
+        let n = buf.len().min(self.recv_buf.len());
+        for (dst, src) in buf.iter_mut().zip(self.recv_buf.drain(..n)) {
+            *dst = src;
+        }
+        // Window update once reading opened the window enough (RFC 9293 section
+        // 3.8.6.2.2, receiver side silly-window avoidance).
+        let after = self.window_to_advertise();
+        let threshold = self.receive_sws_threshold(2);
+        if self.state.is_synchronized() && after >= before + threshold && after > self.advertised()
+        {
+            self.pending.ack = AckPending::Now;
+            self.stats.window_updates += 1;
+        }
+        Ok(n)
+    }
+
+    /// Whether the peer has closed its side and everything was read.
+    pub fn at_eof(&self) -> bool {
+        self.fin_received && self.recv_buf.is_empty()
+    }
+
+    /// Closes the sending side: a FIN follows the queued data (RFC 9293 section 3.10.4).
+    pub fn shutdown_write(&mut self) {
+        match self.state {
+            State::SynSent | State::Listen | State::Closed => {
+                self.set_state(State::Closed);
+            }
+            // RFC 9293 section 3.10.4: in SYN-RECEIVED the FIN waits for ESTABLISHED (the
+            // handshake's ACK then moves to FIN-WAIT-1); the SYN-ACK goes out first.
+            State::SynReceived => self.fin_queued = true,
+            State::Established => {
+                self.fin_queued = true;
+                self.set_state(State::FinWait1);
+            }
+            State::CloseWait => {
+                self.fin_queued = true;
+                self.set_state(State::LastAck);
+            }
+            _ => {}
+        }
+    }
+
+    /// Abort (RFC 9293 section 3.10.5): send a RST and forget the connection.
+    pub fn abort(&mut self) {
+        if self.state.is_synchronized() || self.state == State::SynReceived {
+            self.pending.abort_reset = true;
+        } else {
+            self.set_state(State::Closed);
+        }
+        self.error = Some(ConnectionError::Aborted);
+        self.send_buf.clear();
+    }
+}
+
+/// The shift that makes `buffer` fit a 16-bit window field (RFC 7323 section 2.2).
+fn window_shift(buffer: usize) -> u8 {
+    let mut shift = 0;
+    while shift < MAX_WINDOW_SCALE && (buffer >> shift) > usize::from(u16::MAX) {
+        shift += 1;
+    }
+    shift
+}

@@ -1,0 +1,322 @@
+//! The outgoing direction: the windows we advertise, the options we put on each segment,
+//! and the choice of the next segment (RSTs, SYN, data and FIN, probes, pure ACKs).
+
+use super::{AckPending, Connection, State, TIMESTAMP_OPTION_LEN};
+use crate::net::link::Instant;
+use crate::tcp::seq::SeqNumber;
+use crate::tcp::timer::Timer;
+use crate::tcp::wire::{
+    Flags, Segment, TcpOptions, MAX_OPTIONS_LEN, MAX_SACK_BLOCKS, SACK_BLOCK_LEN,
+};
+
+/// Bytes of a SACK option before its blocks as sent: two NOPs, kind and length (RFC 2018
+/// section 3).
+const SACK_OPTION_OVERHEAD: usize = 4;
+/// Silly-window avoidance fraction, as a divisor: Fr = Fs = 1/2 of the buffer or of the
+/// largest window seen (RFC 9293 sections 3.8.6.2.1 and 3.8.6.2.2).
+const SWS_FRACTION: usize = 2;
+
+impl Connection {
+    /// Free receive buffer space, measured from rcv_nxt.
+    pub(super) fn window_to_advertise(&self) -> usize {
+        self.cfg.recv_buffer.saturating_sub(self.recv_buf.len())
+    }
+
+    /// What the peer believes our window is now.
+    pub(super) fn advertised(&self) -> usize {
+        self.rcv_adv - self.rcv_nxt
+    }
+
+    /// RFC 9293 section 3.8.6.2.2 receiver silly-window avoidance: the right edge of the
+    /// window moves only by min(Fr * RCV.BUFF, `segments` * MSS), Fr = 1/2.
+    pub(super) fn receive_sws_threshold(&self, segments: usize) -> usize {
+        (self.cfg.recv_buffer / SWS_FRACTION).min(segments * usize::from(self.cfg.mss))
+    }
+
+    /// The window field of the next segment, never moving the right edge left.
+    fn window_field(&mut self) -> u16 {
+        let free = self.window_to_advertise();
+        let current = self.advertised();
+        // Receiver SWS avoidance: only move the right edge by a worthwhile amount.
+        let threshold = self.receive_sws_threshold(1);
+        let mut window = if free >= current + threshold || free < current {
+            free.max(current)
+        } else {
+            current
+        };
+        let max = usize::from(u16::MAX) << self.rcv_shift;
+        window = window.min(max);
+        // Round down to the scale's granularity so the edge we record is the one sent.
+        let field = window >> self.rcv_shift;
+        let edge = self.rcv_nxt + (field << self.rcv_shift);
+        if edge > self.rcv_adv {
+            self.rcv_adv = edge;
+        }
+        field as u16
+    }
+
+    /// Bytes sent and not acknowledged.
+    pub(super) fn flight(&self) -> usize {
+        self.snd_nxt - self.snd_una
+    }
+
+    fn options(&self, now: Instant, syn: bool) -> TcpOptions {
+        let mut o = TcpOptions::default();
+        if syn {
+            o.mss = Some(self.cfg.mss);
+            let answering = self.state == State::SynReceived;
+            if self.cfg.window_scaling && (!answering || self.ws_enabled) {
+                o.window_scale = Some(self.rcv_shift);
+            }
+            o.sack_permitted = self.cfg.sack && (!answering || self.sack_enabled);
+            if self.cfg.timestamps && (!answering || self.ts_enabled) {
+                o.timestamps = Some((self.ts_now(now), if answering { self.ts_recent } else { 0 }));
+            }
+        } else {
+            if self.ts_enabled {
+                o.timestamps = Some((self.ts_now(now), self.ts_recent));
+            }
+            if self.sack_enabled && !self.ooo.is_empty() {
+                o.sack_blocks = self.ooo.sack_blocks();
+            }
+        }
+        o
+    }
+
+    /// Bytes the SACK option will take on the next segment (with its two NOPs), given
+    /// the 40-byte option space shared with timestamps.
+    fn sack_option_len(&self) -> usize {
+        if !self.sack_enabled || self.ooo.is_empty() {
+            return 0;
+        }
+        let room = MAX_OPTIONS_LEN
+            - if self.ts_enabled {
+                TIMESTAMP_OPTION_LEN
+            } else {
+                0
+            };
+        let fit = (room - SACK_OPTION_OVERHEAD) / SACK_BLOCK_LEN;
+        SACK_OPTION_OVERHEAD + SACK_BLOCK_LEN * self.ooo.blocks().min(fit).min(MAX_SACK_BLOCKS)
+    }
+
+    /// Builds a segment; payload is whatever is in `tx_payload`.
+    fn segment(&mut self, now: Instant, seq: SeqNumber, mut flags: Flags) -> Segment<'_> {
+        let syn = flags.syn;
+        let has_ack = self.state != State::SynSent || flags.ack;
+        flags.ack = has_ack;
+        let window = if syn {
+            // RFC 7323 section 2.2: the window in a SYN is never scaled.
+            let window = self.cfg.recv_buffer.min(usize::from(u16::MAX));
+            if self.state == State::SynReceived {
+                self.rcv_adv = self.rcv_nxt + window;
+            }
+            window as u16
+        } else {
+            self.window_field()
+        };
+        let options = self.options(now, syn);
+        if has_ack {
+            self.pending.ack = AckPending::None;
+            self.unacked_segments = 0;
+            self.timers.stop(Timer::DelayedAck);
+            self.last_ack_sent = self.rcv_nxt;
+        }
+        self.stats.segs_out += 1;
+        Segment {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq,
+            ack: if has_ack { self.rcv_nxt } else { SeqNumber(0) },
+            flags,
+            window,
+            urgent: 0,
+            options,
+            payload: &self.tx_payload,
+        }
+    }
+
+    /// The next segment to send, if any: RSTs, SYNs, data and FIN within the windows,
+    /// probes, and pure ACKs. Call until it returns `None` after every event.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Segment<'_>> {
+        self.tx_payload.clear();
+        if let Some(rst) = self.pending.reset_reply.take() {
+            self.stats.rsts_out += 1;
+            self.stats.segs_out += 1;
+            return Some(rst);
+        }
+        if self.pending.abort_reset {
+            self.pending.abort_reset = false;
+            self.timers.stop_all();
+            self.set_state(State::Closed);
+            self.stats.rsts_out += 1;
+            let seq = self.snd_max;
+            let flags = Flags {
+                rst: true,
+                ack: true,
+                ..Flags::default()
+            };
+            return Some(self.segment(now, seq, flags));
+        }
+        match self.state {
+            State::Closed | State::Listen => return None,
+            State::SynSent | State::SynReceived => {
+                if self.snd_nxt == self.iss {
+                    let retransmit = self.snd_max != self.iss;
+                    self.snd_nxt = self.iss + 1;
+                    self.snd_max = self.snd_max.max(self.snd_nxt);
+                    if retransmit {
+                        self.stats.retransmits += 1;
+                        self.timed = None;
+                    } else {
+                        self.timed = Some((self.snd_nxt, now));
+                    }
+                    if !self.timers.is_armed(Timer::Retransmit) {
+                        self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+                    }
+                    let flags = Flags {
+                        syn: true,
+                        ack: self.state == State::SynReceived,
+                        ..Flags::default()
+                    };
+                    let iss = self.iss;
+                    return Some(self.segment(now, iss, flags));
+                }
+                if self.state == State::SynSent {
+                    return None;
+                }
+            }
+            _ => {}
+        }
+        if matches!(
+            self.state,
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
+        ) {
+            if let Some((seq, flags)) = self.next_data(now) {
+                return Some(self.segment(now, seq, flags));
+            }
+        }
+        if self.pending.probe {
+            self.pending.probe = false;
+            let seq = self.snd_una - 1;
+            return Some(self.segment(now, seq, Flags::default()));
+        }
+        if self.pending.ack == AckPending::Now && self.state != State::SynSent {
+            // SND.NXT may have gone back for a retransmission (go-back-N); a pure ACK
+            // carries the highest sequence number sent, which the peer's window accepts.
+            let seq = self.snd_max;
+            return Some(self.segment(now, seq, Flags::default()));
+        }
+        None
+    }
+
+    /// Chooses the next data (or FIN) segment, copies its payload into `tx_payload` and
+    /// advances snd_nxt. Sender SWS avoidance and Nagle (RFC 9293 section 3.8.6.2.1).
+    fn next_data(&mut self, now: Instant) -> Option<(SeqNumber, Flags)> {
+        let data_end = self.snd_una + self.send_buf.len();
+        // RFC 6691: the MSS excludes options, so SACK blocks riding on a data segment
+        // take their room from the payload (timestamps are already in snd_mss).
+        let max_len = self.snd_mss - self.sack_option_len();
+        let (seq, len) = if let Some((start, hole_len)) = self.next_hole() {
+            // RFC 6675 NextSeg rule 1: the first hole not yet retransmitted.
+            let len = max_len
+                .min(hole_len)
+                .min(self.send_buf.len().saturating_sub(start - self.snd_una));
+            self.hole_resent(start + len);
+            (start, len)
+        } else if self.pending.retransmit_una {
+            self.pending.retransmit_una = false;
+            (self.snd_una, max_len.min(self.send_buf.len()))
+        } else {
+            // Going back N after a timeout: skip what the peer SACKed, and stop each
+            // segment at the next SACKed block.
+            if self.snd_nxt < self.snd_max {
+                if let Some(end) = self.scoreboard.sacked_end(self.snd_nxt) {
+                    self.snd_nxt = end;
+                }
+            }
+            let offset = self.snd_nxt - self.snd_una;
+            let unsent = self.send_buf.len().saturating_sub(offset);
+            let mut len = max_len.min(unsent).min(self.usable_window());
+            if self.snd_nxt < self.snd_max {
+                if let Some(start) = self.scoreboard.next_sacked(self.snd_nxt) {
+                    len = len.min(start - self.snd_nxt);
+                }
+            }
+            let fin_next =
+                self.fin_queued && self.snd_nxt + len == data_end && self.snd_nxt <= data_end;
+            if len == 0 {
+                if unsent > 0 && self.snd_wnd == 0 && self.flight() == 0 {
+                    // Zero window: probe it (RFC 9293 section 3.8.6.1).
+                    if !self.timers.is_armed(Timer::ZeroWindowProbe) {
+                        self.timers
+                            .set(Timer::ZeroWindowProbe, now + self.rtt.rto());
+                    }
+                }
+                if !(fin_next && unsent == 0) {
+                    return None;
+                }
+            } else if len < max_len && !fin_next {
+                let nagle_ok = self.cfg.nodelay || self.flight() == 0;
+                let all_of_it = len == unsent;
+                let big_enough = self.max_snd_wnd > 0 && len >= self.max_snd_wnd / SWS_FRACTION;
+                if !((nagle_ok && all_of_it) || big_enough) {
+                    return None;
+                }
+            }
+            (self.snd_nxt, len)
+        };
+        let offset = seq - self.snd_una;
+        let fin = self.fin_queued && seq + len == data_end;
+        if len == 0 && !fin {
+            return None;
+        }
+        let (a, b) = self.send_buf.as_slices();
+        let range = offset..offset + len;
+        if range.end <= a.len() {
+            self.tx_payload.extend_from_slice(&a[range]);
+        } else if range.start >= a.len() {
+            self.tx_payload
+                .extend_from_slice(&b[range.start - a.len()..range.end - a.len()]);
+        } else {
+            self.tx_payload.extend_from_slice(&a[range.start..]);
+            self.tx_payload.extend_from_slice(&b[..range.end - a.len()]);
+        }
+        let end = seq + len + usize::from(fin);
+        if seq < self.snd_max {
+            self.stats.retransmits += 1;
+            if self.timed.is_some_and(|(t, _)| t > seq) {
+                self.timed = None;
+            }
+        } else if self.timed.is_none() && len > 0 {
+            self.timed = Some((end, now));
+        }
+        if fin {
+            self.fin_sent = true;
+        }
+        if end > self.snd_nxt {
+            self.snd_nxt = end;
+        }
+        if end > self.snd_max {
+            self.snd_max = end;
+        }
+        self.stats.bytes_out += len as u64;
+        if !self.timers.is_armed(Timer::Retransmit) {
+            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        }
+        if !self.timers.is_armed(Timer::UserTimeout) {
+            self.arm_user_timeout(now);
+        }
+        Some((
+            seq,
+            Flags {
+                fin,
+                psh: len > 0 && seq + len == data_end,
+                ..Flags::default()
+            },
+        ))
+    }
+}

@@ -1,0 +1,124 @@
+//! The connection's timers (one [`TimerTable`](crate::tcp::timer::TimerTable)):
+//! retransmission (RFC 6298), delayed ACK, zero-window probe, keep-alive, TIME-WAIT and
+//! the user timeout.
+
+use super::{AckPending, Connection, State};
+use crate::net::link::Instant;
+use crate::tcp::error::ConnectionError;
+use crate::tcp::timer::Timer;
+
+/// Largest exponent of the zero-window probe backoff (RFC 9293 section 3.8.6.1 leaves the
+/// schedule open): the wait doubles up to RTO * 2^10, and never exceeds the maximum RTO
+/// (RFC 6298 section 2.5); the cap keeps the shift from overflowing.
+const MAX_PROBE_BACKOFF: u32 = 10;
+
+impl Connection {
+    /// (Re)starts the user timeout (RFC 9293 section 3.8.3, RFC 5482).
+    pub(super) fn arm_user_timeout(&mut self, now: Instant) {
+        self.timers
+            .set(Timer::UserTimeout, now + self.cfg.user_timeout);
+    }
+
+    /// When [`Connection::on_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn on_timeout(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.expire(now) {
+            match timer {
+                Timer::Retransmit => self.on_retransmit_timeout(now),
+                Timer::DelayedAck => {
+                    if self.pending.ack == AckPending::Delayed {
+                        self.pending.ack = AckPending::Now;
+                    }
+                }
+                Timer::ZeroWindowProbe => {
+                    if self.snd_wnd == 0 && !self.send_buf.is_empty() {
+                        self.pending.probe = true;
+                        self.stats.zero_window_probes += 1;
+                        // Backoff per episode, not over the connection's lifetime.
+                        self.zero_window_backoff += 1;
+                        let backoff = self.zero_window_backoff.min(MAX_PROBE_BACKOFF);
+                        let wait = self
+                            .rtt
+                            .rto()
+                            .saturating_mul(1 << backoff)
+                            .min(self.cfg.max_rto);
+                        self.timers.set(Timer::ZeroWindowProbe, now + wait);
+                    }
+                }
+                Timer::KeepAlive => {
+                    if self.keepalive_probes_sent >= self.cfg.keepalive_probes {
+                        self.fail(ConnectionError::TimedOut);
+                    } else {
+                        self.keepalive_probes_sent += 1;
+                        self.stats.keepalive_probes += 1;
+                        self.pending.probe = true;
+                        self.timers
+                            .set(Timer::KeepAlive, now + self.cfg.keepalive_interval);
+                    }
+                }
+                Timer::TimeWait => {
+                    self.timers.stop_all();
+                    self.set_state(State::Closed);
+                }
+                Timer::UserTimeout => {
+                    let waiting = self.snd_max > self.snd_una
+                        || matches!(self.state, State::SynSent | State::SynReceived);
+                    if waiting {
+                        self.fail(ConnectionError::TimedOut);
+                    }
+                }
+            }
+        }
+    }
+
+    /// RFC 6298 section 5.4-5.6 and RFC 5681 section 3.1: retransmit the earliest
+    /// unacknowledged segment, back off, collapse the window; give up after the retry
+    /// limit (RFC 9293 section 3.8.3).
+    fn on_retransmit_timeout(&mut self, now: Instant) {
+        let handshake = matches!(self.state, State::SynSent | State::SynReceived);
+        if !handshake && self.snd_max == self.snd_una {
+            return;
+        }
+        self.retries += 1;
+        let limit = if handshake {
+            self.cfg.syn_retries
+        } else {
+            self.cfg.data_retries
+        };
+        if self.retries > limit {
+            self.fail(ConnectionError::TimedOut);
+            return;
+        }
+        self.stats.timeouts += 1;
+        self.rtt.on_timeout();
+        self.timed = None;
+        if !handshake {
+            self.cc.on_rto(now, self.flight());
+        }
+        self.recovery_on_timeout();
+        // RFC 2018 section 8: the receiver may renege on what it SACKed. The first
+        // timeout keeps the scoreboard, so going back N skips SACKed data (as Linux
+        // does); a second one in a row drops it and resends everything, which also
+        // recovers from a receiver that did renege.
+        if self.retries > 1 {
+            self.scoreboard.clear();
+        }
+        // Go back N: resend from the oldest unacknowledged byte (or the SYN).
+        self.snd_nxt = if handshake { self.iss } else { self.snd_una };
+        self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+    }
+
+    /// Re-arms keep-alive after traffic (call on every segment received).
+    pub(super) fn touch_keepalive(&mut self, now: Instant) {
+        if let Some(idle) = self.cfg.keepalive {
+            if self.state == State::Established {
+                self.keepalive_probes_sent = 0;
+                self.timers.set(Timer::KeepAlive, now + idle);
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The orders in which a connection can close (RFC 9293 section 3.6).
+
+use super::*;
+
+/// RFC 9293 section 3.6, case 1: FIN-WAIT-1 -> FIN-WAIT-2 -> TIME-WAIT -> CLOSED after
+/// 2*MSL.
+#[test]
+fn active_close() {
+    let mut s = established(cfg());
+    s.shutdown_write();
+    assert_eq!(s.state(), State::FinWait1);
+    assert_eq!(s.send(b"late"), Err(SendError::Closed));
+    recv!(
+        s,
+        [Segment {
+            flags: FIN_ACK,
+            ..RECV_TEMPL
+        }]
+    );
+    send!(s, peer_ack(ISS + 2));
+    assert_eq!(s.state(), State::FinWait2);
+    recv_nothing!(s);
+    send!(
+        s,
+        Segment {
+            ack: ISS + 2,
+            flags: FIN_ACK,
+            ..SEND_TEMPL
+        }
+    );
+    assert_eq!(s.state(), State::TimeWait);
+    recv!(
+        s,
+        [Segment {
+            seq: ISS + 2,
+            ack: IRS + 2,
+            window: WINDOW - 1,
+            ..RECV_TEMPL
+        }]
+    );
+    assert!(s.at_eof());
+    assert_eq!(s.poll_timeout(), Some(s.now + secs(60)));
+    s.advance(secs(60) - ms(1));
+    assert_eq!(s.state(), State::TimeWait);
+    s.advance(ms(1));
+    assert_eq!(s.state(), State::Closed);
+    assert_eq!(s.error(), None);
+}
+
+/// RFC 9293 section 3.6, case 1 seen from the other end: CLOSE-WAIT -> LAST-ACK -> CLOSED
+/// as soon as our FIN is acknowledged.
+#[test]
+fn passive_close() {
+    let mut s = established(cfg());
+    send!(
+        s,
+        Segment {
+            flags: FIN_ACK,
+            ..SEND_TEMPL
+        }
+    );
+    assert_eq!(s.state(), State::CloseWait);
+    recv!(s, [our_ack(IRS + 2, WINDOW - 1)]);
+    let mut buf = [0; 4];
+    assert_eq!(s.recv(&mut buf), Err(RecvError::Finished));
+    assert!(s.at_eof());
+    s.send(b"bye").unwrap();
+    s.shutdown_write();
+    assert_eq!(s.state(), State::LastAck);
+    recv!(
+        s,
+        [Segment {
+            ack: IRS + 2,
+            window: WINDOW - 1,
+            flags: Flags {
+                fin: true,
+                psh: true,
+                ack: true,
+                ..NO_FLAGS
+            },
+            payload: b"bye",
+            ..RECV_TEMPL
+        }]
+    );
+    send!(
+        s,
+        Segment {
+            seq: IRS + 2,
+            ack: ISS + 5,
+            ..SEND_TEMPL
+        }
+    );
+    assert_eq!(s.state(), State::Closed);
+    assert_eq!(s.error(), None);
+    recv_nothing!(s);
+}
+
+/// RFC 9293 section 3.6: a FIN that arrives in FIN-WAIT-1 before the ACK of ours leads
+/// to CLOSING, then TIME-WAIT on that ACK.
+#[test]
+fn crossing_fins_pass_through_closing() {
+    let mut s = established(cfg());
+    s.shutdown_write();
+    recv!(
+        s,
+        [Segment {
+            flags: FIN_ACK,
+            ..RECV_TEMPL
+        }]
+    );
+    send!(
+        s,
+        Segment {
+            flags: FIN_ACK,
+            ..SEND_TEMPL
+        }
+    );
+    assert_eq!(s.state(), State::Closing);
+    recv!(
+        s,
+        [Segment {
+            seq: ISS + 2,
+            ack: IRS + 2,
+            window: WINDOW - 1,
+            ..RECV_TEMPL
+        }]
+    );
+    send!(
+        s,
+        Segment {
+            seq: IRS + 2,
+            ack: ISS + 2,
+            ..SEND_TEMPL
+        }
+    );
+    assert_eq!(s.state(), State::TimeWait);
+}
+
+/// RFC 9293 section 3.10.7.4 (TIME-WAIT): the only thing that can arrive is the peer's FIN
+/// again; it is acknowledged and the 2*MSL timeout restarts.
+#[test]
+fn time_wait_reacks_a_retransmitted_fin_and_restarts_the_timer() {
+    let mut s = established(cfg());
+    s.shutdown_write();
+    recv!(
+        s,
+        [Segment {
+            flags: FIN_ACK,
+            ..RECV_TEMPL
+        }]
+    );
+    let fin = Segment {
+        ack: ISS + 2,
+        flags: FIN_ACK,
+        ..SEND_TEMPL
+    };
+    send!(s, fin);
+    let ack = Segment {
+        seq: ISS + 2,
+        ack: IRS + 2,
+        window: WINDOW - 1,
+        ..RECV_TEMPL
+    };
+    recv!(s, [ack]);
+    assert_eq!(s.state(), State::TimeWait);
+    s.advance(secs(30));
+    send!(s, fin);
+    recv!(s, [ack]);
+    assert_eq!(s.poll_timeout(), Some(s.now + secs(60)));
+    s.advance(secs(59));
+    assert_eq!(s.state(), State::TimeWait);
+    s.advance(secs(1));
+    assert_eq!(s.state(), State::Closed);
+}

@@ -1,0 +1,207 @@
+//! The receiving side: delivery, reordering, duplicates, windows, delayed ACKs, PAWS.
+
+use super::*;
+
+/// RFC 9293 section 3.10.7.4 (segment text): in-order data goes to the application.
+#[test]
+fn in_order_data_is_delivered() {
+    let mut s = established(cfg());
+    send!(s, peer_data(IRS + 1, b"abc"));
+    send!(s, peer_data(IRS + 4, b"def"));
+    assert_eq!(s.read_all(), b"abcdef");
+    assert_eq!(s.stats().bytes_in, 6);
+}
+
+/// RFC 5681 section 4.2 and RFC 2018 section 4: a segment beyond a hole is acknowledged at
+/// once (a duplicate ACK) with SACK blocks, the most recent first; the segment filling a
+/// hole is acknowledged at once too.
+#[test]
+fn out_of_order_data_gets_an_immediate_ack_with_sack_blocks() {
+    let mut s = established(TcpConfig {
+        sack: true,
+        ..cfg()
+    });
+    send!(s, peer_data(IRS + 4, b"def"));
+    recv!(
+        s,
+        [Segment {
+            options: sack(&[(IRS + 4, IRS + 7)]),
+            ..RECV_TEMPL
+        }]
+    );
+    send!(s, peer_data(IRS + 10, b"jkl"));
+    recv!(
+        s,
+        [Segment {
+            options: sack(&[(IRS + 10, IRS + 13), (IRS + 4, IRS + 7)]),
+            ..RECV_TEMPL
+        }]
+    );
+    assert_eq!(s.recv_queue(), 0);
+    assert_eq!(s.stats().out_of_order, 2);
+
+    // The first hole fills: "abcdef" is delivered, one block is left.
+    send!(s, peer_data(IRS + 1, b"abc"));
+    recv!(
+        s,
+        [Segment {
+            ack: IRS + 7,
+            window: WINDOW - 6,
+            options: sack(&[(IRS + 10, IRS + 13)]),
+            ..RECV_TEMPL
+        }]
+    );
+    // The last hole fills.
+    send!(s, peer_data(IRS + 7, b"ghi"));
+    recv!(s, [our_ack(IRS + 13, WINDOW - 12)]);
+    assert_eq!(s.read_all(), b"abcdefghijkl");
+}
+
+/// Without SACK the duplicate ACK for out-of-order data carries no blocks (RFC 2018
+/// section 2: only when SACK-permitted was exchanged).
+#[test]
+fn out_of_order_data_without_sack_gets_a_plain_duplicate_ack() {
+    let mut s = established(cfg());
+    send!(s, peer_data(IRS + 4, b"def"));
+    recv!(s, [RECV_TEMPL]);
+}
+
+/// RFC 9293 section 3.10.7.4: a segment wholly before RCV.NXT (an old duplicate) is
+/// acknowledged and dropped.
+#[test]
+fn old_duplicate_is_reacked_and_counted() {
+    let mut s = established(cfg());
+    let abc = peer_data(IRS + 1, b"abc");
+    send!(s, abc);
+    recv_nothing!(s);
+    send!(s, abc);
+    recv!(s, [our_ack(IRS + 4, WINDOW - 3)]);
+    assert_eq!(s.stats().dup_segments, 1);
+    assert_eq!(s.read_all(), b"abc");
+}
+
+/// RFC 9293 section 3.10.7.4: of a segment that starts before RCV.NXT only the new part is
+/// kept.
+#[test]
+fn partial_overlap_is_trimmed() {
+    let mut s = established(cfg());
+    send!(s, peer_data(IRS + 1, b"abc"));
+    send!(s, peer_data(IRS + 1, b"abcdef"));
+    assert_eq!(s.read_all(), b"abcdef");
+    assert_eq!(s.stats().dup_segments, 0);
+}
+
+/// RFC 9293 section 3.10.7.4: data past the receive window is cut off; a segment wholly
+/// past it is dropped and acknowledged.
+#[test]
+fn data_beyond_the_window_is_trimmed_or_dropped() {
+    let mut s = established(TcpConfig {
+        recv_buffer: 1000,
+        ..cfg()
+    });
+    let data = pattern(1200, 0);
+    send!(s, peer_data(IRS + 1, &data));
+    assert_eq!(s.recv_queue(), 1000);
+    send!(s, peer_data(IRS + 1001, &data[1000..]));
+    recv!(s, [our_ack(IRS + 1001, 0)]);
+    assert_eq!(s.stats().dup_segments, 1);
+    assert_eq!(s.read_all(), &data[..1000]);
+}
+
+/// RFC 9293 section 3.8.6.3 (delayed ACK): one segment is acknowledged when the delayed
+/// ACK timer (40 ms here) runs out.
+#[test]
+fn one_segment_is_acked_after_the_delayed_ack_timer() {
+    let mut s = established(cfg());
+    send!(s, peer_data(IRS + 1, b"abcdef"));
+    recv_nothing!(s);
+    assert_eq!(s.poll_timeout(), Some(s.now + ms(40)));
+    s.advance(ms(39));
+    recv_nothing!(s);
+    s.advance(ms(1));
+    recv!(s, [our_ack(IRS + 7, WINDOW - 6)]);
+}
+
+/// RFC 9293 section 3.8.6.3: the delay MUST be less than 0.5 s; this stack caps it at
+/// 200 ms whatever the configuration says.
+#[test]
+fn delayed_ack_is_capped_at_200_ms() {
+    let mut s = established(TcpConfig {
+        delayed_ack: ms(500),
+        ..cfg()
+    });
+    send!(s, peer_data(IRS + 1, b"abc"));
+    assert_eq!(s.poll_timeout(), Some(s.now + ms(200)));
+    s.advance(ms(200));
+    recv!(s, [our_ack(IRS + 4, WINDOW - 3)]);
+}
+
+/// RFC 9293 section 3.8.6.3: an ACK at least every second full-sized segment.
+#[test]
+fn two_full_sized_segments_are_acked_at_once() {
+    let mut s = established(cfg());
+    let data = pattern(2920, 0);
+    send!(s, peer_data(IRS + 1, &data[..1460]));
+    recv_nothing!(s);
+    send!(s, peer_data(IRS + 1461, &data[1460..]));
+    recv!(s, [our_ack(IRS + 2921, WINDOW - 2920)]);
+}
+
+/// RFC 9293 section 3.8.6.2.2: after the window closed, reading the buffer empty opens it
+/// again and a window update goes out at once.
+#[test]
+fn reading_a_full_buffer_sends_a_window_update() {
+    let mut s = established(TcpConfig {
+        recv_buffer: 4000,
+        ..cfg()
+    });
+    let data = pattern(4000, 0);
+    send!(s, peer_data(IRS + 1, &data[..1460]));
+    send!(s, peer_data(IRS + 1461, &data[1460..2920]));
+    recv!(s, [our_ack(IRS + 2921, 1080)]);
+    send!(s, peer_data(IRS + 2921, &data[2920..]));
+    s.advance(ms(40));
+    recv!(s, [our_ack(IRS + 4001, 0)]);
+    assert_eq!(s.read_all(), data);
+    recv!(s, [our_ack(IRS + 4001, 4000)]);
+    assert_eq!(s.stats().window_updates, 1);
+}
+
+/// RFC 7323 section 5.3 (PAWS): a segment whose TSval is older than TS.Recent is dropped
+/// and acknowledged; the ACK echoes TS.Recent.
+#[test]
+fn paws_drops_a_segment_with_an_old_timestamp() {
+    let mut s = established(TcpConfig {
+        timestamps: true,
+        ..cfg()
+    });
+    let now_ts = TS0 + 100;
+    send!(
+        s,
+        Segment {
+            payload: b"abc",
+            options: ts(PEER_TS + 100, now_ts),
+            ..SEND_TEMPL
+        }
+    );
+    send!(
+        s,
+        Segment {
+            seq: IRS + 4,
+            payload: b"def",
+            options: ts(PEER_TS + 50, now_ts),
+            ..SEND_TEMPL
+        }
+    );
+    recv!(
+        s,
+        [Segment {
+            ack: IRS + 4,
+            window: WINDOW - 3,
+            options: ts(now_ts, PEER_TS + 100),
+            ..RECV_TEMPL
+        }]
+    );
+    assert_eq!(s.stats().paws_drops, 1);
+    assert_eq!(s.read_all(), b"abc");
+}
