@@ -71,8 +71,8 @@ pub struct ForwardStats {
 
 impl fmt::Display for ForwardStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "a->b: {}", self.a_to_b)?;
-        write!(f, "b->a: {}", self.b_to_a)
+        writeln!(f, "a->b: {}", self.a_to_b.summary())?;
+        write!(f, "b->a: {}", self.b_to_a.summary())
     }
 }
 

@@ -191,32 +191,49 @@ impl Impairments {
     }
 }
 
-/// Counters of the engine's decisions.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ImpairStats {
-    pub packets: u64,
-    pub delivered: u64,
-    pub lost: u64,
-    pub burst_lost: u64,
-    pub queue_dropped: u64,
-    pub outage_dropped: u64,
-    pub duplicated: u64,
-    pub corrupted: u64,
-    pub reordered: u64,
+crate::counters! {
+    /// Counters of the engine's decisions.
+    #[derive(Copy)]
+    pub struct ImpairStats {
+        /// Packets offered to the engine.
+        pub packets: u64,
+        /// Packets it delivered (at least once).
+        pub delivered: u64,
+        /// Lost to random loss.
+        pub lost: u64,
+        /// Lost in a Gilbert-Elliott bad state.
+        pub burst_lost: u64,
+        /// Dropped because the link already held its maximum of packets in flight.
+        pub queue_dropped: u64,
+        /// Dropped during an outage or partition.
+        pub outage_dropped: u64,
+        pub duplicated: u64,
+        pub corrupted: u64,
+        pub reordered: u64,
+    }
 }
 
-/// One line, as `ustack impair` prints each direction: burst losses count as lost.
-impl fmt::Display for ImpairStats {
+impl ImpairStats {
+    /// One line, as `ustack impair` prints each direction: burst losses count as lost.
+    pub fn summary(&self) -> impl fmt::Display + '_ {
+        ImpairSummary(self)
+    }
+}
+
+struct ImpairSummary<'a>(&'a ImpairStats);
+
+impl fmt::Display for ImpairSummary<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
         write!(
             f,
             "{} packets, {} lost, {} outage-dropped, {} reordered, {} duplicated, {} corrupted",
-            self.packets,
-            self.lost + self.burst_lost,
-            self.outage_dropped,
-            self.reordered,
-            self.duplicated,
-            self.corrupted
+            s.packets,
+            s.lost + s.burst_lost,
+            s.outage_dropped,
+            s.reordered,
+            s.duplicated,
+            s.corrupted
         )
     }
 }

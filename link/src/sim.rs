@@ -180,11 +180,15 @@ impl Wiring for Pair {
     }
 }
 
-/// Counters of one endpoint: the impairment decisions on what it sent, and what it read.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SimStats {
-    pub tx: ImpairStats,
-    pub rx_packets: u64,
+crate::counters! {
+    /// Counters of one endpoint: the impairment decisions on what it sent, and what it read.
+    #[derive(Copy)]
+    pub struct SimStats {
+        /// Packets read from the link.
+        pub rx_packets: u64,
+    }
+    /// The impairment decisions on what it sent; printed as `tx.<name>`.
+    pub tx: ImpairStats => "tx.",
 }
 
 /// One end of a simulated point-to-point IP link, each direction run through its own
