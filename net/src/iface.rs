@@ -510,6 +510,10 @@ impl<L: Link> Interface<L> {
             self.stats.drop(RxDrop::BadSource);
             return None;
         }
+        if ipv4::is_martian_source(src) {
+            self.stats.drop(RxDrop::MartianSource);
+            return None;
+        }
         let header = ip.header;
         let protocol = header.protocol();
         let mut header_copy = HeaderCopy::new(header.slice());
@@ -866,6 +870,55 @@ mod tests {
             assert!(iface.stats().dropped(*reason) >= 1, "{reason}");
         }
         assert_eq!(iface.stats().total_dropped(), cases.len() as u64);
+    }
+
+    /// RFC 1122 section 3.2.1.7: a host that does not forward must not drop a datagram
+    /// addressed to it because its TTL is 0 or 1 (the TTL limits forwarding, not delivery).
+    #[test]
+    fn ttl_zero_and_one_to_us_are_delivered_rfc1122_3_2_1_7() {
+        let (mut iface, mut peer) = setup(1500);
+        iface.accept_protocol(IpNumber::UDP);
+        for ttl in [0, 1] {
+            let fields = HeaderFields {
+                src: PEER,
+                dst: US,
+                protocol: IpNumber::UDP,
+                ttl,
+                ident: 5,
+                dont_fragment: false,
+                tos: 0,
+            };
+            let mut p = fields.build(3, 0, false).unwrap().to_bytes().to_vec();
+            p.extend_from_slice(b"ttl");
+            peer.send(T0, &p).unwrap();
+        }
+        let got = pump(&mut iface);
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].0.ttl, got[1].0.ttl), (0, 1));
+        assert_eq!(iface.stats().total_dropped(), 0);
+    }
+
+    /// RFC 1122 section 3.2.1.3: sources in 0.0.0.0/8 ("this network") and 127.0.0.0/8
+    /// (loopback) never appear on a wire; such datagrams are dropped and counted.
+    #[test]
+    fn martian_sources_are_dropped_rfc1122_3_2_1_3() {
+        let (mut iface, mut peer) = setup(1500);
+        iface.accept_protocol(IpNumber::UDP);
+        for src in [
+            Ipv4Addr::new(0, 1, 2, 3),
+            Ipv4Addr::new(127, 0, 0, 1),
+            Ipv4Addr::new(127, 9, 9, 9),
+        ] {
+            peer.send(T0, &datagram(src, US, IpNumber::UDP, b"x"))
+                .unwrap();
+        }
+        peer.send(T0, &datagram(PEER, US, IpNumber::UDP, b"ok"))
+            .unwrap();
+        let got = pump(&mut iface);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1, b"ok");
+        assert_eq!(iface.stats().dropped(RxDrop::MartianSource), 3);
+        assert_eq!(iface.stats().total_dropped(), 3);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! IPv4 header validation on receive and construction on send (RFC 791 section 3.1,
 //! RFC 1122 section 3.2.1). Parsing and writing go through etherparse; the checks it
-//! leaves to the caller (header checksum, total length against the buffer, TTL) are here.
+//! leaves to the caller (header checksum, total length against the buffer) are here.
 
 use std::net::Ipv4Addr;
 
@@ -38,8 +38,10 @@ impl<'a> Ipv4Packet<'a> {
     }
 }
 
-/// Validates `packet` as an IPv4 datagram: version, IHL, total length, header checksum,
-/// TTL. Every failure is a [`RxDrop`] reason, never a panic.
+/// Validates `packet` as an IPv4 datagram: version, IHL, total length, header checksum.
+/// Every failure is a [`RxDrop`] reason, never a panic. The TTL is not checked: a host
+/// does not forward, and RFC 1122 section 3.2.1.7 says a datagram addressed to it must
+/// not be dropped for a TTL of 0 or 1.
 pub fn parse(packet: &[u8]) -> Result<Ipv4Packet<'_>, RxDrop> {
     let header = Ipv4HeaderSlice::from_slice(packet).map_err(|e| match e {
         HeaderSliceError::Len(_) => RxDrop::Truncated,
@@ -63,9 +65,6 @@ pub fn parse(packet: &[u8]) -> Result<Ipv4Packet<'_>, RxDrop> {
     {
         return Err(RxDrop::BadChecksum);
     }
-    if header.ttl() == 0 {
-        return Err(RxDrop::TtlZero);
-    }
     Ok(Ipv4Packet {
         header,
         payload: &packet[header_len..total_len],
@@ -73,12 +72,20 @@ pub fn parse(packet: &[u8]) -> Result<Ipv4Packet<'_>, RxDrop> {
 }
 
 /// Whether `addr` may appear as a source (RFC 1122 section 3.2.1.3: not broadcast,
-/// multicast, unspecified or class E).
+/// multicast, unspecified or class E). See also [`is_martian_source`].
 pub fn is_valid_source(addr: Ipv4Addr) -> bool {
     !(addr.is_broadcast()
         || addr.is_multicast()
         || addr.is_unspecified()
         || addr.octets()[0] >= 240)
+}
+
+/// Whether `addr` is in 0.0.0.0/8 ("this host on this network", RFC 1122 section 3.2.1.3
+/// (a) and (b): only as a source while learning its own address, which a configured host
+/// never sees from a peer) or 127.0.0.0/8 (loopback, (g): "MUST NOT appear outside a
+/// host"). Datagrams from such sources are dropped, as Linux does with martians.
+pub fn is_martian_source(addr: Ipv4Addr) -> bool {
+    matches!(addr.octets()[0], 0 | 127)
 }
 
 /// Fields of an outgoing datagram's header.
@@ -198,8 +205,9 @@ mod tests {
             dont_fragment: false,
             tos: 0,
         };
+        // RFC 1122 section 3.2.1.7: TTL 0 is no defect for a datagram to a host.
         let p = fields.build(0, 0, false).unwrap().to_bytes().to_vec();
-        assert_eq!(parse(&p).unwrap_err(), RxDrop::TtlZero);
+        assert_eq!(parse(&p).unwrap().header.ttl(), 0);
     }
 
     #[test]

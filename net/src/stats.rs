@@ -14,10 +14,11 @@ ustack_link::counters! {
         BadTotalLen => bad_total_len,
         /// Header checksum mismatch.
         BadChecksum => bad_checksum,
-        /// TTL of zero (RFC 791 section 3.2: "the datagram must be destroyed").
-        TtlZero => ttl_zero,
         /// Source address is broadcast, multicast or unspecified (RFC 1122 section 3.2.1.3).
         BadSource => bad_source,
+        /// Source in 0.0.0.0/8 or 127.0.0.0/8, which never appear on a wire (RFC 1122
+        /// section 3.2.1.3 (a) and (g)).
+        MartianSource => martian_source,
         /// Destination is not one of our addresses (hosts do not forward).
         NotForUs => not_for_us,
         /// No handler for the IP protocol number; answered with ICMP protocol unreachable.
