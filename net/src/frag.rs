@@ -4,9 +4,15 @@
 //! Each datagram's hole bookkeeping (RFC 815's idea: track the filled ranges, the datagram
 //! is whole when one range covers 0..end) is etherparse's `IpDefragBuf`. Its pool has no
 //! defence against memory exhaustion, so the pool here is our own: a cap per source, a
-//! cap overall, and a timeout counted from the first fragment.
+//! cap overall, and a timeout counted from the first fragment. Pending datagrams are also
+//! kept in deadline order, so timeouts and evictions take the oldest without a scan.
+//!
+//! Overlaps (RFC 5722 section 4, which Linux applies to IPv4 since 4.19): a fragment that
+//! overlaps data already held with different bytes discards the whole datagram, so that
+//! no later fragment can rewrite bytes (a transport header) an earlier one set. An
+//! overlap with the same bytes (a duplicate) is accepted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use etherparse::defrag::IpDefragBuf;
@@ -96,12 +102,13 @@ pub struct Expired {
     pub first: Option<Vec<u8>>,
 }
 
-/// Incomplete datagrams, keyed by [`FragmentKey`]. Ordered map so that timeouts fire in
-/// a deterministic order.
+/// Incomplete datagrams, keyed by [`FragmentKey`], and the same keys in deadline order
+/// (ties broken by key, so timeouts fire in a deterministic order).
 #[derive(Debug, Default)]
 pub struct Reassembler {
     cfg: ReassemblyConfig,
     pending: BTreeMap<FragmentKey, Pending>,
+    by_deadline: BTreeSet<(Instant, FragmentKey)>,
     per_source: BTreeMap<Ipv4Addr, usize>,
     total: usize,
 }
@@ -130,11 +137,12 @@ impl Reassembler {
 
     /// When the next incomplete datagram times out.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.pending.values().map(|p| p.deadline).min()
+        self.by_deadline.first().map(|(deadline, _)| *deadline)
     }
 
     fn release(&mut self, key: &FragmentKey) -> Option<Pending> {
         let p = self.pending.remove(key)?;
+        self.by_deadline.remove(&(p.deadline, *key));
         self.total -= p.cost;
         if let Some(used) = self.per_source.get_mut(&key.src) {
             *used -= p.cost;
@@ -154,21 +162,39 @@ impl Reassembler {
     }
 
     /// Drops every datagram whose deadline has passed.
+    /// Earliest deadline first.
     pub fn expire(&mut self, now: Instant) -> Vec<Expired> {
-        let due: Vec<FragmentKey> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.deadline <= now)
-            .map(|(k, _)| *k)
-            .collect();
-        due.into_iter()
-            .filter_map(|key| {
-                self.release(&key).map(|p| Expired {
+        let mut out = Vec::new();
+        while let Some(&(deadline, key)) = self.by_deadline.first() {
+            if deadline > now {
+                break;
+            }
+            match self.release(&key) {
+                Some(p) => out.push(Expired {
                     key,
                     first: p.first,
-                })
-            })
-            .collect()
+                }),
+                None => {
+                    self.by_deadline.pop_first();
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether `payload` at `offset` overlaps bytes already held for `key` with
+    /// different bytes.
+    fn conflicts(&self, key: &FragmentKey, offset: usize, payload: &[u8]) -> bool {
+        let Some(p) = self.pending.get(key) else {
+            return false;
+        };
+        let end = offset + payload.len();
+        let data = p.buf.data();
+        p.buf.sections().iter().any(|section| {
+            let from = offset.max(usize::from(section.start));
+            let to = end.min(usize::from(section.end));
+            from < to && data[from..to] != payload[from - offset..to - offset]
+        })
     }
 
     /// Adds one fragment: `offset` in bytes, `header` the fragment's IP header (kept from
@@ -196,6 +222,10 @@ impl Reassembler {
         if !more_fragments && end < old_max_end {
             return Err(RxDrop::BadFragment);
         }
+        if self.conflicts(&key, offset, payload) {
+            self.release(&key);
+            return Err(RxDrop::FragmentOverlap);
+        }
         let delta = end.saturating_sub(held)
             + if held == 0 && old_max_end == 0 {
                 ENTRY_OVERHEAD
@@ -210,11 +240,10 @@ impl Reassembler {
         // sources, so one flood cannot lock everyone out until the timeout.
         while self.total + delta > self.cfg.total_bytes {
             let victim = self
-                .pending
+                .by_deadline
                 .iter()
-                .filter(|(k, _)| k.src != key.src)
-                .min_by_key(|(_, p)| p.deadline)
-                .map(|(k, _)| *k);
+                .map(|(_, k)| *k)
+                .find(|k| k.src != key.src);
             match victim {
                 Some(v) => {
                     self.release(&v);
@@ -224,6 +253,9 @@ impl Reassembler {
         }
 
         let deadline = now + self.cfg.timeout;
+        if !self.pending.contains_key(&key) {
+            self.by_deadline.insert((deadline, key));
+        }
         let entry = self.pending.entry(key).or_insert_with(|| Pending {
             buf: IpDefragBuf::new(IpNumber(key.protocol), Vec::new(), Vec::new()),
             deadline,
@@ -397,6 +429,73 @@ mod tests {
             }
         }
         assert!(r.memory() <= 20_000, "{}", r.memory());
+    }
+
+    /// RFC 5722 section 4, applied to IPv4 as Linux does since 4.19: a fragment that
+    /// overlaps data already held with different bytes (which could rewrite a transport
+    /// header that a filter already passed) discards the whole datagram, counted; an
+    /// exact duplicate is harmless and kept.
+    #[test]
+    fn overlap_with_different_bytes_drops_the_datagram_rfc5722_4() {
+        let mut r = Reassembler::new(ReassemblyConfig::default());
+        let h = [0x45; 20];
+        assert_eq!(
+            r.add(Instant::ZERO, key(2, 1), 0, true, &[1; 16], &h),
+            Ok(None)
+        );
+        // The same bytes again, overlapping: fine.
+        assert_eq!(
+            r.add(Instant::ZERO, key(2, 1), 8, true, &[1; 8], &h),
+            Ok(None)
+        );
+        // Bytes 8..16 again but different: the whole datagram goes.
+        assert_eq!(
+            r.add(Instant::ZERO, key(2, 1), 8, false, &[2; 16], &h),
+            Err(RxDrop::FragmentOverlap)
+        );
+        assert!(r.is_empty());
+        assert_eq!(r.memory(), 0);
+        assert_eq!(r.next_deadline(), None);
+        // What would have completed the old datagram now starts a new one, which
+        // completes only with all of its own fragments.
+        assert_eq!(
+            r.add(Instant::ZERO, key(2, 1), 16, false, &[1; 8], &h),
+            Ok(None)
+        );
+        assert_eq!(
+            r.add(Instant::ZERO, key(2, 1), 0, true, &[1; 16], &h),
+            Ok(Some(vec![1; 24]))
+        );
+    }
+
+    /// Incomplete datagrams time out in the order of their deadlines (RFC 791's timer
+    /// per datagram), whatever their keys; the reassembler keeps them in deadline order
+    /// instead of scanning every pending datagram on each packet.
+    #[test]
+    fn datagrams_expire_in_deadline_order() {
+        let mut r = Reassembler::new(ReassemblyConfig::default());
+        let h = [0x45; 20];
+        // Keys in descending order, deadlines ascending.
+        for (i, src) in [9u8, 7, 5, 3].into_iter().enumerate() {
+            r.add(
+                Instant::from_secs(i as u64),
+                key(src, 1),
+                0,
+                true,
+                &[0; 8],
+                &h,
+            )
+            .unwrap();
+        }
+        assert_eq!(r.next_deadline(), Some(Instant::from_secs(30)));
+        let expired: Vec<u8> = r
+            .expire(Instant::from_secs(32))
+            .into_iter()
+            .map(|e| e.key.src.octets()[3])
+            .collect();
+        assert_eq!(expired, vec![9, 7, 5]);
+        assert_eq!(r.next_deadline(), Some(Instant::from_secs(33)));
+        assert_eq!(r.len(), 1);
     }
 
     proptest! {

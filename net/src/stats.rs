@@ -28,6 +28,9 @@ ustack_link::counters! {
         BadFragment => bad_fragment,
         /// Reassembly memory caps reached (per source or overall).
         FragmentMemory => fragment_memory,
+        /// A fragment overlapping data already held with different bytes: the whole
+        /// datagram is discarded (RFC 5722 section 4, applied to IPv4 as Linux does).
+        FragmentOverlap => fragment_overlap,
         /// Reassembly not completed within the timeout; counted once per datagram.
         FragmentTimeout => fragment_timeout,
         /// ICMP message too short or of a malformed shape.
