@@ -11,11 +11,14 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use etherparse::icmpv4::CODE_DST_UNREACH_PORT;
 
 use crate::net::link::{Instant, Link, LinkError};
-use crate::net::{IcmpEvent, Interface, IpNumber, Received, SendOptions};
+use crate::net::{
+    IcmpEvent, Interface, IpNumber, Received, SendError as NetSendError, SendOptions,
+};
 use crate::ports::{PortAllocator, EPHEMERAL_PORTS};
 use crate::quoted::Quoted;
 use crate::tcp::conn::{Connection, Opening, State};
 use crate::tcp::error::{ConnectionError, RecvError, SendError};
+use crate::tcp::mss_for_mtu;
 use crate::tcp::seq::SeqNumber;
 use crate::tcp::stats::ConnStats;
 use crate::tcp::wire::{self, Segment, WireError};
@@ -258,7 +261,7 @@ impl<L: Link> Stack<L> {
             .ok_or(StackError::NoEphemeralPort(remote))?;
         let local = SocketAddrV4::new(local_ip, port);
         let opening = self.opening(now, local, remote);
-        let conn = Connection::connect(now, opening, self.cfg.tcp.clone());
+        let conn = Connection::connect(now, opening, self.tcp_config());
         let index = self.insert(conn, None);
         self.stats.connections_opened += 1;
         let generation = self.slots[index].as_ref().map_or(0, |s| s.generation);
@@ -504,7 +507,7 @@ impl<L: Link> Stack<L> {
                     return;
                 }
                 let opening = self.opening(now, local, remote);
-                let conn = Connection::accept(now, opening, &seg, self.cfg.tcp.clone());
+                let conn = Connection::accept(now, opening, &seg, self.tcp_config());
                 let index = self.insert(conn, Some(seg.dst_port));
                 if let Some(l) = self.listeners.get_mut(&seg.dst_port) {
                     l.half_open += 1;
@@ -575,12 +578,18 @@ impl<L: Link> Stack<L> {
         };
         while let Some(seg) = slot.conn.poll_transmit(now) {
             wire::emit(&seg, *local.ip(), *remote.ip(), &mut self.tx);
-            if self
+            match self
                 .iface
                 .send_with(now, *remote.ip(), IpNumber::TCP, &opts, &self.tx)
-                .is_err()
             {
-                self.stats.send_errors += 1;
+                Ok(()) => {}
+                // RFC 1122 section 4.2.2.6: the local "needs fragmentation" reaches TCP,
+                // which resends smaller (the link's MTU changed under the connection).
+                Err(NetSendError::NeedsFragmentation { mtu, .. }) => {
+                    self.stats.send_errors += 1;
+                    slot.conn.on_path_mtu(mtu);
+                }
+                Err(_) => self.stats.send_errors += 1,
             }
         }
         if let Some(key) = slot.timer_key.take() {
@@ -630,6 +639,16 @@ impl<L: Link> Stack<L> {
             self.closed_stats.add(slot.conn.stats());
             self.free.push(index);
         }
+    }
+
+    /// The settings of a new connection: the configured ones, with the MSS we announce
+    /// lowered to what the interface's MTU carries (RFC 9293 section 3.7.1: "the MSS
+    /// value ... is based on the MTU of the local interface").
+    fn tcp_config(&self) -> TcpConfig {
+        let mut cfg = self.cfg.tcp.clone();
+        let fits = mss_for_mtu(self.iface.link().mtu()).min(usize::from(u16::MAX));
+        cfg.mss = cfg.mss.min(fits as u16);
+        cfg
     }
 
     /// A new connection's 4-tuple with its ISN and timestamp offset. RFC 6528 section 3:
@@ -722,6 +741,157 @@ mod tests {
             A,
         );
         (a, stack(lb, B))
+    }
+
+    /// A [`SimLink`] that keeps a copy of every packet sent, and whose MTU can be
+    /// lowered under a running stack (as a VPN or PPPoE link would have it).
+    #[derive(Debug)]
+    struct Recorder {
+        link: SimLink,
+        mtu: usize,
+        sent: Vec<Vec<u8>>,
+    }
+
+    impl Link for Recorder {
+        fn medium(&self) -> Medium {
+            self.link.medium()
+        }
+        fn mtu(&self) -> usize {
+            self.mtu
+        }
+        fn send(&mut self, now: Instant, packet: &[u8]) -> Result<TxInfo, LinkError> {
+            self.sent.push(packet.to_vec());
+            self.link.send(now, packet)
+        }
+        fn recv(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<usize>, LinkError> {
+            self.link.recv(now, buf)
+        }
+        fn poll_at(&self, now: Instant) -> Option<Instant> {
+            self.link.poll_at(now)
+        }
+    }
+
+    fn recorder_pair(mtu: usize) -> (Stack<Recorder>, Stack<Recorder>) {
+        let (la, lb) = SimLink::pair(SimConfig::default().with_mtu(mtu), 1).unwrap();
+        let rec = |link| Recorder {
+            link,
+            mtu,
+            sent: Vec::new(),
+        };
+        (stack(rec(la), A), stack(rec(lb), B))
+    }
+
+    /// The TCP segments in the IPv4 packets a [`Recorder`] saw: (MSS option, TCP
+    /// header and payload length).
+    fn tcp_segments(packets: &[Vec<u8>]) -> Vec<(Option<u16>, usize)> {
+        packets
+            .iter()
+            .filter_map(|p| {
+                let ip = crate::net::ipv4::parse(p).ok()?;
+                let seg = wire::parse(ip.src(), ip.dst(), ip.payload).ok()?;
+                Some((seg.options.mss, ip.payload.len()))
+            })
+            .collect()
+    }
+
+    /// Runs both stacks until `done` or 60 s of virtual time.
+    fn drive(
+        a: &mut Stack<Recorder>,
+        b: &mut Stack<Recorder>,
+        mut done: impl FnMut(&mut Stack<Recorder>, &mut Stack<Recorder>) -> bool,
+    ) {
+        let mut now = Instant::ZERO;
+        let end = now + crate::net::link::Duration::from_secs(60);
+        while now < end {
+            a.poll(now).unwrap();
+            b.poll(now).unwrap();
+            if done(a, b) {
+                break;
+            }
+            let next = [a.poll_at(now), b.poll_at(now)]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(end);
+            now = next
+                .max(now + crate::net::link::Duration::from_micros(1))
+                .min(end);
+        }
+    }
+
+    /// Sends `len` bytes from A to B; once B has read `lower_at` bytes, A's link MTU
+    /// drops to `mtu`. Returns what B read and how many packets A had sent by the drop.
+    fn bulk(
+        a: &mut Stack<Recorder>,
+        b: &mut Stack<Recorder>,
+        len: usize,
+        (lower_at, mtu): (usize, usize),
+    ) -> (Vec<u8>, usize) {
+        b.tcp_listen(80, 4).unwrap();
+        let c = a
+            .tcp_connect(Instant::ZERO, SocketAddrV4::new(B, 80))
+            .unwrap();
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let (mut sent, mut got, mut server, mut lowered) = (0, Vec::new(), None, None);
+        let mut buf = vec![0; 65536];
+        drive(a, b, |a, b| {
+            if sent < len {
+                sent += a.tcp_send(c, &data[sent..]).unwrap_or(0);
+            }
+            if server.is_none() {
+                server = b.tcp_accept(80);
+            }
+            if let Some(h) = server {
+                while let Ok(n @ 1..) = b.tcp_recv(h, &mut buf) {
+                    got.extend_from_slice(&buf[..n]);
+                }
+            }
+            if lowered.is_none() && got.len() >= lower_at {
+                let link = a.interface_mut().link_mut();
+                link.mtu = mtu;
+                lowered = Some(link.sent.len());
+            }
+            got.len() == len
+        });
+        assert!(got == data[..got.len()], "stream corrupted");
+        (got, lowered.unwrap_or(0))
+    }
+
+    /// RFC 9293 section 3.7.1 and RFC 879: the MSS we announce is the interface MTU less
+    /// 40 bytes of IPv4 and TCP headers, and every segment fits it. On a 1280-byte link
+    /// both SYNs announce 1240, and a bulk transfer completes in segments of at most 1240
+    /// bytes of TCP payload and options.
+    #[test]
+    fn mss_comes_from_the_interface_mtu_rfc9293_3_7_1() {
+        let (mut a, mut b) = recorder_pair(1280);
+        let (got, _) = bulk(&mut a, &mut b, 200_000, (usize::MAX, 1280));
+        assert_eq!(got.len(), 200_000);
+        let from_a = tcp_segments(&a.interface().link().sent);
+        let from_b = tcp_segments(&b.interface().link().sent);
+        assert_eq!(from_a[0].0, Some(1240), "A's SYN");
+        assert_eq!(from_b[0].0, Some(1240), "B's SYN-ACK");
+        let largest = from_a.iter().map(|(_, len)| len - 20).max().unwrap();
+        assert!(
+            largest <= 1240 && largest > 1200,
+            "largest segment {largest}"
+        );
+        assert_eq!(a.stats().send_errors, 0);
+    }
+
+    /// RFC 1122 section 4.2.2.6 and RFC 1191 section 3: when the link's MTU drops below
+    /// the segments TCP sends, the network layer's "needs fragmentation" (DF set)
+    /// reaches the connection, which sends smaller segments from then on, and the
+    /// transfer completes.
+    #[test]
+    fn local_needs_fragmentation_lowers_the_segment_size_rfc1191_3() {
+        let (mut a, mut b) = recorder_pair(1500);
+        let (got, at) = bulk(&mut a, &mut b, 300_000, (50_000, 1000));
+        assert_eq!(got.len(), 300_000);
+        let from_a = tcp_segments(&a.interface().link().sent);
+        assert!(from_a[..at].iter().any(|(_, len)| len + 20 > 1000));
+        assert!(from_a[at..].iter().all(|(_, len)| len + 20 <= 1000));
+        assert!(from_a[at..].iter().any(|(_, len)| len + 20 > 900));
+        assert_eq!(a.stats().tcp.path_mtu_reductions, 1);
     }
 
     /// A failing link read is counted and ends only the receiving part of the tick: the

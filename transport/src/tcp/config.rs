@@ -2,12 +2,22 @@
 //! leave a choice.
 
 use super::congestion::Algorithm;
+use super::wire;
+use crate::net::ipv4;
 use crate::net::link::Duration;
+
+/// The MSS that fills an IPv4 datagram of `mtu` bytes: the MTU less the 20-byte IPv4 and
+/// 20-byte TCP headers (RFC 879, RFC 9293 section 3.7.1; RFC 6691: options are not
+/// counted here).
+pub fn mss_for_mtu(mtu: usize) -> usize {
+    mtu.saturating_sub(ipv4::MIN_HEADER_LEN + wire::MIN_HEADER_LEN)
+}
 
 /// Per-connection TCP settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TcpConfig {
-    /// MSS we announce: the link MTU less 40 bytes of IPv4 and TCP headers.
+    /// Largest MSS we announce. The stack lowers it to the interface MTU less 40 bytes of
+    /// IPv4 and TCP headers ([`mss_for_mtu`]) for each new connection.
     pub mss: u16,
     /// Receive buffer: the most we advertise as window.
     pub recv_buffer: usize,

@@ -16,7 +16,7 @@ pub mod stats;
 mod timer;
 pub mod wire;
 
-pub use config::TcpConfig;
+pub use config::{mss_for_mtu, TcpConfig};
 pub use congestion::Algorithm;
 pub use conn::{Connection, Opening, State};
 pub use error::{ConnectionError, RecvError, SendError};

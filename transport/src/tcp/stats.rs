@@ -36,5 +36,8 @@ crate::net::link::counters! {
         pub icmp_errors: u64,
         /// ICMP errors quoting a sequence number not in flight (RFC 5927), ignored.
         pub icmp_errors_ignored: u64,
+        /// Times the path MTU shrank under the segments we send (RFC 1191), lowering the
+        /// send MSS.
+        pub path_mtu_reductions: u64,
     }
 }

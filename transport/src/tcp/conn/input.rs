@@ -8,6 +8,7 @@ use super::{
     TIMESTAMP_OPTION_LEN,
 };
 use crate::net::link::{Duration, Instant};
+use crate::tcp::config::mss_for_mtu;
 use crate::tcp::error::ConnectionError;
 use crate::tcp::seq::SeqNumber;
 use crate::tcp::timer::Timer;
@@ -449,6 +450,36 @@ impl Connection {
         if hard && self.state == State::SynSent {
             self.fail(ConnectionError::Refused);
         }
+    }
+
+    /// RFC 1191 section 3 and RFC 1122 section 4.2.2.6: datagrams larger than `mtu`
+    /// bytes do not get through (the interface refused one with Don't Fragment set, or
+    /// a router said so). Lowers the send MSS to fit, never raises it, and resends what
+    /// is in flight at the new size (go back N from SND.UNA; a lost-in-the-path packet
+    /// is no sign of congestion, so cwnd and ssthresh are left alone, as Linux's
+    /// `tcp_simple_retransmit`). Before the handshake's MSS is settled nothing changes.
+    /// Returns whether the MSS went down.
+    pub(crate) fn on_path_mtu(&mut self, mtu: usize) -> bool {
+        if !(self.state.is_synchronized() || self.state == State::SynReceived) {
+            return false;
+        }
+        let options = if self.ts_enabled {
+            TIMESTAMP_OPTION_LEN
+        } else {
+            0
+        };
+        let mss = mss_for_mtu(mtu).saturating_sub(options).max(MIN_SND_MSS);
+        if mss >= self.snd_mss {
+            return false;
+        }
+        self.snd_mss = mss;
+        self.stats.path_mtu_reductions += 1;
+        if self.snd_nxt > self.snd_una {
+            self.snd_nxt = self.snd_una;
+            // Karn: what is resent is not timed.
+            self.timed = None;
+        }
+        true
     }
 
     /// RFC 9293 section 3.10.7.1-style reset for an unacceptable segment.
