@@ -19,6 +19,8 @@ pub struct Original {
     pub dst: Ipv4Addr,
     pub protocol: IpNumber,
     pub ident: u16,
+    /// Its total length (RFC 1191 section 5 guesses a path MTU from it).
+    pub total_len: u16,
     /// The first bytes of its payload (ports for TCP and UDP).
     pub head: Vec<u8>,
 }
@@ -124,6 +126,7 @@ fn original(quoted: &[u8]) -> Result<Original, RxDrop> {
         dst: header.destination_addr(),
         protocol: header.protocol(),
         ident: header.identification(),
+        total_len: header.total_len(),
         head: rest[..rest.len().min(QUOTED_PAYLOAD)].to_vec(),
     })
 }

@@ -79,6 +79,7 @@ mod tests {
             dst: B,
             protocol,
             ident: 1,
+            total_len: 20 + head.len() as u16,
             head: head.to_vec(),
         }
     }

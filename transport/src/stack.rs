@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use etherparse::icmpv4::CODE_DST_UNREACH_PORT;
+use etherparse::icmpv4::{CODE_DST_UNREACH_NEED_FRAG, CODE_DST_UNREACH_PORT};
 
 use crate::net::link::{Instant, Link, LinkError};
 use crate::net::{
@@ -434,11 +434,17 @@ impl<L: Link> Stack<L> {
     }
 
     /// ICMP errors about our TCP segments go to their connection (RFC 1122 section
-    /// 4.2.3.9); echo replies and the rest are counted and left (ping is not a socket).
+    /// 4.2.3.9), "fragmentation needed" as path MTU discovery (RFC 1191 section 6.1);
+    /// echo replies and the rest are counted and left (ping is not a socket).
     fn on_icmp(&mut self, event: IcmpEvent) {
-        let (code, original) = match event {
-            IcmpEvent::DestUnreachable { code, original, .. } => (Some(code), original),
-            IcmpEvent::TimeExceeded { original, .. } => (None, original),
+        let (code, next_hop_mtu, original) = match event {
+            IcmpEvent::DestUnreachable {
+                code,
+                next_hop_mtu,
+                original,
+                ..
+            } => (Some(code), next_hop_mtu, original),
+            IcmpEvent::TimeExceeded { original, .. } => (None, 0, original),
             IcmpEvent::EchoReply { .. } => return,
         };
         self.stats.icmp_errors_in += 1;
@@ -455,7 +461,12 @@ impl<L: Link> Stack<L> {
         };
         if let Some(&index) = self.by_tuple.get(&(quoted.local, quoted.remote)) {
             if let Some(slot) = self.slots[index].as_mut() {
-                slot.conn.on_icmp_error(seq, code);
+                if code == Some(CODE_DST_UNREACH_NEED_FRAG) {
+                    slot.conn
+                        .on_fragmentation_needed(seq, next_hop_mtu, original.total_len);
+                } else {
+                    slot.conn.on_icmp_error(seq, code);
+                }
                 self.dirty.insert(index);
             }
         }
@@ -798,9 +809,9 @@ mod tests {
     fn drive(
         a: &mut Stack<Recorder>,
         b: &mut Stack<Recorder>,
+        mut now: Instant,
         mut done: impl FnMut(&mut Stack<Recorder>, &mut Stack<Recorder>) -> bool,
-    ) {
-        let mut now = Instant::ZERO;
+    ) -> Instant {
         let end = now + crate::net::link::Duration::from_secs(60);
         while now < end {
             a.poll(now).unwrap();
@@ -817,6 +828,7 @@ mod tests {
                 .max(now + crate::net::link::Duration::from_micros(1))
                 .min(end);
         }
+        now
     }
 
     /// Sends `len` bytes from A to B; once B has read `lower_at` bytes, A's link MTU
@@ -834,7 +846,7 @@ mod tests {
         let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
         let (mut sent, mut got, mut server, mut lowered) = (0, Vec::new(), None, None);
         let mut buf = vec![0; 65536];
-        drive(a, b, |a, b| {
+        drive(a, b, Instant::ZERO, |a, b| {
             if sent < len {
                 sent += a.tcp_send(c, &data[sent..]).unwrap_or(0);
             }
@@ -892,6 +904,59 @@ mod tests {
         assert!(from_a[at..].iter().all(|(_, len)| len + 20 <= 1000));
         assert!(from_a[at..].iter().any(|(_, len)| len + 20 > 900));
         assert_eq!(a.stats().tcp.path_mtu_reductions, 1);
+    }
+
+    /// RFC 1191 section 6.1: ICMP "fragmentation needed" from a router on the path,
+    /// quoting one of our segments in flight, reaches its connection, which sends no
+    /// packet over the reported next-hop MTU from then on.
+    #[test]
+    fn icmp_fragmentation_needed_reaches_the_connection_rfc1191_6_1() {
+        use etherparse::icmpv4::DestUnreachableHeader;
+        use etherparse::{Icmpv4Header, Icmpv4Type};
+
+        let (mut a, mut b) = recorder_pair(1500);
+        b.tcp_listen(80, 4).unwrap();
+        let c = a
+            .tcp_connect(Instant::ZERO, SocketAddrV4::new(B, 80))
+            .unwrap();
+        let mut server = None;
+        let now = drive(&mut a, &mut b, Instant::ZERO, |_, b| {
+            server = server.or_else(|| b.tcp_accept(80));
+            server.is_some()
+        });
+        let data = vec![7u8; 100_000];
+        let sent = a.tcp_send(c, &data).unwrap();
+        a.poll(now).unwrap();
+        let packets = &a.interface().link().sent;
+        let big = packets.iter().find(|p| p.len() == 1500).unwrap().clone();
+        let before = packets.len();
+        let message = {
+            let t =
+                Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
+                    next_hop_mtu: 1280,
+                });
+            let quote = &big[..28];
+            let mut m = Icmpv4Header::with_checksum(t, quote).to_bytes().to_vec();
+            m.extend_from_slice(quote);
+            m
+        };
+        b.interface_mut()
+            .send(now, A, IpNumber::ICMP, &message)
+            .unwrap();
+        let server = server.unwrap();
+        let mut got = 0;
+        let mut buf = vec![0; 65536];
+        drive(&mut a, &mut b, now, |_, b| {
+            while let Ok(n @ 1..) = b.tcp_recv(server, &mut buf) {
+                got += n;
+            }
+            got == sent
+        });
+        assert_eq!(got, sent);
+        assert_eq!(a.stats().tcp.path_mtu_reductions, 1);
+        let later = &a.interface().link().sent[before..];
+        assert!(later.iter().all(|p| p.len() <= 1280));
+        assert!(later.iter().any(|p| p.len() == 1280));
     }
 
     /// A failing link read is counted and ends only the receiving part of the tick: the

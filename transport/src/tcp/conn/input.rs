@@ -18,6 +18,15 @@ use crate::tcp::wire::{Segment, MAX_WINDOW_SCALE};
 /// more likely a stale or forged one than a real round trip (RFC 6298 section 2.5 puts
 /// 60 s as the least upper bound an RTO may have).
 const MAX_TIMESTAMP_RTT_MS: u32 = 60_000;
+/// RFC 1191 section 7: the table of common MTUs ("plateaus") to try when a router reports
+/// no next-hop MTU, largest first.
+const MTU_PLATEAUS: [u16; 11] = [
+    65535, 32000, 17914, 8166, 4352, 2002, 1492, 1006, 508, 296, 68,
+];
+/// The least path MTU an ICMP message can make us use. RFC 1191 section 3 allows down
+/// to 68; Linux's `min_pmtu` is 552, so that a forged or broken message cannot shrink
+/// our segments to a few bytes each (RFC 5927 section 7.1 discusses the attack).
+const MIN_PATH_MTU: usize = 552;
 /// Largest window any peer can announce, 2^30 bytes (RFC 7323 section 2.3); bounds how
 /// old an acceptable ACK may be (RFC 5961 section 5.2, MAX.SND.WND).
 const MAX_WINDOW: usize = 1 << 30;
@@ -437,8 +446,7 @@ impl Connection {
     /// that abort a connection still in SYN-SENT (ECONNREFUSED, as Linux does); every
     /// other error is soft: counted, and the retransmission timer keeps trying.
     pub(crate) fn on_icmp_error(&mut self, seq: SeqNumber, code: Option<u8>) {
-        let in_flight = seq >= self.snd_una && seq < self.snd_max.max(self.snd_una + 1);
-        if !in_flight {
+        if !self.quotes_in_flight(seq) {
             self.stats.icmp_errors_ignored += 1;
             return;
         }
@@ -450,6 +458,39 @@ impl Connection {
         if hard && self.state == State::SynSent {
             self.fail(ConnectionError::Refused);
         }
+    }
+
+    /// RFC 5927 section 4.1: an ICMP error must quote a sequence number we have in
+    /// flight.
+    fn quotes_in_flight(&self, seq: SeqNumber) -> bool {
+        seq >= self.snd_una && seq < self.snd_max.max(self.snd_una + 1)
+    }
+
+    /// ICMP destination unreachable, fragmentation needed (type 3 code 4), quoting our
+    /// segment at `seq` in a datagram of `quoted_len` bytes: path MTU discovery, RFC 1191
+    /// section 6.1. Only a sequence number in flight counts (RFC 5927 section 4.1). The
+    /// new path MTU is the next-hop MTU the router reports or, from a router that leaves
+    /// it 0, the plateau below the quoted length (RFC 1191 section 5 and 7), never below
+    /// [`MIN_PATH_MTU`]; then [`Connection::on_path_mtu`] lowers the MSS and resends.
+    pub(crate) fn on_fragmentation_needed(
+        &mut self,
+        seq: SeqNumber,
+        next_hop_mtu: u16,
+        quoted_len: u16,
+    ) {
+        if !self.quotes_in_flight(seq) {
+            self.stats.icmp_errors_ignored += 1;
+            return;
+        }
+        self.stats.icmp_errors += 1;
+        let mtu = match next_hop_mtu {
+            0 => MTU_PLATEAUS
+                .into_iter()
+                .find(|&p| p < quoted_len)
+                .unwrap_or(0),
+            mtu => mtu,
+        };
+        self.on_path_mtu(usize::from(mtu).max(MIN_PATH_MTU));
     }
 
     /// RFC 1191 section 3 and RFC 1122 section 4.2.2.6: datagrams larger than `mtu`

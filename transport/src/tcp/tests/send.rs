@@ -408,3 +408,85 @@ fn zero_window_backoff_starts_over_after_the_window_opens() {
         recv!(s, [our_data(ISS + 1 + sent, PSH_ACK, b"hello")]);
     }
 }
+
+/// RFC 1191 sections 3 and 6.1, RFC 5927 section 4.1: ICMP "fragmentation needed" quoting
+/// a sequence number in flight lowers the send MSS to the next-hop MTU less 40 bytes, and
+/// what is in flight goes again at once at the new size, with no congestion response
+/// (cwnd stays, no timeout or fast retransmit). One quoting data not in flight is
+/// ignored (a forgery cannot shrink our segments).
+#[test]
+fn fragmentation_needed_lowers_the_mss_and_resends_rfc1191_3() {
+    // Nagle off, so that the partial last segments go at once and the trace is short.
+    let mut s = established(TcpConfig {
+        nodelay: true,
+        ..cfg()
+    });
+    let data = pattern(3720, 0);
+    s.send(&data).unwrap();
+    recv!(
+        s,
+        [
+            our_data(ISS + 1, ACK, &data[..1460]),
+            our_data(ISS + 1461, ACK, &data[1460..2920]),
+            our_data(ISS + 2921, PSH_ACK, &data[2920..]),
+        ]
+    );
+    let cwnd = s.cwnd();
+    s.conn.on_fragmentation_needed(ISS + 5000, 1280, 1500);
+    assert_eq!(s.stats().icmp_errors_ignored, 1);
+    recv_nothing!(s);
+    s.conn.on_fragmentation_needed(ISS + 1461, 1280, 1500);
+    recv!(
+        s,
+        [
+            our_data(ISS + 1, ACK, &data[..1240]),
+            our_data(ISS + 1241, ACK, &data[1240..2480]),
+            our_data(ISS + 2481, PSH_ACK, &data[2480..]),
+        ]
+    );
+    assert_eq!(s.effective_mss(), 1240);
+    assert_eq!(s.cwnd(), cwnd);
+    send!(s, peer_ack(ISS + 3721));
+    recv_nothing!(s);
+    let st = s.stats();
+    assert_eq!((st.timeouts, st.fast_retransmits), (0, 0));
+    assert_eq!(st.path_mtu_reductions, 1);
+    // A larger MTU later does not raise it (RFC 1191 section 6.3: increases are probed
+    // for, never taken from an ICMP message).
+    s.send(&data[..10]).unwrap();
+    recv!(s, [our_data(ISS + 3721, PSH_ACK, &data[..10])]);
+    s.conn.on_fragmentation_needed(ISS + 3721, 1500, 1500);
+    assert_eq!(s.effective_mss(), 1240);
+}
+
+/// RFC 1191 section 5: a router that leaves the next-hop MTU field 0 gets the next
+/// plateau below the quoted datagram's length (section 7's table: 1500 -> 1492); and the
+/// estimate never goes below a floor, here Linux's `min_pmtu` of 552 (RFC 1191 section
+/// 3 allows 68; a floor that high keeps a forged message from shrinking segments to
+/// almost nothing).
+#[test]
+fn fragmentation_needed_without_mtu_takes_the_plateau_below_rfc1191_5() {
+    // Nagle off, so that the partial last segments go at once and the trace is short.
+    let mut s = established(TcpConfig {
+        nodelay: true,
+        ..cfg()
+    });
+    let data = pattern(1460, 0);
+    s.send(&data).unwrap();
+    recv!(s, [our_data(ISS + 1, PSH_ACK, &data)]);
+    s.conn.on_fragmentation_needed(ISS + 1, 0, 1500);
+    assert_eq!(s.effective_mss(), 1452);
+    recv!(
+        s,
+        [
+            our_data(ISS + 1, ACK, &data[..1452]),
+            our_data(ISS + 1453, PSH_ACK, &data[1452..]),
+        ]
+    );
+    s.conn.on_fragmentation_needed(ISS + 1, 0, 1492);
+    assert_eq!(s.effective_mss(), 1006 - 40);
+    s.conn.on_fragmentation_needed(ISS + 1, 68, 1006);
+    assert_eq!(s.effective_mss(), 552 - 40);
+    s.conn.on_fragmentation_needed(ISS + 1, 0, 552);
+    assert_eq!(s.effective_mss(), 552 - 40);
+}
