@@ -50,6 +50,8 @@ pub enum DeviceError {
     Open(io::Error),
     #[error("cannot write the capture: {0}")]
     Capture(io::Error),
+    #[error("cannot read random bytes from the OS for the stack's secrets: {0}")]
+    Random(io::Error),
 }
 
 impl DeviceError {
@@ -110,20 +112,129 @@ pub fn tap<L: Link + Send + 'static>(
     tap_boxed(link, sink, name).map_err(DeviceError::Capture)
 }
 
+/// The settings of a stack on a real device, on the wall clock: the stack seed, which
+/// keys the RFC 6528 ISN function and the RFC 7323 timestamp offsets and picks where
+/// the ephemeral ports start (RFC 6056), comes from the OS, as does the first IP
+/// identification. Only the simulator runs with a fixed seed, so that a run replays.
+pub fn stack_config(addr: Ipv4Cidr) -> Result<(Config, StackConfig), DeviceError> {
+    let seed = os_random_seed().map_err(DeviceError::Random)?;
+    let mut iface = Config::new(addr);
+    iface.first_ident = crate::link::seed::derive(seed, IDENT_STREAM) as u16;
+    Ok((
+        iface,
+        StackConfig {
+            seed,
+            ..StackConfig::default()
+        },
+    ))
+}
+
+/// Seed stream of the first IP identification (the stack derives its own from the seed).
+const IDENT_STREAM: u64 = 0x1d;
+
+/// 64 random bits from the kernel's CSPRNG, read from /dev/urandom with std (no extra
+/// crate: it never blocks once the pool is initialised, which it is long before a user
+/// can start ustack).
+fn os_random_seed() -> io::Result<u64> {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(u64::from_ne_bytes(bytes))
+}
+
 /// Opens the device the flags name and starts a stack on it, on the wall clock.
 pub fn bring_up(args: &DeviceArgs) -> Result<Device, DeviceError> {
     let (name, addr) = args.target()?;
     let tun = open(name, args.mtu)?;
     let sink = capture(args.pcap.as_deref())?;
     let link = tap(tun, sink.as_ref(), name)?;
-    let stack = Stack::new(
-        Interface::new(link, Config::new(addr)),
-        StackConfig::default(),
-    );
+    let (iface_cfg, stack_cfg) = stack_config(addr)?;
+    let stack = Stack::new(Interface::new(link, iface_cfg), stack_cfg);
     Ok(Device {
         runtime: Runtime::start(stack),
         name: name.to_string(),
         addr,
         capture: sink,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::link::{Instant, SimConfig, SimLink};
+    use crate::net::ipv4::{self, HeaderFields};
+    use crate::net::IpNumber;
+    use crate::transport::tcp::wire::{self, Flags, Segment, TcpOptions};
+    use crate::transport::tcp::SeqNumber;
+
+    const US: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const PEER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+
+    /// The initial sequence number a stack built with these settings answers one fixed
+    /// SYN (same 4-tuple, same time) with.
+    fn isn((iface_cfg, stack_cfg): (Config, StackConfig)) -> SeqNumber {
+        let (ours, mut peer) = SimLink::pair(SimConfig::default(), 1).unwrap();
+        let iface = Interface::new(ours, iface_cfg);
+        let mut stack = Stack::new(iface, stack_cfg);
+        stack.tcp_listen(80, 1).unwrap();
+        let syn = Segment {
+            src_port: 40000,
+            dst_port: 80,
+            seq: SeqNumber(1),
+            ack: SeqNumber(0),
+            flags: Flags {
+                syn: true,
+                ..Flags::default()
+            },
+            window: 65535,
+            urgent: 0,
+            options: TcpOptions::default(),
+            payload: &[],
+        };
+        let mut tcp = Vec::new();
+        wire::emit(&syn, PEER, US, &mut tcp);
+        let fields = HeaderFields {
+            src: PEER,
+            dst: US,
+            protocol: IpNumber::TCP,
+            ttl: 64,
+            ident: 1,
+            dont_fragment: true,
+            tos: 0,
+        };
+        let mut packet = fields
+            .build(tcp.len(), 0, false)
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        packet.extend_from_slice(&tcp);
+        let t = Instant::from_secs(5);
+        peer.send(t, &packet).unwrap();
+        stack.poll(Instant::from_secs(6)).unwrap();
+        let mut buf = vec![0; 1500];
+        let n = peer.recv(Instant::from_secs(7), &mut buf).unwrap().unwrap();
+        let ip = ipv4::parse(&buf[..n]).unwrap();
+        let reply = wire::parse(ip.src(), ip.dst(), ip.payload).unwrap();
+        assert!(reply.flags.syn && reply.flags.ack);
+        reply.seq
+    }
+
+    /// RFC 6528 section 3: the ISN function's secret must not be guessable, so a stack
+    /// on a real device takes it from the OS; two such stacks answer the same SYN at the
+    /// same time with different ISNs. The simulator keeps its fixed seed, so that a run
+    /// replays (the default settings give equal ISNs).
+    #[test]
+    fn wall_clock_stacks_take_their_secret_from_the_os_rfc6528_3() {
+        let addr = Ipv4Cidr {
+            addr: US,
+            prefix_len: 24,
+        };
+        let a = isn(stack_config(addr).unwrap());
+        let b = isn(stack_config(addr).unwrap());
+        assert_ne!(a, b);
+        let sim = || (Config::new(addr), StackConfig::default());
+        assert_eq!(isn(sim()), isn(sim()));
+    }
 }

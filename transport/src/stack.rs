@@ -31,7 +31,8 @@ pub struct StackConfig {
     pub tcp: TcpConfig,
     pub udp: UdpConfig,
     /// Seeds the RFC 6528 ISN secret, timestamp offsets and ephemeral ports, so that a
-    /// simulation replays exactly.
+    /// simulation replays exactly. On a real device it must be unguessable: the app
+    /// takes it from the OS there (`ustack_app::device::stack_config`).
     pub seed: u64,
     /// Half-open connections a listener holds (SYN queue).
     pub syn_backlog: usize,
