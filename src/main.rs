@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ustack_app::demo::{ping, tcp, udp, Outcome};
-use ustack_app::device::{bring_up, DeviceArgs};
+use ustack_app::device::{bring_up, stop_signals, DeviceArgs, SHUTDOWN_GRACE};
 use ustack_app::options::{BenchArgs, ImpairArgs, Iperf3Args, PingArgs, TcpDemoArgs, UdpDemoArgs};
 use ustack_app::{bench, impair, iperf3, options, up};
 
@@ -174,11 +174,22 @@ fn run_iperf3(args: &Iperf3Args) -> Ran {
         args.device.target().map_err(device_error)?;
         return Err(Failure::usage("give -s or -c HOST"));
     };
+    // SIGINT or SIGTERM ends the test early, with its report; then the stack shuts down
+    // in order (connections closed, capture flushed) and the exit status is 0.
+    let stop = stop_signals().map_err(device_error)?;
     let device = bring_up(&args.device).map_err(device_error)?;
     let server = std::net::SocketAddrV4::new(host, iperf3::PORT);
     let caller = device.runtime.caller();
-    let report = iperf3::client(&caller, server, args.time, args.reverse, args.parallel)
-        .map_err(Failure::run)?;
+    let report = iperf3::client(
+        &caller,
+        server,
+        args.time,
+        args.reverse,
+        args.parallel,
+        &stop,
+    );
+    device.shut_down(SHUTDOWN_GRACE).map_err(device_error)?;
+    let report = report.map_err(Failure::run)?;
     println!("{report}");
     conclude(&report, args.json)
 }

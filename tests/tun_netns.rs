@@ -382,3 +382,89 @@ fn bench_quick_measures_every_row_and_writes_json() {
         .lines()
         .any(|l| l.contains("ustack-bench") && l.contains(&me)));
 }
+
+/// `ustack up` stops cleanly on SIGTERM (as on SIGINT): it closes its connections, flushes
+/// the capture and exits 0, so the pcap holds the whole run.
+#[test]
+fn ustack_up_stops_on_sigterm_with_exit_0_and_a_complete_capture() {
+    if skip_unless_root() {
+        return;
+    }
+    let ns = Netns::new("sig").unwrap();
+    let pcap = std::env::temp_dir().join(format!("ustack-sig-{}.pcapng", std::process::id()));
+    let pcap_arg = pcap.to_string_lossy().to_string();
+    let addr = format!("{OURS}/24");
+    let mut up = ns
+        .command(&[
+            env!("CARGO_BIN_EXE_ustack"),
+            "up",
+            "--tun",
+            "ustk0",
+            "--addr",
+            &addr,
+            "--pcap",
+            &pcap_arg,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ustack up starts");
+    ns.wait_for_link("ustk0").unwrap();
+    ns.must(&["ip", "addr", "add", &format!("{KERNEL}/24"), "dev", "ustk0"])
+        .unwrap();
+    ns.must(&["ip", "link", "set", "ustk0", "up"]).unwrap();
+    let ping = ns
+        .exec(&["ping", "-c", "3", "-i", "0.2", "-W", "2", OURS])
+        .unwrap();
+    assert!(ping.status.success());
+    // A connection left open when the signal comes: ustack closes it.
+    let holder = r#"
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], 7), timeout=10)
+s.sendall(b"hello"); assert s.recv(5) == b"hello"
+print("open", flush=True)
+s.settimeout(10)
+print("closed" if s.recv(10) == b"" else "data", flush=True)
+"#;
+    let mut client = ns
+        .command(&["timeout", "20", "python3", "-c", holder, OURS])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python starts");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
+        client.stdout.take().expect("piped"),
+    ));
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("open"));
+    // `ip netns exec` execs the command, so the child's pid is ustack's.
+    let kill = Command::new("kill")
+        .args(["-TERM", &up.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = up.wait().unwrap();
+    let mut stderr = String::new();
+    let _ = std::io::Read::read_to_string(&mut up.stderr.take().unwrap(), &mut stderr);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "ustack up on SIGTERM: {status}\n{stderr}"
+    );
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("closed"));
+    let _ = client.wait();
+    let tshark = Command::new("tshark")
+        .args(["-r", &pcap_arg, "-T", "fields", "-e", "frame.protocols"])
+        .output()
+        .expect("tshark runs");
+    std::fs::remove_file(&pcap).ok();
+    let text = String::from_utf8_lossy(&tshark.stdout);
+    assert!(
+        tshark.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tshark.stderr)
+    );
+    assert!(
+        text.lines().filter(|l| l.contains("icmp")).count() >= 6,
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l.contains("tcp")), "{text}");
+}

@@ -4,10 +4,12 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use clap::Args;
 
-use crate::link::{tap_boxed, Link, PcapSink, TunLink};
+use crate::link::{tap_boxed, Clock, Duration, Link, PcapSink, TunLink};
 use crate::net::{Config, Interface, Ipv4Cidr};
 use crate::options::cidr;
 use crate::runtime::{BoxLink, Runtime};
@@ -52,6 +54,8 @@ pub enum DeviceError {
     Capture(io::Error),
     #[error("cannot read random bytes from the OS for the stack's secrets: {0}")]
     Random(io::Error),
+    #[error("cannot handle SIGINT and SIGTERM: {0}")]
+    Signals(io::Error),
 }
 
 impl DeviceError {
@@ -89,6 +93,63 @@ pub struct Device {
     pub addr: Ipv4Cidr,
     /// The capture, if one was asked for (the stack's link writes to it).
     pub capture: Option<PcapSink>,
+    /// The runtime's clock, to drive the stack on after the runtime stopped.
+    clock: Clock,
+}
+
+/// How long a shutdown lets connections close with FIN before it resets them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// How often a shutdown looks at the device while connections close.
+const SHUTDOWN_TICK: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// SIGINT and SIGTERM set the returned flag instead of ending the process, so that the
+/// command can stop accepting, close its connections and flush its capture, then exit
+/// 0. A second signal once the flag is set ends the process at once (status 1), for a
+/// shutdown that hangs.
+pub fn stop_signals() -> Result<Arc<AtomicBool>, DeviceError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::flag;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        // The conditional shutdown goes first, so the first signal only sets the flag.
+        flag::register_conditional_shutdown(signal, 1, stop.clone())
+            .and_then(|_| flag::register(signal, stop.clone()))
+            .map_err(DeviceError::Signals)?;
+    }
+    Ok(stop)
+}
+
+impl Device {
+    /// Stops the stack in order: stops its runtime, stops listening, closes every
+    /// connection (FIN; RST where data was left unread), drives the stack on the wall
+    /// clock until they are closed or `grace` passes, resets what is left, and flushes
+    /// the capture.
+    pub fn shut_down(self, grace: Duration) -> Result<(), DeviceError> {
+        let Device {
+            runtime,
+            capture,
+            clock,
+            ..
+        } = self;
+        if let Some(mut stack) = runtime.stop() {
+            stack.tcp_close_all();
+            let end = clock.now() + grace;
+            loop {
+                let now = clock.now();
+                let _ = stack.poll(now);
+                if stack.tcp_closing() == 0 || now >= end {
+                    break;
+                }
+                std::thread::sleep(SHUTDOWN_TICK);
+            }
+            stack.tcp_abort_all();
+            let _ = stack.poll(clock.now());
+        }
+        match capture {
+            Some(sink) => sink.flush().map_err(DeviceError::Capture),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Opens (or creates) the TUN device `name`.
@@ -150,11 +211,13 @@ pub fn bring_up(args: &DeviceArgs) -> Result<Device, DeviceError> {
     let link = tap(tun, sink.as_ref(), name)?;
     let (iface_cfg, stack_cfg) = stack_config(addr)?;
     let stack = Stack::new(Interface::new(link, iface_cfg), stack_cfg);
+    let clock = Clock::wall();
     Ok(Device {
-        runtime: Runtime::start(stack),
+        runtime: Runtime::start_with_clock(stack, clock),
         name: name.to_string(),
         addr,
         capture: sink,
+        clock,
     })
 }
 

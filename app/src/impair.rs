@@ -6,6 +6,7 @@
 use std::fmt;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 
 use crate::device::{self, DeviceError, DEFAULT_MTU};
 use crate::link::poll::wait_readable;
@@ -29,7 +30,7 @@ pub struct ImpairConfig {
     pub seed: u64,
     /// Capture device A's side (what A sends, what reaches A) to pcapng.
     pub pcap: Option<PathBuf>,
-    /// Stop after this long (`None`: until killed).
+    /// Stop after this long (`None`: until SIGINT or SIGTERM).
     pub run_for: Option<Duration>,
 }
 
@@ -76,8 +77,10 @@ impl fmt::Display for ForwardStats {
     }
 }
 
-/// Forwards until `run_for` passes (or for ever); `out` gets the start line.
+/// Forwards until `run_for` passes or SIGINT or SIGTERM arrives, then flushes the
+/// capture; `out` gets the start line.
 pub fn run(cfg: &ImpairConfig, out: &mut dyn Write) -> Result<ForwardStats, ImpairRunError> {
+    let stop = device::stop_signals()?;
     let a = device::open(&cfg.tun_a, cfg.mtu)?;
     let b = device::open(&cfg.tun_b, cfg.mtu)?;
     let sink = device::capture(cfg.pcap.as_deref())?;
@@ -101,7 +104,7 @@ pub fn run(cfg: &ImpairConfig, out: &mut dyn Write) -> Result<ForwardStats, Impa
     let mut buf = vec![0u8; 65536];
     loop {
         let now = clock.now();
-        if end.is_some_and(|e| now >= e) {
+        if end.is_some_and(|e| now >= e) || stop.load(Ordering::Relaxed) {
             break;
         }
         for (to, line) in lines.iter_mut().enumerate() {
@@ -128,6 +131,9 @@ pub fn run(cfg: &ImpairConfig, out: &mut dyn Write) -> Result<ForwardStats, Impa
             // whether a device is really gone.
             let _ = wait_readable(fds, wait.min(FORWARD_IDLE));
         }
+    }
+    if let Some(sink) = &sink {
+        sink.flush().map_err(DeviceError::Capture)?;
     }
     Ok(ForwardStats {
         a_to_b: engines[0].stats(),

@@ -339,13 +339,20 @@ fn expect_state(ctrl: &mut TcpStream, want: u8) -> Result<(), Iperf3Error> {
     })
 }
 
+/// How often a running client test looks at its interrupt flag.
+const INTERRUPT_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Runs one TCP test against an iperf3 server at `server`, like `iperf3 -c`.
+///
+/// `interrupt` (set by SIGINT or SIGTERM) ends the test early, the usual way (TEST_END,
+/// results exchanged), so an interrupted run still reports what it measured.
 pub fn client(
     caller: &Caller,
     server: std::net::SocketAddrV4,
     seconds: u64,
     reverse: bool,
     parallel: usize,
+    interrupt: &AtomicBool,
 ) -> Result<ClientReport, Iperf3Error> {
     let connect = |c: &Caller| {
         TcpStream::connect(c, server, Some(Duration::from_secs(10))).map_err(std::io::Error::from)
@@ -396,7 +403,11 @@ pub fn client(
         let retransmits = s.info().map(|i| i.stats.retransmits).unwrap_or(0);
         (bytes, retransmits)
     });
-    std::thread::sleep(std::time::Duration::from_secs(seconds));
+    let length = std::time::Duration::from_secs(seconds);
+    while start.elapsed() < length && !interrupt.load(Ordering::Relaxed) {
+        let left = length.saturating_sub(start.elapsed());
+        std::thread::sleep(left.min(INTERRUPT_POLL));
+    }
     let elapsed = start.elapsed().as_secs_f64();
     // Normal: stop sending, then say TEST_END. Reverse: say TEST_END first, so the
     // server stops and closes the streams our readers are draining.

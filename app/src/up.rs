@@ -5,8 +5,9 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddrV4;
+use std::sync::atomic::Ordering;
 
-use crate::device::{bring_up, DeviceArgs, DeviceError};
+use crate::device::{bring_up, stop_signals, DeviceArgs, DeviceError, SHUTDOWN_GRACE};
 use crate::link::Duration;
 use crate::net::Ipv4Cidr;
 use crate::runtime::Caller;
@@ -72,8 +73,13 @@ fn serve_udp_echo(caller: &Caller, local: SocketAddrV4) -> Result<(), UpError> {
     })
 }
 
-/// Brings the stack up on the device `args` names and serves until the process ends.
+/// How often the main thread looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(100);
+
+/// Brings the stack up on the device `args` names and serves until SIGINT or SIGTERM:
+/// then stops accepting, closes the connections, flushes the capture and returns `Ok`.
 pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> Result<(), UpError> {
+    let stop = stop_signals()?;
     let device = bring_up(args)?;
     let caller = device.runtime.caller();
     serve_tcp(&caller, 7, true)?;
@@ -98,10 +104,19 @@ pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> Result<(), UpError> {
         addr.prefix_len,
     );
     let _ = out.flush();
-    // The runtime and the service threads do the work; this thread only keeps them alive
-    // and notices if the runtime stops (the device went away).
-    while caller.sleep(Duration::from_secs(3600)) {}
-    Err(UpError::Stopped)
+    // The runtime and the service threads do the work; this thread only keeps them alive,
+    // notices if the runtime stops (the device went away), and waits for the signal.
+    while !stop.load(Ordering::Relaxed) {
+        if !caller.sleep(STOP_POLL) {
+            return Err(UpError::Stopped);
+        }
+    }
+    device.shut_down(SHUTDOWN_GRACE)?;
+    let _ = writeln!(
+        out,
+        "ustack up: stopped by a signal; connections closed, capture flushed"
+    );
+    Ok(())
 }
 
 /// An address next to ours for the kernel's side of the device.

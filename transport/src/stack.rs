@@ -343,6 +343,51 @@ impl<L: Link> Stack<L> {
         Ok(())
     }
 
+    /// Shutting down (the process got SIGTERM, say): stops listening (queued
+    /// connections are reset) and closes every connection as [`Stack::tcp_close`] does,
+    /// with a FIN after the queued data, or a RST if received data was never read (RFC
+    /// 2525 section 2.17). The stack lets go of them all: their handles no longer name
+    /// a connection, and each is reaped once closed.
+    pub fn tcp_close_all(&mut self) {
+        let ports: Vec<u16> = self.listeners.keys().copied().collect();
+        for port in ports {
+            self.tcp_unlisten(port);
+        }
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let Some(slot) = slot else { continue };
+            if slot.conn.recv_queue() > 0 {
+                slot.conn.abort();
+            } else {
+                slot.conn.shutdown_write();
+            }
+            slot.detached = true;
+            self.dirty.insert(index);
+        }
+    }
+
+    /// Connections not yet closed down to CLOSED or TIME-WAIT: what a shutdown still
+    /// waits for.
+    pub fn tcp_closing(&self) -> usize {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|s| !matches!(s.conn.state(), State::Closed | State::TimeWait))
+            .count()
+    }
+
+    /// The end of a shutdown's grace period: every connection still closing is reset
+    /// (RFC 9293 section 3.10.5).
+    pub fn tcp_abort_all(&mut self) {
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let Some(slot) = slot else { continue };
+            if !matches!(slot.conn.state(), State::Closed | State::TimeWait) {
+                slot.conn.abort();
+                slot.detached = true;
+                self.dirty.insert(index);
+            }
+        }
+    }
+
     // ---- UDP application calls ----
 
     pub fn udp_bind(&mut self, local: SocketAddrV4) -> Result<UdpHandle, crate::udp::BindError> {
