@@ -32,6 +32,9 @@ pub struct StackConfig {
     pub seed: u64,
     /// Half-open connections a listener holds (SYN queue).
     pub syn_backlog: usize,
+    /// Connections the stack keeps in TIME-WAIT at once (Linux `tcp_max_tw_buckets`);
+    /// one more closing when all are taken is freed at once.
+    pub max_time_wait: usize,
 }
 
 impl Default for StackConfig {
@@ -41,6 +44,7 @@ impl Default for StackConfig {
             udp: UdpConfig::default(),
             seed: 0,
             syn_backlog: 256,
+            max_time_wait: 16_384,
         }
     }
 }
@@ -83,6 +87,8 @@ crate::net::link::counters! {
         pub tcp_no_socket: u64,
         pub tcp_rsts_sent: u64,
         pub syn_queue_overflows: u64,
+        /// Connections freed on entering TIME-WAIT because `max_time_wait` were in it.
+        pub time_wait_overflows: u64,
         pub accept_queue_overflows: u64,
         pub connections_opened: u64,
         pub connections_accepted: u64,
@@ -108,6 +114,8 @@ struct Slot {
     detached: bool,
     /// Key of this connection's entry in the timer index.
     timer_key: Option<Instant>,
+    /// Counted in [`Stack`]'s TIME-WAIT entries.
+    time_wait: bool,
 }
 
 #[derive(Debug)]
@@ -135,6 +143,8 @@ pub struct Stack<L: Link> {
     timers: BTreeSet<(Instant, usize)>,
     /// Local ports of active opens.
     tcp_ports: PortAllocator,
+    /// Connections in TIME-WAIT, at most `cfg.max_time_wait`.
+    time_wait: usize,
     rx: Vec<u8>,
     tx: Vec<u8>,
     stats: TransportStats,
@@ -157,6 +167,7 @@ impl<L: Link> Stack<L> {
             listeners: BTreeMap::new(),
             dirty: BTreeSet::new(),
             timers: BTreeSet::new(),
+            time_wait: 0,
             rx: Vec::new(),
             tx: Vec::new(),
             stats: TransportStats::default(),
@@ -556,6 +567,7 @@ impl<L: Link> Stack<L> {
             queued: false,
             detached: false,
             timer_key: None,
+            time_wait: false,
         });
         self.by_tuple.insert(tuple, index);
         self.dirty.insert(index);
@@ -582,6 +594,20 @@ impl<L: Link> Stack<L> {
             {
                 self.stats.send_errors += 1;
             }
+        }
+        // Linux `tcp_max_tw_buckets`: past the cap a connection skips TIME-WAIT.
+        let in_time_wait = slot.conn.state() == State::TimeWait;
+        if in_time_wait && !slot.time_wait {
+            if self.time_wait < self.cfg.max_time_wait {
+                self.time_wait += 1;
+                slot.time_wait = true;
+            } else {
+                slot.conn.end_time_wait();
+                self.stats.time_wait_overflows += 1;
+            }
+        } else if !in_time_wait && slot.time_wait {
+            self.time_wait -= 1;
+            slot.time_wait = false;
         }
         if let Some(key) = slot.timer_key.take() {
             self.timers.remove(&(key, index));
@@ -624,6 +650,9 @@ impl<L: Link> Stack<L> {
         if let Some(slot) = self.slots[index].take() {
             if let Some(key) = slot.timer_key {
                 self.timers.remove(&(key, index));
+            }
+            if slot.time_wait {
+                self.time_wait -= 1;
             }
             self.by_tuple
                 .remove(&(slot.conn.local(), slot.conn.remote()));

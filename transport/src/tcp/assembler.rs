@@ -63,6 +63,12 @@ impl Assembler {
         self.copied
     }
 
+    /// Bytes of memory held, used or not.
+    pub fn capacity(&self) -> usize {
+        self.blocks.capacity() * std::mem::size_of::<Block>()
+            + self.blocks.iter().map(|b| b.data.capacity()).sum::<usize>()
+    }
+
     /// Number of separate blocks (one more than the holes between them).
     pub fn blocks(&self) -> usize {
         self.blocks.len()
@@ -168,6 +174,11 @@ impl Assembler {
 
     pub fn clear(&mut self) {
         self.blocks.clear();
+    }
+
+    /// Empties the buffer and frees its memory.
+    pub fn release(&mut self) {
+        self.blocks = Vec::new();
     }
 }
 

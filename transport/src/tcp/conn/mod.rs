@@ -131,6 +131,10 @@ const MIN_SND_MSS: usize = 64;
 const TIMESTAMP_OPTION_LEN: usize = 12;
 /// SACKed ranges the sender remembers.
 const MAX_SCOREBOARD_BLOCKS: usize = 32;
+/// Capacity a drained send or receive buffer keeps (issue 8 item 11): beyond it the
+/// memory goes back when the buffer empties, so an idle connection holds little while
+/// small reads and writes do not reallocate each time.
+const RETAINED_BUFFER: usize = 16 * 1024;
 /// RFC 5961 section 7: challenge ACKs are limited per this interval.
 const CHALLENGE_ACK_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -405,6 +409,15 @@ impl Connection {
         self.send_buf.len()
     }
 
+    /// Bytes of memory the connection's buffers hold (send, receive, reassembly and the
+    /// outgoing payload), used or not.
+    pub fn buffer_capacity(&self) -> usize {
+        self.send_buf.capacity()
+            + self.recv_buf.capacity()
+            + self.ooo.capacity()
+            + self.tx_payload.capacity()
+    }
+
     /// Bytes ready for [`Connection::recv`].
     pub(crate) fn recv_queue(&self) -> usize {
         self.recv_buf.len()
@@ -480,6 +493,10 @@ impl Connection {
         for (dst, src) in buf.iter_mut().zip(self.recv_buf.drain(..n)) {
             *dst = src;
         }
+        shrink_drained(&mut self.recv_buf);
+        if self.state == State::TimeWait && self.recv_buf.is_empty() {
+            self.recv_buf = VecDeque::new();
+        }
         // Window update once reading opened the window enough (RFC 9293 section
         // 3.8.6.2.2, receiver side silly-window avoidance).
         let after = self.window_to_advertise();
@@ -527,6 +544,13 @@ impl Connection {
         }
         self.error = Some(ConnectionError::Aborted);
         self.send_buf.clear();
+    }
+}
+
+/// Gives back the memory of an emptied buffer beyond [`RETAINED_BUFFER`].
+fn shrink_drained(buf: &mut VecDeque<u8>) {
+    if buf.is_empty() && buf.capacity() > RETAINED_BUFFER {
+        buf.shrink_to(RETAINED_BUFFER);
     }
 }
 

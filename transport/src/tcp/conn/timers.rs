@@ -60,10 +60,7 @@ impl Connection {
                             .set(Timer::KeepAlive, now + self.cfg.keepalive_interval);
                     }
                 }
-                Timer::TimeWait => {
-                    self.timers.stop_all();
-                    self.set_state(State::Closed);
-                }
+                Timer::TimeWait => self.end_time_wait(),
                 Timer::UserTimeout => {
                     let waiting = self.snd_max > self.snd_una
                         || matches!(self.state, State::SynSent | State::SynReceived);
@@ -110,6 +107,15 @@ impl Connection {
         // Go back N: resend from the oldest unacknowledged byte (or the SYN).
         self.snd_nxt = if handshake { self.iss } else { self.snd_una };
         self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+    }
+
+    /// TIME-WAIT is over (its 2*MSL timer, or the stack holds too many: Linux
+    /// `tcp_max_tw_buckets`): CLOSED.
+    pub(crate) fn end_time_wait(&mut self) {
+        if self.state == State::TimeWait {
+            self.timers.stop_all();
+            self.set_state(State::Closed);
+        }
     }
 
     /// Re-arms keep-alive after traffic (call on every segment received).

@@ -172,3 +172,32 @@ fn time_wait_reacks_a_retransmitted_fin_and_restarts_the_timer() {
     s.advance(secs(1));
     assert_eq!(s.state(), State::Closed);
 }
+
+/// Issue 8 item 11: TIME-WAIT only remembers the connection's sequence numbers (RFC 9293
+/// section 3.10.7.4 lets nothing but a FIN retransmission arrive); the send, receive and
+/// reassembly buffers of a connection that moved data both ways are freed on entering it.
+#[test]
+fn time_wait_holds_no_buffers() {
+    let mut s = established(cfg());
+    let data = pattern(20_000, 1);
+    for (i, chunk) in data.chunks(usize::from(MSS)).enumerate() {
+        send!(s, peer_data(IRS + 1 + i * usize::from(MSS), chunk));
+    }
+    assert_eq!(s.read_all(), data);
+    assert_eq!(s.send(&data), Ok(data.len()));
+    s.shutdown_write();
+    ack_all_until(&mut s, IRS + 1 + data.len(), |c| {
+        c.state() == State::FinWait2
+    });
+    send!(
+        s,
+        Segment {
+            seq: IRS + 1 + data.len(),
+            ack: ISS + 2 + data.len(),
+            flags: FIN_ACK,
+            ..SEND_TEMPL
+        }
+    );
+    assert_eq!(s.state(), State::TimeWait);
+    assert_eq!(s.buffer_capacity(), 0);
+}
