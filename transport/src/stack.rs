@@ -580,6 +580,9 @@ impl<L: Link> Stack<L> {
         let Some(slot) = self.slots[index].as_mut() else {
             return;
         };
+        if slot.detached {
+            slot.conn.orphan(now);
+        }
         let (local, remote) = (slot.conn.local(), slot.conn.remote());
         let opts = SendOptions {
             dont_fragment: true,

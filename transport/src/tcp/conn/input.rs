@@ -336,7 +336,10 @@ impl Connection {
         // Our FIN acknowledged?
         let fin_acked = self.fin_sent && self.send_buf.is_empty() && self.snd_una == self.snd_max;
         match self.state {
-            State::FinWait1 if fin_acked => self.set_state(State::FinWait2),
+            State::FinWait1 if fin_acked => {
+                self.set_state(State::FinWait2);
+                self.arm_fin_wait2_timeout(now);
+            }
             State::Closing if fin_acked => self.enter_time_wait(now),
             State::LastAck if fin_acked => {
                 self.timers.stop_all();
@@ -372,6 +375,13 @@ impl Connection {
             let dup = (self.rcv_nxt - seq).min(payload.len());
             payload = &payload[dup..];
             seq += dup;
+        }
+        // RFC 1122 section 4.2.2.13: new data after the application closed is answered
+        // with a RST (Linux counts it as TCPAbortOnData).
+        if self.orphaned && !payload.is_empty() {
+            self.stats.aborts_on_data += 1;
+            self.abort_orphan(ConnectionError::Aborted);
+            return;
         }
         // Trim what does not fit the window.
         let room = self.window_to_advertise().max(self.advertised());

@@ -162,6 +162,9 @@ pub struct Connection {
     fin_queued: bool,
     /// Our FIN has been sent at least once (it is within snd_max).
     fin_sent: bool,
+    /// The application let go of the connection (closed both directions): nothing will
+    /// read what arrives.
+    orphaned: bool,
 
     // Receive sequence space.
     irs: SeqNumber,
@@ -254,6 +257,7 @@ impl Connection {
             send_buf: VecDeque::new(),
             fin_queued: false,
             fin_sent: false,
+            orphaned: false,
             irs: SeqNumber(0),
             rcv_nxt: SeqNumber(0),
             rcv_adv: SeqNumber(0),
@@ -533,6 +537,28 @@ impl Connection {
             }
             _ => {}
         }
+    }
+
+    /// The application closed the connection and let go of it (an orphan, in Linux's
+    /// words): what it would have read is freed, data arriving from now on resets the
+    /// connection (RFC 1122 section 4.2.2.13), FIN-WAIT-2 times out and zero-window
+    /// probes are capped. Idempotent.
+    pub(crate) fn orphan(&mut self, now: Instant) {
+        if self.orphaned {
+            return;
+        }
+        self.orphaned = true;
+        self.ooo.release();
+        if self.recv_buf.is_empty() {
+            self.recv_buf = VecDeque::new();
+        }
+        self.arm_fin_wait2_timeout(now);
+    }
+
+    /// Gives up an orphan: a RST (as Linux sends), then CLOSED with `error`.
+    fn abort_orphan(&mut self, error: ConnectionError) {
+        self.abort();
+        self.error = Some(error);
     }
 
     /// Abort (RFC 9293 section 3.10.5): send a RST and forget the connection.
