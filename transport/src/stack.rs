@@ -14,6 +14,7 @@ use crate::net::link::{Instant, Link, LinkError};
 use crate::net::{IcmpEvent, Interface, IpNumber, Received, SendOptions};
 use crate::ports::{PortAllocator, EPHEMERAL_PORTS};
 use crate::quoted::Quoted;
+use crate::syn_cookies;
 use crate::tcp::conn::{Connection, Opening, State};
 use crate::tcp::error::{ConnectionError, RecvError, SendError};
 use crate::tcp::seq::SeqNumber;
@@ -32,6 +33,9 @@ pub struct StackConfig {
     pub seed: u64,
     /// Half-open connections a listener holds (SYN queue).
     pub syn_backlog: usize,
+    /// Answer SYNs with SYN cookies when the SYN queue is full (RFC 4987 section 3.6;
+    /// Linux `tcp_syncookies = 1`), instead of dropping them.
+    pub syn_cookies: bool,
     /// Connections the stack keeps in TIME-WAIT at once (Linux `tcp_max_tw_buckets`);
     /// one more closing when all are taken is freed at once.
     pub max_time_wait: usize,
@@ -44,6 +48,7 @@ impl Default for StackConfig {
             udp: UdpConfig::default(),
             seed: 0,
             syn_backlog: 256,
+            syn_cookies: true,
             max_time_wait: 16_384,
         }
     }
@@ -87,6 +92,13 @@ crate::net::link::counters! {
         pub tcp_no_socket: u64,
         pub tcp_rsts_sent: u64,
         pub syn_queue_overflows: u64,
+        /// SYN-ACKs carrying a SYN cookie (the SYN queue was full), RFC 4987 section 3.6.
+        pub syn_cookies_sent: u64,
+        /// Handshake ACKs whose cookie was valid: connections created from them.
+        pub syn_cookies_accepted: u64,
+        /// ACKs to a listener that had sent cookies, with no valid cookie (answered with
+        /// RST as a segment for no connection).
+        pub syn_cookies_rejected: u64,
         /// Connections freed on entering TIME-WAIT because `max_time_wait` were in it.
         pub time_wait_overflows: u64,
         pub accept_queue_overflows: u64,
@@ -123,6 +135,9 @@ struct Listener {
     backlog: usize,
     half_open: usize,
     ready: VecDeque<usize>,
+    /// When the listener last answered a SYN with a cookie: ACKs for no connection are
+    /// checked for one only for a while after.
+    last_cookie: Option<Instant>,
 }
 
 type FourTuple = (SocketAddrV4, SocketAddrV4);
@@ -219,6 +234,7 @@ impl<L: Link> Stack<L> {
                 backlog: backlog.max(1),
                 half_open: 0,
                 ready: VecDeque::new(),
+                last_cookie: None,
             },
         );
         Ok(())
@@ -504,10 +520,16 @@ impl<L: Link> Stack<L> {
             }
         }
         let f = seg.flags;
+        if f.ack && !f.syn && !f.rst && self.on_cookie_ack(now, local, remote, &seg) {
+            return;
+        }
         if f.syn && !f.ack && !f.rst {
             if let Some(listener) = self.listeners.get(&seg.dst_port) {
                 if listener.half_open >= self.cfg.syn_backlog {
                     self.stats.syn_queue_overflows += 1;
+                    if self.cfg.syn_cookies && listener.ready.len() < listener.backlog {
+                        self.send_syn_cookie(now, local, remote, &seg);
+                    }
                     return;
                 }
                 if listener.ready.len() >= listener.backlog {
@@ -528,6 +550,135 @@ impl<L: Link> Stack<L> {
         if !f.rst {
             self.send_rst(now, local, remote, seg.reset_reply());
         }
+    }
+
+    /// RFC 4987 section 3.6: answers `syn` with a SYN-ACK whose sequence number is a
+    /// cookie (see [`crate::syn_cookies`]), keeping nothing. The SYN-ACK is the one a
+    /// connection accepting `syn` would send, with the options the cookie can carry: no
+    /// window scaling or SACK unless timestamps carry them, as on Linux.
+    fn send_syn_cookie(
+        &mut self,
+        now: Instant,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        syn: &Segment<'_>,
+    ) {
+        let key = |count, salt| self.cookie_hash(local, remote, count, salt);
+        let count = syn_cookies::counter(now);
+        let mut opening = self.opening(now, local, remote);
+        opening.iss = syn_cookies::encode(&key, syn.seq, count, syn.options.mss);
+        let tcp = &self.cfg.tcp;
+        let mut syn = *syn;
+        if tcp.timestamps && syn.options.timestamps.is_some() {
+            let window_scale = syn.options.window_scale.filter(|_| tcp.window_scaling);
+            let sack = tcp.sack && syn.options.sack_permitted;
+            let ms = now.total_millis() as u32;
+            let tsval =
+                syn_cookies::encode_ts(ms.wrapping_add(opening.ts_offset), window_scale, sack);
+            opening.ts_offset = tsval.wrapping_sub(ms);
+        } else {
+            syn.options.window_scale = None;
+            syn.options.sack_permitted = false;
+        }
+        let mut conn = Connection::accept(now, opening, &syn, tcp.clone());
+        let Some(syn_ack) = conn.poll_transmit(now) else {
+            return;
+        };
+        wire::emit(&syn_ack, *local.ip(), *remote.ip(), &mut self.tx);
+        let opts = SendOptions {
+            dont_fragment: true,
+            ..SendOptions::default()
+        };
+        if self
+            .iface
+            .send_with(now, *remote.ip(), IpNumber::TCP, &opts, &self.tx)
+            .is_err()
+        {
+            self.stats.send_errors += 1;
+        }
+        self.stats.syn_cookies_sent += 1;
+        if let Some(l) = self.listeners.get_mut(&local.port()) {
+            l.last_cookie = Some(now);
+        }
+    }
+
+    /// An ACK for no connection, to a listener that sent cookies lately: if it returns a
+    /// valid cookie (RFC 4987 section 3.6), the connection is created from it and the
+    /// ACK completes its handshake. False if the ACK is not for us to take (then it is a
+    /// segment for no connection).
+    fn on_cookie_ack(
+        &mut self,
+        now: Instant,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        ack: &Segment<'_>,
+    ) -> bool {
+        let Some(listener) = self.listeners.get(&local.port()) else {
+            return false;
+        };
+        if listener
+            .last_cookie
+            .is_none_or(|at| now - at > syn_cookies::VALID_FOR)
+        {
+            return false;
+        }
+        let key = |count, salt| self.cookie_hash(local, remote, count, salt);
+        let peer_isn = ack.seq - 1;
+        let iss = ack.ack - 1;
+        let Some(mss) = syn_cookies::decode(&key, peer_isn, iss, syn_cookies::counter(now)) else {
+            self.stats.syn_cookies_rejected += 1;
+            return false;
+        };
+        if listener.ready.len() >= listener.backlog {
+            // As for a SYN: the peer retransmits its ACK (or data) later.
+            self.stats.accept_queue_overflows += 1;
+            return true;
+        }
+        let tcp = &self.cfg.tcp;
+        let timestamps = ack.options.timestamps.filter(|_| tcp.timestamps);
+        let (window_scale, sack_permitted) =
+            timestamps.map_or((None, false), |(_, tsecr)| syn_cookies::decode_ts(tsecr));
+        let syn = Segment {
+            seq: peer_isn,
+            ack: SeqNumber(0),
+            flags: wire::Flags {
+                syn: true,
+                ..wire::Flags::default()
+            },
+            options: wire::TcpOptions {
+                mss: Some(mss),
+                window_scale,
+                sack_permitted,
+                timestamps: timestamps.map(|(tsval, _)| (tsval, 0)),
+                ..wire::TcpOptions::default()
+            },
+            payload: &[],
+            ..*ack
+        };
+        let mut opening = self.opening(now, local, remote);
+        opening.iss = iss;
+        let conn = Connection::accept_cookie(now, opening, &syn, tcp.clone());
+        let index = self.insert(conn, Some(local.port()));
+        if let Some(l) = self.listeners.get_mut(&local.port()) {
+            l.half_open += 1;
+        }
+        if let Some(slot) = self.slots[index].as_mut() {
+            slot.conn.handle_segment(now, ack);
+        }
+        self.stats.syn_cookies_accepted += 1;
+        true
+    }
+
+    /// The keyed hash behind SYN cookies: the ISN's (see [`Stack::opening`]) over the
+    /// secret and the 4-tuple, with the cookie counter and a salt.
+    fn cookie_hash(&self, local: SocketAddrV4, remote: SocketAddrV4, count: u32, salt: u8) -> u32 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.cfg.seed.hash(&mut h);
+        local.hash(&mut h);
+        remote.hash(&mut h);
+        count.hash(&mut h);
+        salt.hash(&mut h);
+        h.finish() as u32
     }
 
     fn send_rst(

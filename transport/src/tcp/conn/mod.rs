@@ -324,6 +324,23 @@ impl Connection {
         c
     }
 
+    /// Passive open from a SYN cookie (RFC 4987 section 3.6): the listener answered
+    /// `syn` (rebuilt from the cookie) without keeping state, so the connection stands in
+    /// SYN-RECEIVED as if its SYN-ACK, with the window a SYN carries, had been sent; the
+    /// handshake's ACK completes it.
+    pub(crate) fn accept_cookie(
+        now: Instant,
+        opening: Opening,
+        syn: &Segment<'_>,
+        cfg: TcpConfig,
+    ) -> Connection {
+        let mut c = Connection::accept(now, opening, syn, cfg);
+        c.snd_nxt = c.iss + 1;
+        c.snd_max = c.snd_nxt;
+        c.rcv_adv = c.rcv_nxt + c.cfg.recv_buffer.min(usize::from(u16::MAX));
+        c
+    }
+
     // ---- accessors ----
 
     pub fn state(&self) -> State {
