@@ -16,6 +16,7 @@ use crate::net::{
 };
 use crate::ports::{PortAllocator, EPHEMERAL_PORTS};
 use crate::quoted::Quoted;
+use crate::syn_cookies;
 use crate::tcp::conn::{Connection, Opening, State};
 use crate::tcp::error::{ConnectionError, RecvError, SendError};
 use crate::tcp::mss_for_mtu;
@@ -36,6 +37,12 @@ pub struct StackConfig {
     pub seed: u64,
     /// Half-open connections a listener holds (SYN queue).
     pub syn_backlog: usize,
+    /// Answer SYNs with SYN cookies when the SYN queue is full (RFC 4987 section 3.6;
+    /// Linux `tcp_syncookies = 1`), instead of dropping them.
+    pub syn_cookies: bool,
+    /// Connections the stack keeps in TIME-WAIT at once (Linux `tcp_max_tw_buckets`);
+    /// one more closing when all are taken is freed at once.
+    pub max_time_wait: usize,
 }
 
 impl Default for StackConfig {
@@ -45,6 +52,8 @@ impl Default for StackConfig {
             udp: UdpConfig::default(),
             seed: 0,
             syn_backlog: 256,
+            syn_cookies: true,
+            max_time_wait: 16_384,
         }
     }
 }
@@ -87,6 +96,15 @@ crate::net::link::counters! {
         pub tcp_no_socket: u64,
         pub tcp_rsts_sent: u64,
         pub syn_queue_overflows: u64,
+        /// SYN-ACKs carrying a SYN cookie (the SYN queue was full), RFC 4987 section 3.6.
+        pub syn_cookies_sent: u64,
+        /// Handshake ACKs whose cookie was valid: connections created from them.
+        pub syn_cookies_accepted: u64,
+        /// ACKs to a listener that had sent cookies, with no valid cookie (answered with
+        /// RST as a segment for no connection).
+        pub syn_cookies_rejected: u64,
+        /// Connections freed on entering TIME-WAIT because `max_time_wait` were in it.
+        pub time_wait_overflows: u64,
         pub accept_queue_overflows: u64,
         pub connections_opened: u64,
         pub connections_accepted: u64,
@@ -112,6 +130,8 @@ struct Slot {
     detached: bool,
     /// Key of this connection's entry in the timer index.
     timer_key: Option<Instant>,
+    /// Counted in [`Stack`]'s TIME-WAIT entries.
+    time_wait: bool,
 }
 
 #[derive(Debug)]
@@ -119,6 +139,9 @@ struct Listener {
     backlog: usize,
     half_open: usize,
     ready: VecDeque<usize>,
+    /// When the listener last answered a SYN with a cookie: ACKs for no connection are
+    /// checked for one only for a while after.
+    last_cookie: Option<Instant>,
 }
 
 type FourTuple = (SocketAddrV4, SocketAddrV4);
@@ -139,6 +162,8 @@ pub struct Stack<L: Link> {
     timers: BTreeSet<(Instant, usize)>,
     /// Local ports of active opens.
     tcp_ports: PortAllocator,
+    /// Connections in TIME-WAIT, at most `cfg.max_time_wait`.
+    time_wait: usize,
     rx: Vec<u8>,
     tx: Vec<u8>,
     stats: TransportStats,
@@ -161,6 +186,7 @@ impl<L: Link> Stack<L> {
             listeners: BTreeMap::new(),
             dirty: BTreeSet::new(),
             timers: BTreeSet::new(),
+            time_wait: 0,
             rx: Vec::new(),
             tx: Vec::new(),
             stats: TransportStats::default(),
@@ -212,6 +238,7 @@ impl<L: Link> Stack<L> {
                 backlog: backlog.max(1),
                 half_open: 0,
                 ready: VecDeque::new(),
+                last_cookie: None,
             },
         );
         Ok(())
@@ -553,10 +580,16 @@ impl<L: Link> Stack<L> {
             }
         }
         let f = seg.flags;
+        if f.ack && !f.syn && !f.rst && self.on_cookie_ack(now, local, remote, &seg) {
+            return;
+        }
         if f.syn && !f.ack && !f.rst {
             if let Some(listener) = self.listeners.get(&seg.dst_port) {
                 if listener.half_open >= self.cfg.syn_backlog {
                     self.stats.syn_queue_overflows += 1;
+                    if self.cfg.syn_cookies && listener.ready.len() < listener.backlog {
+                        self.send_syn_cookie(now, local, remote, &seg);
+                    }
                     return;
                 }
                 if listener.ready.len() >= listener.backlog {
@@ -577,6 +610,135 @@ impl<L: Link> Stack<L> {
         if !f.rst {
             self.send_rst(now, local, remote, seg.reset_reply());
         }
+    }
+
+    /// RFC 4987 section 3.6: answers `syn` with a SYN-ACK whose sequence number is a
+    /// cookie (see [`crate::syn_cookies`]), keeping nothing. The SYN-ACK is the one a
+    /// connection accepting `syn` would send, with the options the cookie can carry: no
+    /// window scaling or SACK unless timestamps carry them, as on Linux.
+    fn send_syn_cookie(
+        &mut self,
+        now: Instant,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        syn: &Segment<'_>,
+    ) {
+        let key = |count, salt| self.cookie_hash(local, remote, count, salt);
+        let count = syn_cookies::counter(now);
+        let mut opening = self.opening(now, local, remote);
+        opening.iss = syn_cookies::encode(&key, syn.seq, count, syn.options.mss);
+        let tcp = &self.cfg.tcp;
+        let mut syn = *syn;
+        if tcp.timestamps && syn.options.timestamps.is_some() {
+            let window_scale = syn.options.window_scale.filter(|_| tcp.window_scaling);
+            let sack = tcp.sack && syn.options.sack_permitted;
+            let ms = now.total_millis() as u32;
+            let tsval =
+                syn_cookies::encode_ts(ms.wrapping_add(opening.ts_offset), window_scale, sack);
+            opening.ts_offset = tsval.wrapping_sub(ms);
+        } else {
+            syn.options.window_scale = None;
+            syn.options.sack_permitted = false;
+        }
+        let mut conn = Connection::accept(now, opening, &syn, tcp.clone());
+        let Some(syn_ack) = conn.poll_transmit(now) else {
+            return;
+        };
+        wire::emit(&syn_ack, *local.ip(), *remote.ip(), &mut self.tx);
+        let opts = SendOptions {
+            dont_fragment: true,
+            ..SendOptions::default()
+        };
+        if self
+            .iface
+            .send_with(now, *remote.ip(), IpNumber::TCP, &opts, &self.tx)
+            .is_err()
+        {
+            self.stats.send_errors += 1;
+        }
+        self.stats.syn_cookies_sent += 1;
+        if let Some(l) = self.listeners.get_mut(&local.port()) {
+            l.last_cookie = Some(now);
+        }
+    }
+
+    /// An ACK for no connection, to a listener that sent cookies lately: if it returns a
+    /// valid cookie (RFC 4987 section 3.6), the connection is created from it and the
+    /// ACK completes its handshake. False if the ACK is not for us to take (then it is a
+    /// segment for no connection).
+    fn on_cookie_ack(
+        &mut self,
+        now: Instant,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        ack: &Segment<'_>,
+    ) -> bool {
+        let Some(listener) = self.listeners.get(&local.port()) else {
+            return false;
+        };
+        if listener
+            .last_cookie
+            .is_none_or(|at| now - at > syn_cookies::VALID_FOR)
+        {
+            return false;
+        }
+        let key = |count, salt| self.cookie_hash(local, remote, count, salt);
+        let peer_isn = ack.seq - 1;
+        let iss = ack.ack - 1;
+        let Some(mss) = syn_cookies::decode(&key, peer_isn, iss, syn_cookies::counter(now)) else {
+            self.stats.syn_cookies_rejected += 1;
+            return false;
+        };
+        if listener.ready.len() >= listener.backlog {
+            // As for a SYN: the peer retransmits its ACK (or data) later.
+            self.stats.accept_queue_overflows += 1;
+            return true;
+        }
+        let tcp = &self.cfg.tcp;
+        let timestamps = ack.options.timestamps.filter(|_| tcp.timestamps);
+        let (window_scale, sack_permitted) =
+            timestamps.map_or((None, false), |(_, tsecr)| syn_cookies::decode_ts(tsecr));
+        let syn = Segment {
+            seq: peer_isn,
+            ack: SeqNumber(0),
+            flags: wire::Flags {
+                syn: true,
+                ..wire::Flags::default()
+            },
+            options: wire::TcpOptions {
+                mss: Some(mss),
+                window_scale,
+                sack_permitted,
+                timestamps: timestamps.map(|(tsval, _)| (tsval, 0)),
+                ..wire::TcpOptions::default()
+            },
+            payload: &[],
+            ..*ack
+        };
+        let mut opening = self.opening(now, local, remote);
+        opening.iss = iss;
+        let conn = Connection::accept_cookie(now, opening, &syn, tcp.clone());
+        let index = self.insert(conn, Some(local.port()));
+        if let Some(l) = self.listeners.get_mut(&local.port()) {
+            l.half_open += 1;
+        }
+        if let Some(slot) = self.slots[index].as_mut() {
+            slot.conn.handle_segment(now, ack);
+        }
+        self.stats.syn_cookies_accepted += 1;
+        true
+    }
+
+    /// The keyed hash behind SYN cookies: the ISN's (see [`Stack::opening`]) over the
+    /// secret and the 4-tuple, with the cookie counter and a salt.
+    fn cookie_hash(&self, local: SocketAddrV4, remote: SocketAddrV4, count: u32, salt: u8) -> u32 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.cfg.seed.hash(&mut h);
+        local.hash(&mut h);
+        remote.hash(&mut h);
+        count.hash(&mut h);
+        salt.hash(&mut h);
+        h.finish() as u32
     }
 
     fn send_rst(
@@ -616,6 +778,7 @@ impl<L: Link> Stack<L> {
             queued: false,
             detached: false,
             timer_key: None,
+            time_wait: false,
         });
         self.by_tuple.insert(tuple, index);
         self.dirty.insert(index);
@@ -628,6 +791,9 @@ impl<L: Link> Stack<L> {
         let Some(slot) = self.slots[index].as_mut() else {
             return;
         };
+        if slot.detached {
+            slot.conn.orphan(now);
+        }
         let (local, remote) = (slot.conn.local(), slot.conn.remote());
         let opts = SendOptions {
             dont_fragment: true,
@@ -648,6 +814,20 @@ impl<L: Link> Stack<L> {
                 }
                 Err(_) => self.stats.send_errors += 1,
             }
+        }
+        // Linux `tcp_max_tw_buckets`: past the cap a connection skips TIME-WAIT.
+        let in_time_wait = slot.conn.state() == State::TimeWait;
+        if in_time_wait && !slot.time_wait {
+            if self.time_wait < self.cfg.max_time_wait {
+                self.time_wait += 1;
+                slot.time_wait = true;
+            } else {
+                slot.conn.end_time_wait();
+                self.stats.time_wait_overflows += 1;
+            }
+        } else if !in_time_wait && slot.time_wait {
+            self.time_wait -= 1;
+            slot.time_wait = false;
         }
         if let Some(key) = slot.timer_key.take() {
             self.timers.remove(&(key, index));
@@ -690,6 +870,9 @@ impl<L: Link> Stack<L> {
         if let Some(slot) = self.slots[index].take() {
             if let Some(key) = slot.timer_key {
                 self.timers.remove(&(key, index));
+            }
+            if slot.time_wait {
+                self.time_wait -= 1;
             }
             self.by_tuple
                 .remove(&(slot.conn.local(), slot.conn.remote()));

@@ -12,8 +12,10 @@ use ustack_transport::tcp::{Connection, State};
 
 #[test]
 fn a_full_syn_queue_drops_syns_until_retransmission() {
+    // Without SYN cookies (they answer what the full queue would drop).
     let cfg = StackConfig {
         syn_backlog: 4,
+        syn_cookies: false,
         ..StackConfig::default()
     };
     let mut p = Pair::new(SimConfig::default(), cfg, 1);
@@ -104,4 +106,35 @@ fn ten_thousand_simultaneous_connections() {
     p.run_for(Duration::from_secs(120));
     assert_eq!(p.a.connections(), 0);
     assert_eq!(p.b.connections(), 0);
+}
+
+/// Issue 8 item 11 (Linux `tcp_max_tw_buckets`): at most `max_time_wait` connections wait
+/// in TIME-WAIT on a stack; one that would enter it when all are taken is freed at once,
+/// and counted.
+#[test]
+fn time_wait_entries_are_capped() {
+    let cfg = StackConfig {
+        max_time_wait: 2,
+        ..StackConfig::default()
+    };
+    let mut p = Pair::new(SimConfig::default(), cfg, 1);
+    p.b.tcp_listen(80, 8).unwrap();
+    for _ in 0..3 {
+        let c = p.a.tcp_connect(p.now, SocketAddrV4::new(B, 80)).unwrap();
+        let mut s = None;
+        p.drive_until(Duration::from_secs(5), |p| {
+            s = s.or_else(|| p.b.tcp_accept(80));
+            s.is_some()
+        });
+        // A closes first, so A is the one that ends in TIME-WAIT.
+        p.a.tcp_close(c).unwrap();
+        p.run_for(Duration::from_millis(100));
+        p.b.tcp_close(s.expect("accepted")).unwrap();
+        p.run_for(Duration::from_millis(100));
+    }
+    assert_eq!(p.b.connections(), 0);
+    assert_eq!(p.a.connections(), 2);
+    assert_eq!(p.a.stats().time_wait_overflows, 1);
+    p.run_for(Duration::from_secs(61));
+    assert_eq!(p.a.connections(), 0);
 }

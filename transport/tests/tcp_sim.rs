@@ -52,6 +52,22 @@ fn abort_resets_the_peer() {
     assert_eq!(p.a.connections(), 0);
 }
 
+/// RFC 1122 section 4.2.2.13 at the stack: after `tcp_close`, data from the peer is
+/// answered with a RST and the closed connection is freed at once.
+#[test]
+fn data_after_close_is_reset_rfc1122_4_2_2_13() {
+    let mut p = Pair::clean();
+    let (c, s) = p.connect(80);
+    p.a.tcp_close(c).unwrap();
+    p.run_for(Duration::from_millis(100));
+    assert_eq!(p.b.tcp(s).unwrap().state(), State::CloseWait);
+    assert_eq!(p.b.tcp_send(s, b"nobody reads this").unwrap(), 17);
+    p.run_for(Duration::from_millis(100));
+    assert_eq!(p.b.tcp(s).unwrap().error(), Some(ConnectionError::Reset));
+    assert_eq!(p.a.connections(), 0);
+    assert_eq!(p.a.stats().tcp.aborts_on_data, 1);
+}
+
 #[test]
 fn both_sides_close_at_once() {
     let mut p = Pair::clean();

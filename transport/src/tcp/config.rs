@@ -39,6 +39,12 @@ pub struct TcpConfig {
     pub user_timeout: Duration,
     /// TIME-WAIT length, 2*MSL.
     pub time_wait: Duration,
+    /// How long a connection the application closed waits in FIN-WAIT-2 for the peer's
+    /// FIN (Linux `tcp_fin_timeout`).
+    pub fin_wait2_timeout: Duration,
+    /// Zero-window probes a connection the application closed sends without the window
+    /// opening before it gives up (Linux `tcp_orphan_retries`, 0 there meaning 8).
+    pub orphan_retries: u32,
     /// RFC 9293 section 3.8.6.3: delay of a delayed ACK (at most 500 ms; we cap at 200).
     pub delayed_ack: Duration,
     /// Disable Nagle's algorithm (RFC 9293 section 3.7.4).
@@ -70,6 +76,8 @@ impl Default for TcpConfig {
             data_retries: 15,
             user_timeout: Duration::from_secs(60),
             time_wait: Duration::from_secs(60),
+            fin_wait2_timeout: Duration::from_secs(60),
+            orphan_retries: 8,
             delayed_ack: Duration::from_millis(40),
             nodelay: false,
             keepalive: None,

@@ -4,7 +4,9 @@
 //! settings, [`SeqNumber`], the [`wire`] format and the per-connection counters
 //! ([`stats`]). The parts a connection is made of are crate-private.
 
-mod assembler;
+/// Public only for `benches/assembler.rs`.
+#[doc(hidden)]
+pub mod assembler;
 mod config;
 mod congestion;
 pub(crate) mod conn;

@@ -31,6 +31,12 @@ crate::net::link::counters! {
         pub paws_drops: u64,
         pub window_updates: u64,
         pub zero_window_probes: u64,
+        /// Connections reset because data arrived after the application closed them
+        /// (RFC 1122 section 4.2.2.13; Linux TCPAbortOnData).
+        pub aborts_on_data: u64,
+        /// Connections given up after the application closed them: FIN-WAIT-2 timeout,
+        /// or the peer's window stayed shut through `orphan_retries` probes.
+        pub orphans_timed_out: u64,
         pub keepalive_probes: u64,
         /// ICMP errors about data in flight (RFC 5461 soft errors, or hard ones in SYN-SENT).
         pub icmp_errors: u64,

@@ -14,7 +14,8 @@ pub(crate) enum Timer {
     ZeroWindowProbe,
     /// RFC 9293 section 3.8.4 keep-alive.
     KeepAlive,
-    /// 2*MSL wait before the connection's 4-tuple may be reused.
+    /// 2*MSL wait before the connection's 4-tuple may be reused; in FIN-WAIT-2, the
+    /// FIN timeout of a connection the application closed.
     TimeWait,
     /// RFC 9293 section 3.8.3 / RFC 5482 user timeout: give up when data stays
     /// unacknowledged this long.

@@ -1,6 +1,8 @@
 //! The incoming direction: segments (RFC 9293 section 3.10.7) and ICMP errors that
 //! arrive for this connection.
 
+use std::collections::VecDeque;
+
 use etherparse::icmpv4::{CODE_DST_UNREACH_PORT, CODE_DST_UNREACH_PROTOCOL};
 
 use super::{
@@ -298,6 +300,7 @@ impl Connection {
             let syn_acked = usize::from(self.snd_una == self.iss);
             let data_acked = (acked - syn_acked).min(self.send_buf.len());
             self.send_buf.drain(..data_acked);
+            super::shrink_drained(&mut self.send_buf);
             self.snd_una = ack;
             self.scoreboard.prune(ack);
             if self.snd_nxt < self.snd_una {
@@ -343,7 +346,10 @@ impl Connection {
         // Our FIN acknowledged?
         let fin_acked = self.fin_sent && self.send_buf.is_empty() && self.snd_una == self.snd_max;
         match self.state {
-            State::FinWait1 if fin_acked => self.set_state(State::FinWait2),
+            State::FinWait1 if fin_acked => {
+                self.set_state(State::FinWait2);
+                self.arm_fin_wait2_timeout(now);
+            }
             State::Closing if fin_acked => self.enter_time_wait(now),
             State::LastAck if fin_acked => {
                 self.timers.stop_all();
@@ -355,10 +361,19 @@ impl Connection {
         true
     }
 
+    /// TIME-WAIT keeps only what recognises the peer's retransmitted FIN (RFC 9293
+    /// section 3.10.7.4): the send and reassembly buffers are freed, and the receive
+    /// buffer too once the application has read it (issue 8 item 11).
     fn enter_time_wait(&mut self, now: Instant) {
         self.timers.stop_all();
         self.timers.set(Timer::TimeWait, now + self.cfg.time_wait);
         self.set_state(State::TimeWait);
+        self.send_buf = VecDeque::new();
+        self.ooo.release();
+        self.tx_payload = Vec::new();
+        if self.recv_buf.is_empty() {
+            self.recv_buf = VecDeque::new();
+        }
     }
 
     /// Segment text and FIN (RFC 9293 section 3.10.7.4, eighth step).
@@ -370,6 +385,13 @@ impl Connection {
             let dup = (self.rcv_nxt - seq).min(payload.len());
             payload = &payload[dup..];
             seq += dup;
+        }
+        // RFC 1122 section 4.2.2.13: new data after the application closed is answered
+        // with a RST (Linux counts it as TCPAbortOnData).
+        if self.orphaned && !payload.is_empty() {
+            self.stats.aborts_on_data += 1;
+            self.abort_orphan(ConnectionError::Aborted);
+            return;
         }
         // Trim what does not fit the window.
         let room = self.window_to_advertise().max(self.advertised());

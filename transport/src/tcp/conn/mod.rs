@@ -131,6 +131,10 @@ const MIN_SND_MSS: usize = 64;
 const TIMESTAMP_OPTION_LEN: usize = 12;
 /// SACKed ranges the sender remembers.
 const MAX_SCOREBOARD_BLOCKS: usize = 32;
+/// Capacity a drained send or receive buffer keeps (issue 8 item 11): beyond it the
+/// memory goes back when the buffer empties, so an idle connection holds little while
+/// small reads and writes do not reallocate each time.
+const RETAINED_BUFFER: usize = 16 * 1024;
 /// RFC 5961 section 7: challenge ACKs are limited per this interval.
 const CHALLENGE_ACK_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -158,6 +162,9 @@ pub struct Connection {
     fin_queued: bool,
     /// Our FIN has been sent at least once (it is within snd_max).
     fin_sent: bool,
+    /// The application let go of the connection (closed both directions): nothing will
+    /// read what arrives.
+    orphaned: bool,
 
     // Receive sequence space.
     irs: SeqNumber,
@@ -250,6 +257,7 @@ impl Connection {
             send_buf: VecDeque::new(),
             fin_queued: false,
             fin_sent: false,
+            orphaned: false,
             irs: SeqNumber(0),
             rcv_nxt: SeqNumber(0),
             rcv_adv: SeqNumber(0),
@@ -313,6 +321,23 @@ impl Connection {
         c.snd_wl1 = syn.seq;
         c.set_state(State::SynReceived);
         c.arm_user_timeout(now);
+        c
+    }
+
+    /// Passive open from a SYN cookie (RFC 4987 section 3.6): the listener answered
+    /// `syn` (rebuilt from the cookie) without keeping state, so the connection stands in
+    /// SYN-RECEIVED as if its SYN-ACK, with the window a SYN carries, had been sent; the
+    /// handshake's ACK completes it.
+    pub(crate) fn accept_cookie(
+        now: Instant,
+        opening: Opening,
+        syn: &Segment<'_>,
+        cfg: TcpConfig,
+    ) -> Connection {
+        let mut c = Connection::accept(now, opening, syn, cfg);
+        c.snd_nxt = c.iss + 1;
+        c.snd_max = c.snd_nxt;
+        c.rcv_adv = c.rcv_nxt + c.cfg.recv_buffer.min(usize::from(u16::MAX));
         c
     }
 
@@ -405,6 +430,15 @@ impl Connection {
         self.send_buf.len()
     }
 
+    /// Bytes of memory the connection's buffers hold (send, receive, reassembly and the
+    /// outgoing payload), used or not.
+    pub fn buffer_capacity(&self) -> usize {
+        self.send_buf.capacity()
+            + self.recv_buf.capacity()
+            + self.ooo.capacity()
+            + self.tx_payload.capacity()
+    }
+
     /// Bytes ready for [`Connection::recv`].
     pub(crate) fn recv_queue(&self) -> usize {
         self.recv_buf.len()
@@ -480,6 +514,10 @@ impl Connection {
         for (dst, src) in buf.iter_mut().zip(self.recv_buf.drain(..n)) {
             *dst = src;
         }
+        shrink_drained(&mut self.recv_buf);
+        if self.state == State::TimeWait && self.recv_buf.is_empty() {
+            self.recv_buf = VecDeque::new();
+        }
         // Window update once reading opened the window enough (RFC 9293 section
         // 3.8.6.2.2, receiver side silly-window avoidance).
         let after = self.window_to_advertise();
@@ -518,6 +556,28 @@ impl Connection {
         }
     }
 
+    /// The application closed the connection and let go of it (an orphan, in Linux's
+    /// words): what it would have read is freed, data arriving from now on resets the
+    /// connection (RFC 1122 section 4.2.2.13), FIN-WAIT-2 times out and zero-window
+    /// probes are capped. Idempotent.
+    pub(crate) fn orphan(&mut self, now: Instant) {
+        if self.orphaned {
+            return;
+        }
+        self.orphaned = true;
+        self.ooo.release();
+        if self.recv_buf.is_empty() {
+            self.recv_buf = VecDeque::new();
+        }
+        self.arm_fin_wait2_timeout(now);
+    }
+
+    /// Gives up an orphan: a RST (as Linux sends), then CLOSED with `error`.
+    fn abort_orphan(&mut self, error: ConnectionError) {
+        self.abort();
+        self.error = Some(error);
+    }
+
     /// Abort (RFC 9293 section 3.10.5): send a RST and forget the connection.
     pub fn abort(&mut self) {
         if self.state.is_synchronized() || self.state == State::SynReceived {
@@ -527,6 +587,13 @@ impl Connection {
         }
         self.error = Some(ConnectionError::Aborted);
         self.send_buf.clear();
+    }
+}
+
+/// Gives back the memory of an emptied buffer beyond [`RETAINED_BUFFER`].
+fn shrink_drained(buf: &mut VecDeque<u8>) {
+    if buf.is_empty() && buf.capacity() > RETAINED_BUFFER {
+        buf.shrink_to(RETAINED_BUFFER);
     }
 }
 

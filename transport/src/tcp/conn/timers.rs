@@ -35,7 +35,15 @@ impl Connection {
                     }
                 }
                 Timer::ZeroWindowProbe => {
-                    if self.snd_wnd == 0 && !self.send_buf.is_empty() {
+                    if self.snd_wnd == 0
+                        && !self.send_buf.is_empty()
+                        && self.orphaned
+                        && self.zero_window_backoff >= self.cfg.orphan_retries
+                    {
+                        // Linux `tcp_orphan_retries`: nobody waits for this data.
+                        self.stats.orphans_timed_out += 1;
+                        self.fail(ConnectionError::TimedOut);
+                    } else if self.snd_wnd == 0 && !self.send_buf.is_empty() {
                         self.pending.probe = true;
                         self.stats.zero_window_probes += 1;
                         // Backoff per episode, not over the connection's lifetime.
@@ -60,10 +68,11 @@ impl Connection {
                             .set(Timer::KeepAlive, now + self.cfg.keepalive_interval);
                     }
                 }
-                Timer::TimeWait => {
-                    self.timers.stop_all();
-                    self.set_state(State::Closed);
+                Timer::TimeWait if self.state == State::FinWait2 => {
+                    self.stats.orphans_timed_out += 1;
+                    self.abort_orphan(ConnectionError::TimedOut);
                 }
+                Timer::TimeWait => self.end_time_wait(),
                 Timer::UserTimeout => {
                     let waiting = self.snd_max > self.snd_una
                         || matches!(self.state, State::SynSent | State::SynReceived);
@@ -110,6 +119,24 @@ impl Connection {
         // Go back N: resend from the oldest unacknowledged byte (or the SYN).
         self.snd_nxt = if handshake { self.iss } else { self.snd_una };
         self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+    }
+
+    /// Linux `tcp_fin_timeout`: an orphan in FIN-WAIT-2 waits this long for the peer's
+    /// FIN (on the TIME-WAIT timer, which TIME-WAIT then takes over).
+    pub(super) fn arm_fin_wait2_timeout(&mut self, now: Instant) {
+        if self.orphaned && self.state == State::FinWait2 {
+            self.timers
+                .set(Timer::TimeWait, now + self.cfg.fin_wait2_timeout);
+        }
+    }
+
+    /// TIME-WAIT is over (its 2*MSL timer, or the stack holds too many: Linux
+    /// `tcp_max_tw_buckets`): CLOSED.
+    pub(crate) fn end_time_wait(&mut self) {
+        if self.state == State::TimeWait {
+            self.timers.stop_all();
+            self.set_state(State::Closed);
+        }
     }
 
     /// Re-arms keep-alive after traffic (call on every segment received).

@@ -359,6 +359,33 @@ fn run_until(s: &mut TestConn, until: Instant) -> usize {
     sent
 }
 
+/// The peer, at sequence number `seq`, acknowledges everything we send as we send it,
+/// until `done` holds.
+fn ack_all_until(s: &mut TestConn, seq: SeqNumber, done: impl Fn(&Connection) -> bool) {
+    for _ in 0..10_000 {
+        if done(&s.conn) {
+            return;
+        }
+        let mut end = None;
+        while let Some(seg) = s.conn.poll_transmit(s.now) {
+            end = Some(seg.seq + seg.seq_len());
+        }
+        if let Some(end) = end {
+            send!(
+                s,
+                Segment {
+                    seq,
+                    ack: end,
+                    ..SEND_TEMPL
+                }
+            );
+        } else {
+            s.advance(ms(10));
+        }
+    }
+    panic!("never done: {}", s.conn.summary());
+}
+
 mod arbitrary_segments;
 mod close;
 

@@ -205,3 +205,23 @@ fn paws_drops_a_segment_with_an_old_timestamp() {
     assert_eq!(s.stats().paws_drops, 1);
     assert_eq!(s.read_all(), b"abc");
 }
+
+/// Issue 8 item 11: a receive buffer read empty gives back what it grew to, beyond a small
+/// amount kept so that small reads do not reallocate each time; the send buffer likewise
+/// once everything queued is acknowledged.
+#[test]
+fn drained_buffers_shrink() {
+    let mut s = established(cfg());
+    let data = pattern(40_000, 2);
+    for (i, chunk) in data.chunks(usize::from(MSS)).enumerate() {
+        send!(s, peer_data(IRS + 1 + i * usize::from(MSS), chunk));
+    }
+    assert!(s.buffer_capacity() >= data.len());
+    assert_eq!(s.read_all(), data);
+    assert!(s.buffer_capacity() <= 16 * 1024, "{}", s.buffer_capacity());
+    assert_eq!(s.send(&data), Ok(data.len()));
+    ack_all_until(&mut s, IRS + 1 + data.len(), |c| c.send_queue() == 0);
+    // Both buffers' retained 16 KiB, and one segment's payload.
+    let kept = 2 * 16 * 1024 + usize::from(MSS);
+    assert!(s.buffer_capacity() <= kept, "{}", s.buffer_capacity());
+}
