@@ -208,7 +208,10 @@ impl Connection {
         if !f.ack {
             return;
         }
-        if self.state == State::SynReceived {
+        // Whether this ACK acknowledges our SYN: only the one that completes the
+        // handshake from SYN-RECEIVED does (after SYN-SENT it was taken there).
+        let syn_acked = self.state == State::SynReceived;
+        if syn_acked {
             if seg.ack > self.snd_una && seg.ack <= self.snd_max {
                 self.snd_wnd = usize::from(seg.window) << self.snd_shift;
                 self.max_snd_wnd = self.snd_wnd;
@@ -224,7 +227,7 @@ impl Connection {
                 return;
             }
         }
-        if !self.process_ack(now, seg) {
+        if !self.process_ack(now, seg, syn_acked) {
             return;
         }
         // RFC 7323 section 4.3: remember the timestamp to echo.
@@ -268,8 +271,11 @@ impl Connection {
         }
     }
 
-    /// ACK field processing; false if the segment is to be dropped.
-    fn process_ack(&mut self, now: Instant, seg: &Segment<'_>) -> bool {
+    /// ACK field processing; false if the segment is to be dropped. `syn_acked`: the ACK
+    /// also covers our SYN, which takes the first sequence number (RFC 9293 section 3.4)
+    /// but no byte of the send buffer. It is known from the state, never from
+    /// `snd_una == iss`, which holds again after every 2^32 bytes.
+    fn process_ack(&mut self, now: Instant, seg: &Segment<'_>, syn_acked: bool) -> bool {
         let ack = seg.ack;
         if ack > self.snd_max {
             // Acknowledges something never sent (RFC 9293: send ACK, drop).
@@ -283,10 +289,8 @@ impl Connection {
         }
         if ack > self.snd_una {
             let acked = ack - self.snd_una;
-            // The SYN takes the first sequence number (RFC 9293 section 3.4) but no byte
-            // of the send buffer, which may already hold data queued in SYN-RECEIVED.
-            let syn_acked = usize::from(self.snd_una == self.iss);
-            let data_acked = (acked - syn_acked).min(self.send_buf.len());
+            // The send buffer may already hold data queued in SYN-RECEIVED.
+            let data_acked = (acked - usize::from(syn_acked)).min(self.send_buf.len());
             self.send_buf.drain(..data_acked);
             self.snd_una = ack;
             self.scoreboard.prune(ack);

@@ -381,4 +381,5 @@ mod handshake;
 mod receive;
 mod reset;
 mod send;
+mod sequence;
 mod simultaneous;
