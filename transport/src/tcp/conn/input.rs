@@ -250,10 +250,31 @@ impl Connection {
         }
     }
 
+    /// Sequence space up to `end` was sent again at `now` (see `retransmitted`).
+    pub(super) fn note_retransmission(&mut self, now: Instant, end: SeqNumber) {
+        let high = match self.retransmitted {
+            Some((high, _)) => high.max(end),
+            None => end,
+        };
+        self.retransmitted = Some((high, self.ts_now(now)));
+    }
+
+    /// One RTT sample from an ACK that acknowledges new data (RFC 6298 section 2, RFC
+    /// 7323 section 4.3): from its timestamp echo, else from the segment timed (Karn).
+    /// While retransmitted data is unacknowledged, an echo older than the latest
+    /// retransmission is not used: the peer echoes TS.Recent, which a duplicate does not
+    /// update, so when the ACK of the original was lost, the ACK that the retransmission
+    /// draws echoes the original and would read as a round trip of several RTOs (Linux
+    /// likewise prefers the times of data sent once).
     fn sample_rtt(&mut self, now: Instant, seg: &Segment<'_>) {
+        let guard = self.retransmitted;
+        if guard.is_some_and(|(high, _)| seg.ack >= high) {
+            self.retransmitted = None;
+        }
         if self.ts_enabled {
             if let Some((_, tsecr)) = seg.options.timestamps {
-                if tsecr != 0 {
+                let fresh = guard.is_none_or(|(_, rtx)| tsecr.wrapping_sub(rtx) as i32 >= 0);
+                if tsecr != 0 && fresh {
                     let ms = self.ts_now(now).wrapping_sub(tsecr);
                     if ms < MAX_TIMESTAMP_RTT_MS {
                         self.rtt.sample(Duration::from_millis(u64::from(ms.max(1))));

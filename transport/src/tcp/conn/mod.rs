@@ -190,6 +190,10 @@ pub struct Connection {
     retries: u32,
     /// Karn: the segment being timed, `(end seq, sent at)`, cleared on retransmission.
     timed: Option<(SeqNumber, Instant)>,
+    /// The end of the highest data (or SYN) retransmitted and the TSval of the latest
+    /// retransmission, until an ACK covers that end: a timestamp echo older than that
+    /// TSval may answer an earlier copy and is no round trip (RFC 7323 section 4.3).
+    retransmitted: Option<(SeqNumber, u32)>,
     /// Duplicate ACKs in a row (RFC 5681 section 2).
     dupacks: u32,
     recovery: Recovery,
@@ -271,6 +275,7 @@ impl Connection {
             cc,
             retries: 0,
             timed: None,
+            retransmitted: None,
             dupacks: 0,
             recovery: Recovery::Open,
             scoreboard: Scoreboard::new(MAX_SCOREBOARD_BLOCKS),

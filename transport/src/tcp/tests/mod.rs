@@ -379,6 +379,7 @@ impl Owned {
 
 mod handshake;
 mod receive;
+mod recovery;
 mod reset;
 mod send;
 mod sequence;
