@@ -85,12 +85,17 @@ impl CongestionControl for Cubic {
         self.reduce(win);
         win.cwnd = win.mss;
     }
+
+    fn on_repeated_rto(&mut self, win: &mut Window) {
+        self.epoch = None;
+        win.cwnd = win.mss;
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Algorithm, Congestion};
-    use super::BETA;
+    use super::super::{Algorithm, Congestion, CongestionControl, Window};
+    use super::{Cubic, BETA};
     use crate::net::link::{Duration, Instant};
 
     #[test]
@@ -124,6 +129,21 @@ mod tests {
             *history.last().unwrap() > before,
             "never probed past W_max: {history:?}"
         );
+    }
+
+    /// RFC 5681 section 3.1 and RFC 9438 section 4.8: only the first timeout of a loss
+    /// episode reduces; later ones (the window is then 1 segment) keep ssthresh and W_max.
+    #[test]
+    fn repeated_timeouts_keep_w_max_and_ssthresh_rfc5681_3_1() {
+        let mut win = Window::new(1000);
+        win.cwnd = 100_000;
+        let mut cubic = Cubic::default();
+        cubic.on_rto(&mut win, Instant::ZERO, 100_000);
+        assert_eq!((win.cwnd, win.ssthresh, cubic.w_max), (1000, 70_000, 100.0));
+        for _ in 0..3 {
+            cubic.on_repeated_rto(&mut win);
+            assert_eq!((win.cwnd, win.ssthresh, cubic.w_max), (1000, 70_000, 100.0));
+        }
     }
 
     #[test]

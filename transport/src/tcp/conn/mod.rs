@@ -395,6 +395,11 @@ impl Connection {
     }
 
     #[cfg(test)]
+    pub(crate) fn ssthresh(&self) -> usize {
+        self.cc.ssthresh()
+    }
+
+    #[cfg(test)]
     pub(crate) fn send_window(&self) -> usize {
         self.snd_wnd
     }

@@ -63,3 +63,140 @@ fn no_rtt_sample_from_an_echo_older_than_the_retransmission_rfc7323_4_3() {
     // SRTT = 7/8 * 100 + 1/8 * 200.
     assert_eq!(s.srtt(), Some(Duration::from_micros(112_500)));
 }
+
+/// Segment `i` of `data` in 1460-byte segments from ISS + 1: the tenth (the last of
+/// what the initial window of [`cfg`] sends at once) and the last are pushed.
+fn segments_of<'a>(data: &'a [u8]) -> impl Fn(usize) -> Segment<'a> + 'a {
+    move |i: usize| {
+        let flags = if i == 9 || (i + 1) * 1460 == data.len() {
+            PSH_ACK
+        } else {
+            ACK
+        };
+        our_data(at(i), flags, &data[i * 1460..(i + 1) * 1460])
+    }
+}
+
+/// Sequence number of segment `i` of 1460-byte segments from ISS + 1.
+fn at(i: usize) -> SeqNumber {
+    ISS + 1 + i * 1460
+}
+
+/// A duplicate ACK of `at(una)` SACKing segments `from..to`.
+fn dup_sack(una: usize, from: usize, to: usize) -> Segment<'static> {
+    Segment {
+        ack: at(una),
+        options: sack(&[(at(from), at(to))]),
+        ..SEND_TEMPL
+    }
+}
+
+/// RFC 6582 section 3.2 step 4 and RFC 6675 section 5.1: a retransmission timeout sets
+/// `recover` to SND.MAX, and no fast recovery starts until an ACK covers it. After the
+/// timeout, the retransmission of segment 1 is lost and segments 2-4 are SACKed by
+/// three duplicate ACKs: the sender goes on going back N in slow start (segment 5), and
+/// keeps the ssthresh of the timeout (CUBIC: 0.7 of 10 segments) instead of cutting it
+/// again from a 2-segment window. Only a second timeout resends segment 1. Once
+/// everything up to the old SND.MAX is acknowledged, the next loss starts fast recovery
+/// as usual.
+#[test]
+fn no_fast_recovery_until_the_timeout_recovery_point_is_acked_rfc6675_5_1() {
+    let mut s = established(TcpConfig {
+        sack: true,
+        ..cfg()
+    });
+    let data = pattern(15 * 1460, 0);
+    let seg = segments_of(&data);
+    s.send(&data[..10 * 1460]).unwrap();
+    recv!(
+        s,
+        [
+            seg(0),
+            seg(1),
+            seg(2),
+            seg(3),
+            seg(4),
+            seg(5),
+            seg(6),
+            seg(7),
+            seg(8),
+            seg(9)
+        ]
+    );
+    // Everything is lost: the timeout resends segment 0 with a 1-segment window.
+    s.advance(ms(300));
+    recv!(s, [seg(0)]);
+    assert_eq!((s.cwnd(), s.ssthresh()), (1460, 10_220));
+    s.now += ms(100);
+    send!(s, peer_ack(at(1)));
+    recv!(s, [seg(1), seg(2)]);
+    // Segment 1 is lost again; 2, 3 and 4 arrive.
+    send!(s, dup_sack(1, 2, 3));
+    recv!(s, [seg(3)]);
+    send!(s, dup_sack(1, 2, 4));
+    recv!(s, [seg(4)]);
+    send!(s, dup_sack(1, 2, 5));
+    recv!(s, [seg(5)]);
+    assert_eq!(s.stats().fast_retransmits, 0);
+    assert_eq!((s.cwnd(), s.ssthresh()), (2920, 10_220));
+    // The second timeout of this loss episode keeps ssthresh; going back N skips 2-4.
+    s.advance(ms(300));
+    recv!(s, [seg(1)]);
+    assert_eq!((s.cwnd(), s.ssthresh()), (1460, 10_220));
+    s.now += ms(100);
+    send!(s, peer_ack(at(6)));
+    recv!(s, [seg(6), seg(7), seg(8)]);
+    send!(s, peer_ack(at(8)));
+    recv!(s, [seg(9)]);
+    send!(s, peer_ack(at(10)));
+    recv_nothing!(s);
+    // Past the recovery point: the next loss (segment 10) is a fast retransmit again.
+    s.send(&data[10 * 1460..]).unwrap();
+    recv!(s, [seg(10), seg(11), seg(12), seg(13), seg(14)]);
+    send!(s, dup_sack(10, 11, 12));
+    send!(s, dup_sack(10, 11, 13));
+    recv_nothing!(s);
+    send!(s, dup_sack(10, 11, 14));
+    recv!(s, [seg(10)]);
+    assert_eq!(s.stats().fast_retransmits, 1);
+}
+
+/// RFC 5681 section 3.1: when the segment was already resent by the retransmission timer,
+/// ssthresh is held constant; only the first timeout of a loss episode reduces it (and
+/// CUBIC's W_max, RFC 9438 section 4.8). Three timeouts in a row during an outage leave
+/// ssthresh at 0.7 of the window before the loss, not at 2 segments.
+#[test]
+fn repeated_timeouts_keep_ssthresh_rfc5681_3_1() {
+    let mut s = established(cfg());
+    let data = pattern(10 * 1460, 0);
+    let seg = segments_of(&data);
+    s.send(&data).unwrap();
+    recv!(
+        s,
+        [
+            seg(0),
+            seg(1),
+            seg(2),
+            seg(3),
+            seg(4),
+            seg(5),
+            seg(6),
+            seg(7),
+            seg(8),
+            seg(9)
+        ]
+    );
+    for (n, wait) in [300, 600, 1200].into_iter().enumerate() {
+        s.advance(ms(wait));
+        recv!(s, [seg(0)]);
+        assert_eq!(
+            (s.cwnd(), s.ssthresh()),
+            (1460, 10_220),
+            "timeout {}",
+            n + 1
+        );
+    }
+    s.now += ms(100);
+    send!(s, peer_ack(at(1)));
+    assert_eq!((s.cwnd(), s.ssthresh()), (2920, 10_220));
+}
