@@ -129,8 +129,10 @@ const MIN_SND_MSS: usize = 64;
 /// Bytes of a timestamps option as sent (with two NOPs), reducing the payload per segment
 /// (RFC 7323 section 3.2, laid out as in its appendix A).
 const TIMESTAMP_OPTION_LEN: usize = 12;
-/// SACKed ranges the sender remembers.
-const MAX_SCOREBOARD_BLOCKS: usize = 32;
+/// SACKed ranges the sender remembers (RFC 6675 section 3 keeps them all): more than
+/// the holes a burst of tail drops leaves in a full window, and than the out-of-order
+/// blocks a receiver like ours keeps, so that recovery does not resend what the peer has.
+const MAX_SCOREBOARD_BLOCKS: usize = 256;
 /// RFC 5961 section 7: challenge ACKs are limited per this interval.
 const CHALLENGE_ACK_INTERVAL: Duration = Duration::from_secs(1);
 

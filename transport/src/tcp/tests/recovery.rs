@@ -200,3 +200,79 @@ fn repeated_timeouts_keep_ssthresh_rfc5681_3_1() {
     send!(s, peer_ack(at(1)));
     assert_eq!((s.cwnd(), s.ssthresh()), (2920, 10_220));
 }
+
+/// RFC 6675 section 3: the scoreboard records every block the receiver SACKed, however
+/// many holes a burst of tail drops leaves. 80 segments of 200 bytes in flight, every
+/// other one lost: the peer SACKs 40 blocks. The holes resent in SACK recovery are lost
+/// too; after the timeout, going back N skips each of the 40 SACKed segments (a
+/// scoreboard that forgot the lowest blocks would resend data the peer holds).
+#[test]
+fn scoreboard_remembers_forty_sacked_blocks_rfc6675_3() {
+    const SMSS: usize = 200;
+    let mut s = established(TcpConfig {
+        mss: SMSS as u16,
+        sack: true,
+        nodelay: true,
+        ..cfg()
+    });
+    let data = pattern(150 * SMSS, 0);
+    s.send(&data).unwrap();
+    let seq = |i: usize| ISS + 1 + i * SMSS;
+    let drain = |s: &mut TestConn| {
+        let mut sent = Vec::new();
+        while let Some(seg) = s.conn.poll_transmit(s.now) {
+            sent.push((seg.seq - (ISS + 1)) / SMSS);
+        }
+        sent
+    };
+    // Slow start from 10 to 80 segments, every segment acknowledged.
+    let mut next = 0;
+    for round in [10, 20, 40] {
+        assert_eq!(drain(&mut s), (next..next + round).collect::<Vec<_>>());
+        for i in next..next + round {
+            send!(s, peer_ack(seq(i + 1)));
+        }
+        next += round;
+    }
+    assert_eq!(s.cwnd(), 80 * SMSS);
+    let flight = drain(&mut s);
+    assert_eq!(flight, (70..150).collect::<Vec<_>>());
+    // Segments 70, 72, ..., 148 are lost; each odd one draws a duplicate ACK with the
+    // newest blocks first (RFC 2018 section 4). What recovery resends is lost as well.
+    for odd in (71..150).step_by(2) {
+        let blocks: Vec<_> = (0..4)
+            .map(|b| odd - 2 * b)
+            .filter(|&i| i > 70)
+            .map(|i| (seq(i), seq(i + 1)))
+            .collect();
+        send!(
+            s,
+            Segment {
+                ack: seq(70),
+                options: sack(&blocks),
+                ..SEND_TEMPL
+            }
+        );
+        drain(&mut s);
+    }
+    let rto = s.poll_timeout().unwrap();
+    s.now = rto;
+    s.conn.on_timeout(rto);
+    assert_eq!(drain(&mut s), [70]);
+    // Each resent hole arrives; the peer acknowledges up to the next hole, and going
+    // back N sends only holes.
+    let mut resent = vec![70];
+    while let Some(&last) = resent.last() {
+        if last == 148 {
+            break;
+        }
+        send!(s, peer_ack(seq(last + 2)));
+        let sent = drain(&mut s);
+        assert!(
+            sent.iter().all(|i| i % 2 == 0),
+            "resent SACKed segments: {sent:?}"
+        );
+        resent.extend(sent);
+    }
+    assert_eq!(resent, (70..150).step_by(2).collect::<Vec<_>>());
+}
