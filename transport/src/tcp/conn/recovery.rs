@@ -185,8 +185,8 @@ impl Connection {
     /// starts (or extends) a timeout recovery up to SND.MAX (RFC 6582 section 3.2 step 4,
     /// RFC 6675 section 5.1). Only the first timeout of a loss episode reduces ssthresh
     /// (RFC 5681 section 3.1: ssthresh is held when the segment was already resent by the
-    /// timer); one during fast recovery keeps the reduction that recovery made, as Linux
-    /// does. `handshake`: a SYN timed out, which touches no congestion state.
+    /// timer); later ones, before `recover` is acknowledged, keep it. `handshake`: a SYN
+    /// timed out, which touches no congestion state.
     pub(super) fn recovery_on_timeout(&mut self, now: Instant, handshake: bool) {
         self.dupacks = 0;
         self.pending.retransmit_una = false;
@@ -194,10 +194,10 @@ impl Connection {
             self.recovery = Recovery::Open;
             return;
         }
-        if self.recovery == Recovery::Open {
-            self.cc.on_rto(now, self.flight());
-        } else {
+        if let Recovery::Timeout { .. } = self.recovery {
             self.cc.on_repeated_rto();
+        } else {
+            self.cc.on_rto(now, self.flight());
         }
         self.recovery = Recovery::Timeout {
             recover: self.snd_max,

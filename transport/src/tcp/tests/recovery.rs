@@ -276,3 +276,44 @@ fn scoreboard_remembers_forty_sacked_blocks_rfc6675_3() {
     }
     assert_eq!(resent, (70..150).step_by(2).collect::<Vec<_>>());
 }
+
+/// RFC 5681 section 3.1: a timeout during fast recovery is the first timeout of that
+/// loss, so it sets ssthresh again (CUBIC: 0.7 of the recovery's window); the next
+/// timeout of the same data keeps it.
+#[test]
+fn a_timeout_in_fast_recovery_reduces_once_rfc5681_3_1() {
+    let mut s = established(TcpConfig {
+        sack: true,
+        ..cfg()
+    });
+    let data = pattern(10 * 1460, 0);
+    let seg = segments_of(&data);
+    s.send(&data).unwrap();
+    recv!(
+        s,
+        [
+            seg(0),
+            seg(1),
+            seg(2),
+            seg(3),
+            seg(4),
+            seg(5),
+            seg(6),
+            seg(7),
+            seg(8),
+            seg(9)
+        ]
+    );
+    send!(s, dup_sack(0, 1, 2));
+    send!(s, dup_sack(0, 1, 3));
+    send!(s, dup_sack(0, 1, 4));
+    recv!(s, [seg(0)]);
+    assert_eq!((s.cwnd(), s.ssthresh()), (10_220, 10_220));
+    // The resent segment 0 is lost too.
+    s.advance(ms(300));
+    recv!(s, [seg(0)]);
+    assert_eq!((s.cwnd(), s.ssthresh()), (1460, 7154));
+    s.advance(ms(600));
+    recv!(s, [seg(0)]);
+    assert_eq!((s.cwnd(), s.ssthresh()), (1460, 7154));
+}
