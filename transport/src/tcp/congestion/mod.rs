@@ -57,6 +57,10 @@ pub(crate) trait CongestionControl: fmt::Debug + Send {
     fn on_loss(&mut self, w: &mut Window, now: Instant, flight: usize);
     /// Retransmission timeout (RFC 5681 section 3.1): back to one segment.
     fn on_rto(&mut self, w: &mut Window, now: Instant, flight: usize);
+    /// A further timeout in the same loss episode (RFC 5681 section 3.1: ssthresh is
+    /// held when the segment was already resent by the timer): back to one segment,
+    /// ssthresh and the algorithm's memory of the loss kept.
+    fn on_repeated_rto(&mut self, w: &mut Window);
 }
 
 /// Which algorithm a connection uses.
@@ -112,6 +116,10 @@ impl Congestion {
 
     pub(crate) fn on_rto(&mut self, now: Instant, flight: usize) {
         self.algorithm.on_rto(&mut self.window, now, flight);
+    }
+
+    pub(crate) fn on_repeated_rto(&mut self) {
+        self.algorithm.on_repeated_rto(&mut self.window);
     }
 }
 

@@ -35,6 +35,11 @@ impl CongestionControl for NewReno {
         w.cwnd = w.mss;
         self.acked_in_ca = 0;
     }
+
+    fn on_repeated_rto(&mut self, w: &mut Window) {
+        w.cwnd = w.mss;
+        self.acked_in_ca = 0;
+    }
 }
 
 #[cfg(test)]
@@ -55,6 +60,10 @@ mod tests {
         }
         assert_eq!(r.cwnd(), 11_000);
         r.on_rto(Instant::ZERO, 11_000);
+        assert_eq!((r.cwnd(), r.ssthresh()), (1000, 5500));
+        // RFC 5681 section 3.1: a second timeout of the same data holds ssthresh.
+        r.on_ack(Instant::ZERO, 1000, None);
+        r.on_repeated_rto();
         assert_eq!((r.cwnd(), r.ssthresh()), (1000, 5500));
     }
 }

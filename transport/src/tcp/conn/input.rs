@@ -220,7 +220,10 @@ impl Connection {
         if !f.ack {
             return;
         }
-        if self.state == State::SynReceived {
+        // Whether this ACK acknowledges our SYN: only the one that completes the
+        // handshake from SYN-RECEIVED does (after SYN-SENT it was taken there).
+        let syn_acked = self.state == State::SynReceived;
+        if syn_acked {
             if seg.ack > self.snd_una && seg.ack <= self.snd_max {
                 self.snd_wnd = usize::from(seg.window) << self.snd_shift;
                 self.max_snd_wnd = self.snd_wnd;
@@ -236,7 +239,7 @@ impl Connection {
                 return;
             }
         }
-        if !self.process_ack(now, seg) {
+        if !self.process_ack(now, seg, syn_acked) {
             return;
         }
         // RFC 7323 section 4.3: remember the timestamp to echo.
@@ -259,10 +262,31 @@ impl Connection {
         }
     }
 
+    /// Sequence space up to `end` was sent again at `now` (see `retransmitted`).
+    pub(super) fn note_retransmission(&mut self, now: Instant, end: SeqNumber) {
+        let high = match self.retransmitted {
+            Some((high, _)) => high.max(end),
+            None => end,
+        };
+        self.retransmitted = Some((high, self.ts_now(now)));
+    }
+
+    /// One RTT sample from an ACK that acknowledges new data (RFC 6298 section 2, RFC
+    /// 7323 section 4.3): from its timestamp echo, else from the segment timed (Karn).
+    /// While retransmitted data is unacknowledged, an echo older than the latest
+    /// retransmission is not used: the peer echoes TS.Recent, which a duplicate does not
+    /// update, so when the ACK of the original was lost, the ACK that the retransmission
+    /// draws echoes the original and would read as a round trip of several RTOs (Linux
+    /// likewise prefers the times of data sent once).
     fn sample_rtt(&mut self, now: Instant, seg: &Segment<'_>) {
+        let guard = self.retransmitted;
+        if guard.is_some_and(|(high, _)| seg.ack >= high) {
+            self.retransmitted = None;
+        }
         if self.ts_enabled {
             if let Some((_, tsecr)) = seg.options.timestamps {
-                if tsecr != 0 {
+                let fresh = guard.is_none_or(|(_, rtx)| tsecr.wrapping_sub(rtx) as i32 >= 0);
+                if tsecr != 0 && fresh {
                     let ms = self.ts_now(now).wrapping_sub(tsecr);
                     if ms < MAX_TIMESTAMP_RTT_MS {
                         self.rtt.sample(Duration::from_millis(u64::from(ms.max(1))));
@@ -280,8 +304,11 @@ impl Connection {
         }
     }
 
-    /// ACK field processing; false if the segment is to be dropped.
-    fn process_ack(&mut self, now: Instant, seg: &Segment<'_>) -> bool {
+    /// ACK field processing; false if the segment is to be dropped. `syn_acked`: the ACK
+    /// also covers our SYN, which takes the first sequence number (RFC 9293 section 3.4)
+    /// but no byte of the send buffer. It is known from the state, never from
+    /// `snd_una == iss`, which holds again after every 2^32 bytes.
+    fn process_ack(&mut self, now: Instant, seg: &Segment<'_>, syn_acked: bool) -> bool {
         let ack = seg.ack;
         if ack > self.snd_max {
             // Acknowledges something never sent (RFC 9293: send ACK, drop).
@@ -295,10 +322,8 @@ impl Connection {
         }
         if ack > self.snd_una {
             let acked = ack - self.snd_una;
-            // The SYN takes the first sequence number (RFC 9293 section 3.4) but no byte
-            // of the send buffer, which may already hold data queued in SYN-RECEIVED.
-            let syn_acked = usize::from(self.snd_una == self.iss);
-            let data_acked = (acked - syn_acked).min(self.send_buf.len());
+            // The send buffer may already hold data queued in SYN-RECEIVED.
+            let data_acked = (acked - usize::from(syn_acked)).min(self.send_buf.len());
             self.send_buf.drain(..data_acked);
             super::shrink_drained(&mut self.send_buf);
             self.snd_una = ack;
@@ -363,7 +388,7 @@ impl Connection {
 
     /// TIME-WAIT keeps only what recognises the peer's retransmitted FIN (RFC 9293
     /// section 3.10.7.4): the send and reassembly buffers are freed, and the receive
-    /// buffer too once the application has read it (issue 8 item 11).
+    /// buffer too once the application has read it.
     fn enter_time_wait(&mut self, now: Instant) {
         self.timers.stop_all();
         self.timers.set(Timer::TimeWait, now + self.cfg.time_wait);

@@ -129,11 +129,13 @@ const MIN_SND_MSS: usize = 64;
 /// Bytes of a timestamps option as sent (with two NOPs), reducing the payload per segment
 /// (RFC 7323 section 3.2, laid out as in its appendix A).
 const TIMESTAMP_OPTION_LEN: usize = 12;
-/// SACKed ranges the sender remembers.
-const MAX_SCOREBOARD_BLOCKS: usize = 32;
-/// Capacity a drained send or receive buffer keeps (issue 8 item 11): beyond it the
-/// memory goes back when the buffer empties, so an idle connection holds little while
-/// small reads and writes do not reallocate each time.
+/// SACKed ranges the sender remembers (RFC 6675 section 3 keeps them all): more than
+/// the holes a burst of tail drops leaves in a full window, and than the out-of-order
+/// blocks a receiver like ours keeps, so that recovery does not resend what the peer has.
+const MAX_SCOREBOARD_BLOCKS: usize = 256;
+/// Capacity a drained send or receive buffer keeps: beyond it the memory goes back when
+/// the buffer empties, so an idle connection holds little while small reads and writes do
+/// not reallocate each time.
 const RETAINED_BUFFER: usize = 16 * 1024;
 /// RFC 5961 section 7: challenge ACKs are limited per this interval.
 const CHALLENGE_ACK_INTERVAL: Duration = Duration::from_secs(1);
@@ -197,6 +199,10 @@ pub struct Connection {
     retries: u32,
     /// Karn: the segment being timed, `(end seq, sent at)`, cleared on retransmission.
     timed: Option<(SeqNumber, Instant)>,
+    /// The end of the highest data (or SYN) retransmitted and the TSval of the latest
+    /// retransmission, until an ACK covers that end: a timestamp echo older than that
+    /// TSval may answer an earlier copy and is no round trip (RFC 7323 section 4.3).
+    retransmitted: Option<(SeqNumber, u32)>,
     /// Duplicate ACKs in a row (RFC 5681 section 2).
     dupacks: u32,
     recovery: Recovery,
@@ -279,6 +285,7 @@ impl Connection {
             cc,
             retries: 0,
             timed: None,
+            retransmitted: None,
             dupacks: 0,
             recovery: Recovery::Open,
             scoreboard: Scoreboard::new(MAX_SCOREBOARD_BLOCKS),
@@ -412,6 +419,11 @@ impl Connection {
     #[cfg(test)]
     pub(crate) fn effective_mss(&self) -> usize {
         self.snd_mss
+    }
+
+    #[cfg(test)]
+    pub(crate) fn ssthresh(&self) -> usize {
+        self.cc.ssthresh()
     }
 
     #[cfg(test)]

@@ -167,6 +167,7 @@ impl Connection {
                     if retransmit {
                         self.stats.retransmits += 1;
                         self.timed = None;
+                        self.note_retransmission(now, self.snd_nxt);
                     } else {
                         self.timed = Some((self.snd_nxt, now));
                     }
@@ -288,6 +289,7 @@ impl Connection {
         let end = seq + len + usize::from(fin);
         if seq < self.snd_max {
             self.stats.retransmits += 1;
+            self.note_retransmission(now, end);
             if self.timed.is_some_and(|(t, _)| t > seq) {
                 self.timed = None;
             }

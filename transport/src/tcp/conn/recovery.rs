@@ -29,6 +29,14 @@ pub(super) enum Recovery {
         /// RFC 6675 HighRxt: the highest sequence number retransmitted in this recovery.
         high_rxt: SeqNumber,
     },
+    /// After a retransmission timeout: going back N in slow start (RFC 5681 section 3.1).
+    /// RFC 6582 section 3.2 step 4 and RFC 6675 section 5.1: no fast recovery starts
+    /// until `recover` is acknowledged, and further timeouts before that belong to the
+    /// same loss episode (they keep ssthresh, RFC 5681 section 3.1).
+    Timeout {
+        /// SND.MAX at the latest timeout.
+        recover: SeqNumber,
+    },
 }
 
 impl Recovery {
@@ -36,7 +44,9 @@ impl Recovery {
     pub(super) fn recover(self) -> Option<SeqNumber> {
         match self {
             Recovery::Open => None,
-            Recovery::NewReno { recover, .. } | Recovery::Sack { recover, .. } => Some(recover),
+            Recovery::NewReno { recover, .. }
+            | Recovery::Sack { recover, .. }
+            | Recovery::Timeout { recover } => Some(recover),
         }
     }
 
@@ -125,6 +135,12 @@ impl Connection {
     pub(super) fn recovery_on_new_ack(&mut self, now: Instant, ack: SeqNumber, acked: usize) {
         match &mut self.recovery {
             Recovery::Open => self.cc.on_ack(now, acked, self.rtt.srtt()),
+            Recovery::Timeout { recover } => {
+                if ack >= *recover {
+                    self.recovery = Recovery::Open;
+                }
+                self.cc.on_ack(now, acked, self.rtt.srtt());
+            }
             Recovery::NewReno { recover, .. } | Recovery::Sack { recover, .. }
                 if ack >= *recover =>
             {
@@ -165,10 +181,26 @@ impl Connection {
         }
     }
 
-    /// RFC 6298 section 5.4-5.6: a retransmission timeout ends any recovery.
-    pub(super) fn recovery_on_timeout(&mut self) {
-        self.recovery = Recovery::Open;
+    /// RFC 6298 section 5.4-5.6: a retransmission timeout ends any fast recovery and
+    /// starts (or extends) a timeout recovery up to SND.MAX (RFC 6582 section 3.2 step 4,
+    /// RFC 6675 section 5.1). Only the first timeout of a loss episode reduces ssthresh
+    /// (RFC 5681 section 3.1: ssthresh is held when the segment was already resent by the
+    /// timer); later ones, before `recover` is acknowledged, keep it. `handshake`: a SYN
+    /// timed out, which touches no congestion state.
+    pub(super) fn recovery_on_timeout(&mut self, now: Instant, handshake: bool) {
         self.dupacks = 0;
         self.pending.retransmit_una = false;
+        if handshake {
+            self.recovery = Recovery::Open;
+            return;
+        }
+        if let Recovery::Timeout { .. } = self.recovery {
+            self.cc.on_repeated_rto();
+        } else {
+            self.cc.on_rto(now, self.flight());
+        }
+        self.recovery = Recovery::Timeout {
+            recover: self.snd_max,
+        };
     }
 }

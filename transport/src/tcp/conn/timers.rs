@@ -105,10 +105,7 @@ impl Connection {
         self.stats.timeouts += 1;
         self.rtt.on_timeout();
         self.timed = None;
-        if !handshake {
-            self.cc.on_rto(now, self.flight());
-        }
-        self.recovery_on_timeout();
+        self.recovery_on_timeout(now, handshake);
         // RFC 2018 section 8: the receiver may renege on what it SACKed. The first
         // timeout keeps the scoreboard, so going back N skips SACKed data (as Linux
         // does); a second one in a row drops it and resends everything, which also

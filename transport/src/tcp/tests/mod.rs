@@ -406,6 +406,8 @@ impl Owned {
 
 mod handshake;
 mod receive;
+mod recovery;
 mod reset;
 mod send;
+mod sequence;
 mod simultaneous;
