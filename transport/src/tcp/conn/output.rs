@@ -213,6 +213,14 @@ impl Connection {
         None
     }
 
+    /// Whether our FIN, at sequence number `at`, may go out. RFC 1122 section 4.2.2.17
+    /// and RFC 9293 section 3.8.6.1: a FIN takes a sequence number, so a new one waits for
+    /// room in the peer's window like data (the persist timer probes a zero window); one
+    /// already sent is retransmitted like data, whatever the window.
+    fn fin_fits(&self, at: SeqNumber) -> bool {
+        self.fin_sent || at - self.snd_una < self.snd_wnd
+    }
+
     /// Chooses the next data (or FIN) segment, copies its payload into `tx_payload` and
     /// advances snd_nxt. Sender SWS avoidance and Nagle (RFC 9293 section 3.8.6.2.1).
     fn next_data(&mut self, now: Instant) -> Option<(SeqNumber, Flags)> {
@@ -246,10 +254,12 @@ impl Connection {
                     len = len.min(start - self.snd_nxt);
                 }
             }
-            let fin_next =
+            let fin_at_end =
                 self.fin_queued && self.snd_nxt + len == data_end && self.snd_nxt <= data_end;
+            let fin_next = fin_at_end && self.fin_fits(data_end);
             if len == 0 {
-                if unsent > 0 && self.snd_wnd == 0 && self.flight() == 0 {
+                let waiting = unsent > 0 || (fin_at_end && !fin_next);
+                if waiting && self.snd_wnd == 0 && self.flight() == 0 {
                     // Zero window: probe it (RFC 9293 section 3.8.6.1).
                     if !self.timers.is_armed(Timer::ZeroWindowProbe) {
                         self.timers
@@ -270,7 +280,7 @@ impl Connection {
             (self.snd_nxt, len)
         };
         let offset = seq - self.snd_una;
-        let fin = self.fin_queued && seq + len == data_end;
+        let fin = self.fin_queued && seq + len == data_end && self.fin_fits(data_end);
         if len == 0 && !fin {
             return None;
         }

@@ -35,7 +35,8 @@ impl Connection {
                     }
                 }
                 Timer::ZeroWindowProbe => {
-                    if self.snd_wnd == 0 && !self.send_buf.is_empty() {
+                    let fin_waiting = self.fin_queued && !self.fin_sent;
+                    if self.snd_wnd == 0 && (!self.send_buf.is_empty() || fin_waiting) {
                         self.pending.probe = true;
                         self.stats.zero_window_probes += 1;
                         // Backoff per episode, not over the connection's lifetime.

@@ -408,3 +408,62 @@ fn zero_window_backoff_starts_over_after_the_window_opens() {
         recv!(s, [our_data(ISS + 1 + sent, PSH_ACK, b"hello")]);
     }
 }
+
+/// RFC 1122 section 4.2.2.17 (and RFC 9293 section 3.8.6.1): a FIN takes a sequence
+/// number, so one that does not fit the peer's window waits like data: the persist timer
+/// probes the window for as long as the peer answers, past the user timeout, and the FIN
+/// goes out once the window opens.
+#[test]
+fn fin_waits_for_window_rfc1122_4_2_2_17() {
+    let mut s = established(cfg());
+    send!(
+        s,
+        Segment {
+            window: 5,
+            ..SEND_TEMPL
+        }
+    );
+    s.send(b"hello").unwrap();
+    s.shutdown_write();
+    // The data fills the window: the FIN stays behind.
+    recv!(s, [our_data(ISS + 1, PSH_ACK, b"hello")]);
+    let closed = Segment {
+        ack: ISS + 6,
+        window: 0,
+        ..SEND_TEMPL
+    };
+    send!(s, closed);
+    recv_nothing!(s);
+    let start = s.now;
+    let probe = Segment {
+        seq: ISS + 5,
+        ..RECV_TEMPL
+    };
+    while s.now < start + 3 * cfg().user_timeout {
+        let at = s.poll_timeout().expect("the persist timer");
+        s.now = at;
+        s.conn.on_timeout(at);
+        recv!(s, [probe]);
+        send!(s, closed);
+        recv_nothing!(s);
+    }
+    assert_eq!(s.state(), State::FinWait1);
+    assert_eq!(s.error(), None);
+    send!(
+        s,
+        Segment {
+            ack: ISS + 6,
+            ..SEND_TEMPL
+        }
+    );
+    recv!(
+        s,
+        [Segment {
+            seq: ISS + 6,
+            flags: FIN_ACK,
+            ..RECV_TEMPL
+        }]
+    );
+    send!(s, peer_ack(ISS + 7));
+    assert_eq!(s.state(), State::FinWait2);
+}
