@@ -475,16 +475,16 @@ impl Connection {
             }
             return Ok(0);
         }
-        let before = self.window_to_advertise();
         let n = buf.len().min(self.recv_buf.len());
         for (dst, src) in buf.iter_mut().zip(self.recv_buf.drain(..n)) {
             *dst = src;
         }
-        // Window update once reading opened the window enough (RFC 9293 section
-        // 3.8.6.2.2, receiver side silly-window avoidance).
-        let after = self.window_to_advertise();
+        // Window update once the window we would advertise exceeds the one the peer knows
+        // by the threshold, however many reads freed it (RFC 1122 section 4.2.3.3, RFC
+        // 9293 section 3.8.6.2.2, receiver side silly-window avoidance).
         let threshold = self.receive_sws_threshold(2);
-        if self.state.is_synchronized() && after >= before + threshold && after > self.advertised()
+        if self.state.is_synchronized()
+            && self.window_to_advertise() >= self.advertised() + threshold
         {
             self.pending.ack = AckPending::Now;
             self.stats.window_updates += 1;

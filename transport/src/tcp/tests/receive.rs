@@ -205,3 +205,37 @@ fn paws_drops_a_segment_with_an_old_timestamp() {
     assert_eq!(s.stats().paws_drops, 1);
     assert_eq!(s.read_all(), b"abc");
 }
+
+/// RFC 1122 section 4.2.3.3 and RFC 9293 section 3.8.6.2.2 (receiver silly-window
+/// avoidance): a window update goes out once the window we would advertise exceeds the
+/// one last advertised by min(buffer / 2, 2 * MSS), whatever the sizes of the reads that
+/// freed it: after a full window, 1 KiB reads reopen it.
+#[test]
+fn window_update_after_small_reads_rfc1122_4_2_3_3() {
+    let mut s = established(TcpConfig {
+        recv_buffer: 6 * 1460,
+        ..cfg()
+    });
+    let data = pattern(6 * 1460, 0);
+    for (i, chunk) in data.chunks(1460).enumerate() {
+        send!(s, peer_data(IRS + 1 + i * 1460, chunk));
+    }
+    let end = IRS + 1 + data.len();
+    recv!(s, [our_ack(end, 0)]);
+    let mut read = Vec::new();
+    let mut updates = Vec::new();
+    for i in 1..=6 {
+        let mut buf = [0; 1024];
+        let n = s.recv(&mut buf).unwrap();
+        read.extend_from_slice(&buf[..n]);
+        while let Some(seg) = s.conn.poll_transmit(s.now) {
+            assert_eq!(seg, our_ack(end, seg.window));
+            updates.push((i, seg.window));
+        }
+    }
+    // Threshold 2 * 1460 = 2920: the third read frees 3072 bytes beyond the zero window
+    // advertised, the sixth 6144 beyond 3072 (the field moves the edge by at least an MSS).
+    assert_eq!(updates, [(3, 3072), (6, 6144)]);
+    assert_eq!(s.stats().window_updates, 2);
+    assert_eq!(read, data[..6 * 1024]);
+}
