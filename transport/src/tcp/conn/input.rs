@@ -155,6 +155,17 @@ impl Connection {
         }
     }
 
+    /// A segment with data, at RCV.NXT and with an ACK, that is unacceptable only because
+    /// our receive window is zero (RFC 9293 section 3.10.7.4).
+    fn at_zero_window(&self, seg: &Segment<'_>) -> bool {
+        let f = seg.flags;
+        f.ack
+            && !f.syn
+            && self.state != State::SynReceived
+            && seg.seq == self.rcv_nxt
+            && self.advertised().max(self.window_to_advertise()) == 0
+    }
+
     fn on_synchronized(&mut self, now: Instant, seg: &Segment<'_>) {
         let f = seg.flags;
         // RFC 7323 section 5.3 PAWS.
@@ -182,6 +193,11 @@ impl Connection {
                     // RFC 9293 section 3.10.7.4, TIME-WAIT: a retransmitted FIN (always
                     // below RCV.NXT, hence here) restarts the 2 MSL timeout.
                     self.timers.set(Timer::TimeWait, now + self.cfg.time_wait);
+                }
+                if self.at_zero_window(seg) {
+                    // RFC 9293 section 3.10.7.4: with RCV.WND zero, valid ACKs are still
+                    // processed; only the data is dropped.
+                    self.process_ack(now, seg);
                 }
             }
             return;

@@ -239,3 +239,50 @@ fn window_update_after_small_reads_rfc1122_4_2_3_3() {
     assert_eq!(s.stats().window_updates, 2);
     assert_eq!(read, data[..6 * 1024]);
 }
+
+/// RFC 9293 section 3.10.7.4: with RCV.WND zero no segment with data is acceptable, but
+/// its ACK field and window are still processed. The peer's zero-window probe, one new
+/// byte that also acknowledges our data, frees our send buffer and stops our timers; the
+/// byte is dropped and acknowledged.
+#[test]
+fn zero_receive_window_still_processes_acks_rfc9293_3_10_7_4() {
+    let mut s = established(TcpConfig {
+        recv_buffer: 1460,
+        ..cfg()
+    });
+    let data = pattern(1461, 0);
+    send!(s, peer_data(IRS + 1, &data[..1460]));
+    s.send(b"hello").unwrap();
+    recv!(
+        s,
+        [Segment {
+            ack: IRS + 1461,
+            window: 0,
+            flags: PSH_ACK,
+            payload: b"hello",
+            ..RECV_TEMPL
+        }]
+    );
+    send!(
+        s,
+        Segment {
+            seq: IRS + 1461,
+            ack: ISS + 6,
+            window: 1000,
+            payload: &data[1460..],
+            ..SEND_TEMPL
+        }
+    );
+    recv!(
+        s,
+        [Segment {
+            seq: ISS + 6,
+            ack: IRS + 1461,
+            window: 0,
+            ..RECV_TEMPL
+        }]
+    );
+    assert_eq!((s.send_queue(), s.send_window()), (0, 1000));
+    assert_eq!(s.poll_timeout(), None);
+    assert_eq!(s.recv_queue(), 1460);
+}
