@@ -31,6 +31,8 @@ crate::net::link::counters! {
         pub paws_drops: u64,
         pub window_updates: u64,
         pub zero_window_probes: u64,
+        /// RFC 1122 section 4.2.3.4 override timeouts that let held-back data go out.
+        pub sws_overrides: u64,
         pub keepalive_probes: u64,
         /// ICMP errors about data in flight (RFC 5461 soft errors, or hard ones in SYN-SENT).
         pub icmp_errors: u64,

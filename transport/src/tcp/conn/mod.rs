@@ -104,6 +104,9 @@ struct PendingOutput {
     /// Resend the segment at SND.UNA (fast retransmit, NewReno partial ACK). It stays
     /// requested until the next transmit even if the recovery episode ends first.
     retransmit_una: bool,
+    /// The RFC 1122 section 4.2.3.4 override timeout passed: the next data segment may
+    /// be smaller than sender silly-window avoidance allows.
+    sws_override: bool,
     /// The ACK for received data.
     ack: AckPending,
 }
@@ -115,6 +118,7 @@ impl Default for PendingOutput {
             abort_reset: false,
             probe: false,
             retransmit_una: false,
+            sws_override: false,
             ack: AckPending::None,
         }
     }

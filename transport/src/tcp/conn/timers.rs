@@ -48,6 +48,11 @@ impl Connection {
                             .saturating_mul(1 << backoff)
                             .min(self.cfg.max_rto);
                         self.timers.set(Timer::ZeroWindowProbe, now + wait);
+                    } else if self.snd_wnd > 0 && self.flight() == 0 && !self.send_buf.is_empty() {
+                        // RFC 1122 section 4.2.3.4: the override timeout of sender
+                        // silly-window avoidance passed with nothing in flight.
+                        self.pending.sws_override = true;
+                        self.stats.sws_overrides += 1;
                     }
                 }
                 Timer::KeepAlive => {

@@ -467,3 +467,38 @@ fn fin_waits_for_window_rfc1122_4_2_2_17() {
     send!(s, peer_ack(ISS + 7));
     assert_eq!(s.state(), State::FinWait2);
 }
+
+/// RFC 1122 section 4.2.3.4 (sender silly-window avoidance): data held back because the
+/// peer's window is small but not zero, with nothing in flight to bring an ACK, goes out
+/// when the override timeout passes (here the persist timer, at the RTO, as Linux
+/// does), as much as the window takes.
+#[test]
+fn sws_override_timer_sends_into_a_small_window_rfc1122_4_2_3_4() {
+    let mut s = established(cfg());
+    send!(
+        s,
+        Segment {
+            window: 100,
+            ..SEND_TEMPL
+        }
+    );
+    let data = pattern(5000, 0);
+    s.send(&data).unwrap();
+    recv_nothing!(s);
+    assert_eq!(s.poll_timeout(), Some(s.now + ms(300)));
+    s.advance(ms(299));
+    recv_nothing!(s);
+    s.advance(ms(1));
+    recv!(s, [our_data(ISS + 1, ACK, &data[..100])]);
+    assert_eq!(s.stats().sws_overrides, 1);
+    // The next window is a full segment: sent at once.
+    send!(
+        s,
+        Segment {
+            ack: ISS + 101,
+            window: 1460,
+            ..SEND_TEMPL
+        }
+    );
+    recv!(s, [our_data(ISS + 101, ACK, &data[100..1560])]);
+}
