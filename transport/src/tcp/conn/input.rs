@@ -402,7 +402,12 @@ impl Connection {
                 if filled_hole {
                     self.pending.ack = AckPending::Now;
                 } else {
-                    if payload.len() >= self.snd_mss.min(usize::from(self.cfg.mss)) {
+                    // RFC 9293 section 3.8.6.3: full-sized as the peer's segments go, so
+                    // a smaller path MTU on its side still gets an ACK every second one.
+                    if payload.len() > self.rcv_mss {
+                        self.rcv_mss = payload.len().min(usize::from(self.cfg.mss));
+                    }
+                    if payload.len() >= self.rcv_mss {
                         self.unacked_segments += 1;
                     }
                     if self.unacked_segments >= ACK_EVERY_FULL_SEGMENTS

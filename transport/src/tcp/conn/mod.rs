@@ -205,6 +205,9 @@ pub struct Connection {
     pending: PendingOutput,
     /// Full-sized segments received since the last ACK we sent.
     unacked_segments: u32,
+    /// The largest segment the peer sent in order, at most our MSS: what counts as
+    /// full-sized for delayed ACKs (Linux's rcv_mss).
+    rcv_mss: usize,
     /// Start of the current RFC 5961 section 7 interval and the challenge ACKs sent in it.
     challenge_window: (Instant, u32),
     error: Option<ConnectionError>,
@@ -282,6 +285,7 @@ impl Connection {
             keepalive_probes_sent: 0,
             pending: PendingOutput::default(),
             unacked_segments: 0,
+            rcv_mss: DEFAULT_MSS.min(mss),
             challenge_window: (now, 0),
             error: None,
             tx_payload: Vec::new(),

@@ -286,3 +286,24 @@ fn zero_receive_window_still_processes_acks_rfc9293_3_10_7_4() {
     assert_eq!(s.poll_timeout(), None);
     assert_eq!(s.recv_queue(), 1460);
 }
+
+/// RFC 9293 section 3.8.6.3 and RFC 5681 section 4.2 (an ACK at least every second
+/// full-sized segment): "full-sized" is measured against the segments the peer sends, the
+/// largest received so far (Linux's rcv_mss), not against our MSS. A peer whose path
+/// carries 1200-byte segments gets an ACK for every second one.
+#[test]
+fn delayed_ack_full_size_is_the_peers_segment_size_rfc9293_3_8_6_3() {
+    let mut s = established(cfg());
+    let data = pattern(3600, 0);
+    send!(s, peer_data(IRS + 1, &data[..1200]));
+    recv_nothing!(s);
+    send!(s, peer_data(IRS + 1201, &data[1200..2400]));
+    recv!(s, [our_ack(IRS + 2401, WINDOW - 2400)]);
+    // A smaller segment than the largest one seen is not full-sized: its ACK is delayed.
+    send!(s, peer_data(IRS + 2401, &data[2400..3000]));
+    recv_nothing!(s);
+    send!(s, peer_data(IRS + 3001, &data[3000..]));
+    recv_nothing!(s);
+    s.advance(ms(40));
+    recv!(s, [our_ack(IRS + 3601, WINDOW - 3600)]);
+}
