@@ -28,6 +28,9 @@ crate::net::link::counters! {
         pub rsts_out: u64,
         pub challenge_acks: u64,
         pub challenge_acks_suppressed: u64,
+        /// ACKs to invalid segments without data (PAWS failures, out of window, ACKs of
+        /// unsent data) left unsent by the RFC 5961 section 7 limit.
+        pub invalid_acks_suppressed: u64,
         pub paws_drops: u64,
         pub window_updates: u64,
         pub zero_window_probes: u64,
