@@ -32,6 +32,8 @@ crate::net::link::counters! {
         /// unsent data) left unsent by the RFC 5961 section 7 limit.
         pub invalid_acks_suppressed: u64,
         pub paws_drops: u64,
+        /// Segments with both SYN and FIN, dropped in SYN-SENT (as Linux does).
+        pub syn_fin_drops: u64,
         pub window_updates: u64,
         pub zero_window_probes: u64,
         /// RFC 1122 section 4.2.3.4 override timeouts that let held-back data go out.

@@ -130,6 +130,11 @@ impl Connection {
         if !f.syn {
             return;
         }
+        if f.fin {
+            // SYN and FIN together only probe or fingerprint a stack: Linux drops them.
+            self.stats.syn_fin_drops += 1;
+            return;
+        }
         self.take_syn_options(seg);
         self.irs = seg.seq;
         self.rcv_nxt = seg.seq + 1;
