@@ -105,6 +105,8 @@ crate::net::link::counters! {
         pub syn_cookies_rejected: u64,
         /// Connections freed on entering TIME-WAIT because `max_time_wait` were in it.
         pub time_wait_overflows: u64,
+        /// SYNs with FIN set to a listener, dropped (as Linux does).
+        pub tcp_syn_fin_drops: u64,
         pub accept_queue_overflows: u64,
         pub connections_opened: u64,
         pub connections_accepted: u64,
@@ -585,6 +587,12 @@ impl<L: Link> Stack<L> {
         }
         if f.syn && !f.ack && !f.rst {
             if let Some(listener) = self.listeners.get(&seg.dst_port) {
+                if f.fin {
+                    // SYN and FIN together only probe or fingerprint a stack: Linux drops
+                    // them at a listener.
+                    self.stats.tcp_syn_fin_drops += 1;
+                    return;
+                }
                 if listener.half_open >= self.cfg.syn_backlog {
                     self.stats.syn_queue_overflows += 1;
                     if self.cfg.syn_cookies && listener.ready.len() < listener.backlog {

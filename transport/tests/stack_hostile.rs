@@ -196,3 +196,36 @@ fn syn_flood(timestamps: bool) {
     assert_eq!(stats.tcp_rsts_sent, rsts + 1, "{stats:?}");
     assert_eq!(stats.syn_cookies_accepted, 1, "{stats:?}");
 }
+
+/// A SYN with FIN set to a listener is dropped and counted, as Linux drops it: no
+/// SYN-ACK, no half-open connection. (No RFC forbids the combination; it serves only to
+/// probe and fingerprint stacks.)
+#[test]
+fn syn_fin_to_a_listener_is_dropped_and_counted() {
+    let mut p = Pair::clean();
+    p.b.tcp_listen(80, 4).unwrap();
+    let seg = Segment {
+        src_port: 40000,
+        dst_port: 80,
+        seq: SeqNumber(1),
+        ack: SeqNumber(0),
+        flags: Flags {
+            syn: true,
+            fin: true,
+            ..Flags::default()
+        },
+        window: 65535,
+        urgent: 0,
+        options: TcpOptions::default(),
+        payload: &[],
+    };
+    let mut bytes = Vec::new();
+    wire::emit(&seg, A, B, &mut bytes);
+    p.a.interface_mut()
+        .send(p.now, B, IpNumber::TCP, &bytes)
+        .unwrap();
+    p.run_for(Duration::from_secs(5));
+    assert_eq!(p.b.stats().tcp_syn_fin_drops, 1);
+    assert_eq!(p.b.connections(), 0);
+    assert_eq!(p.b.interface().stats().tx_packets, 0);
+}

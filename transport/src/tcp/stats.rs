@@ -28,7 +28,12 @@ crate::net::link::counters! {
         pub rsts_out: u64,
         pub challenge_acks: u64,
         pub challenge_acks_suppressed: u64,
+        /// ACKs to invalid segments without data (PAWS failures, out of window, ACKs of
+        /// unsent data) left unsent by the RFC 5961 section 7 limit.
+        pub invalid_acks_suppressed: u64,
         pub paws_drops: u64,
+        /// Segments with both SYN and FIN, dropped in SYN-SENT (as Linux does).
+        pub syn_fin_drops: u64,
         pub window_updates: u64,
         pub zero_window_probes: u64,
         /// Connections reset because data arrived after the application closed them
@@ -37,6 +42,8 @@ crate::net::link::counters! {
         /// Connections given up after the application closed them: FIN-WAIT-2 timeout,
         /// or the peer's window stayed shut through `orphan_retries` probes.
         pub orphans_timed_out: u64,
+        /// RFC 1122 section 4.2.3.4 override timeouts that let held-back data go out.
+        pub sws_overrides: u64,
         pub keepalive_probes: u64,
         /// ICMP errors about data in flight (RFC 5461 soft errors, or hard ones in SYN-SENT).
         pub icmp_errors: u64,

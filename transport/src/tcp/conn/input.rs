@@ -70,8 +70,9 @@ impl Connection {
         self.cc.set_mss(self.snd_mss);
     }
 
-    /// RFC 5961 section 7: at most `challenge_ack_limit` challenge ACKs a second.
-    fn challenge_ack(&mut self, now: Instant) {
+    /// RFC 5961 section 7: at most `challenge_ack_limit` ACKs a second answer challenges
+    /// and invalid segments; asks for the ACK and returns true if this one is within it.
+    fn ack_within_limit(&mut self, now: Instant) -> bool {
         let (start, _) = self.challenge_window;
         if now - start >= CHALLENGE_ACK_INTERVAL {
             self.challenge_window = (now, 0);
@@ -79,9 +80,32 @@ impl Connection {
         if self.challenge_window.1 < self.cfg.challenge_ack_limit {
             self.challenge_window.1 += 1;
             self.pending.ack = AckPending::Now;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// RFC 5961 sections 3.2, 4.2 and 7: a rate-limited challenge ACK.
+    fn challenge_ack(&mut self, now: Instant) {
+        if self.ack_within_limit(now) {
             self.stats.challenge_acks += 1;
         } else {
             self.stats.challenge_acks_suppressed += 1;
+        }
+    }
+
+    /// The ACK answering an invalid segment: a PAWS failure (RFC 7323 section 5.3), an
+    /// unacceptable segment or an ACK of data never sent (RFC 9293 section 3.10.7.4).
+    /// Without data (or with a SYN) it goes through the RFC 5961 section 7 limit, so two
+    /// desynchronised peers do not ACK each other forever; a segment with data is always
+    /// answered, as Linux does (`tcp_oow_rate_limited`): it is no part of an ACK loop,
+    /// and its duplicate ACK is what the sender's loss recovery and probes need.
+    fn ack_invalid(&mut self, now: Instant, seg: &Segment<'_>) {
+        if seg.seq_len() > 0 && !seg.flags.syn {
+            self.pending.ack = AckPending::Now;
+        } else if !self.ack_within_limit(now) {
+            self.stats.invalid_acks_suppressed += 1;
         }
     }
 
@@ -116,6 +140,11 @@ impl Connection {
             return;
         }
         if !f.syn {
+            return;
+        }
+        if f.fin {
+            // SYN and FIN together only probe or fingerprint a stack: Linux drops them.
+            self.stats.syn_fin_drops += 1;
             return;
         }
         self.take_syn_options(seg);
@@ -167,6 +196,17 @@ impl Connection {
         }
     }
 
+    /// A segment with data, at RCV.NXT and with an ACK, that is unacceptable only because
+    /// our receive window is zero (RFC 9293 section 3.10.7.4).
+    fn at_zero_window(&self, seg: &Segment<'_>) -> bool {
+        let f = seg.flags;
+        f.ack
+            && !f.syn
+            && self.state != State::SynReceived
+            && seg.seq == self.rcv_nxt
+            && self.advertised().max(self.window_to_advertise()) == 0
+    }
+
     fn on_synchronized(&mut self, now: Instant, seg: &Segment<'_>) {
         let f = seg.flags;
         // RFC 7323 section 5.3 PAWS.
@@ -174,7 +214,7 @@ impl Connection {
             if let Some((tsval, _)) = seg.options.timestamps {
                 if (tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
                     self.stats.paws_drops += 1;
-                    self.pending.ack = AckPending::Now;
+                    self.ack_invalid(now, seg);
                     return;
                 }
             }
@@ -189,11 +229,17 @@ impl Connection {
             if !f.rst {
                 // An old duplicate or out of window: re-ACK (RFC 9293 3.10.7.4).
                 self.stats.dup_segments += 1;
-                self.pending.ack = AckPending::Now;
+                self.ack_invalid(now, seg);
                 if self.state == State::TimeWait && f.fin {
                     // RFC 9293 section 3.10.7.4, TIME-WAIT: a retransmitted FIN (always
                     // below RCV.NXT, hence here) restarts the 2 MSL timeout.
                     self.timers.set(Timer::TimeWait, now + self.cfg.time_wait);
+                }
+                if self.at_zero_window(seg) {
+                    // RFC 9293 section 3.10.7.4: with RCV.WND zero, valid ACKs are still
+                    // processed; only the data is dropped. (Never in SYN-RECEIVED, so this
+                    // ACK does not cover our SYN.)
+                    self.process_ack(now, seg, false);
                 }
             }
             return;
@@ -312,7 +358,7 @@ impl Connection {
         let ack = seg.ack;
         if ack > self.snd_max {
             // Acknowledges something never sent (RFC 9293: send ACK, drop).
-            self.pending.ack = AckPending::Now;
+            self.ack_invalid(now, seg);
             return false;
         }
         // RFC 5961 section 5.2: too old an ACK is suspicious.
@@ -443,7 +489,12 @@ impl Connection {
                 if filled_hole {
                     self.pending.ack = AckPending::Now;
                 } else {
-                    if payload.len() >= self.snd_mss.min(usize::from(self.cfg.mss)) {
+                    // RFC 9293 section 3.8.6.3: full-sized as the peer's segments go, so
+                    // a smaller path MTU on its side still gets an ACK every second one.
+                    if payload.len() > self.rcv_mss {
+                        self.rcv_mss = payload.len().min(usize::from(self.cfg.mss));
+                    }
+                    if payload.len() >= self.rcv_mss {
                         self.unacked_segments += 1;
                     }
                     if self.unacked_segments >= ACK_EVERY_FULL_SEGMENTS

@@ -104,6 +104,9 @@ struct PendingOutput {
     /// Resend the segment at SND.UNA (fast retransmit, NewReno partial ACK). It stays
     /// requested until the next transmit even if the recovery episode ends first.
     retransmit_una: bool,
+    /// The RFC 1122 section 4.2.3.4 override timeout passed: the next data segment may
+    /// be smaller than sender silly-window avoidance allows.
+    sws_override: bool,
     /// The ACK for received data.
     ack: AckPending,
 }
@@ -115,6 +118,7 @@ impl Default for PendingOutput {
             abort_reset: false,
             probe: false,
             retransmit_una: false,
+            sws_override: false,
             ack: AckPending::None,
         }
     }
@@ -214,6 +218,9 @@ pub struct Connection {
     pending: PendingOutput,
     /// Full-sized segments received since the last ACK we sent.
     unacked_segments: u32,
+    /// The largest segment the peer sent in order, at most our MSS: what counts as
+    /// full-sized for delayed ACKs (Linux's rcv_mss).
+    rcv_mss: usize,
     /// Start of the current RFC 5961 section 7 interval and the challenge ACKs sent in it.
     challenge_window: (Instant, u32),
     error: Option<ConnectionError>,
@@ -293,6 +300,7 @@ impl Connection {
             keepalive_probes_sent: 0,
             pending: PendingOutput::default(),
             unacked_segments: 0,
+            rcv_mss: DEFAULT_MSS.min(mss),
             challenge_window: (now, 0),
             error: None,
             tx_payload: Vec::new(),
@@ -521,7 +529,6 @@ impl Connection {
             }
             return Ok(0);
         }
-        let before = self.window_to_advertise();
         let n = buf.len().min(self.recv_buf.len());
         for (dst, src) in buf.iter_mut().zip(self.recv_buf.drain(..n)) {
             *dst = src;
@@ -530,11 +537,12 @@ impl Connection {
         if self.state == State::TimeWait && self.recv_buf.is_empty() {
             self.recv_buf = VecDeque::new();
         }
-        // Window update once reading opened the window enough (RFC 9293 section
-        // 3.8.6.2.2, receiver side silly-window avoidance).
-        let after = self.window_to_advertise();
+        // Window update once the window we would advertise exceeds the one the peer knows
+        // by the threshold, however many reads freed it (RFC 1122 section 4.2.3.3, RFC
+        // 9293 section 3.8.6.2.2, receiver side silly-window avoidance).
         let threshold = self.receive_sws_threshold(2);
-        if self.state.is_synchronized() && after >= before + threshold && after > self.advertised()
+        if self.state.is_synchronized()
+            && self.window_to_advertise() >= self.advertised() + threshold
         {
             self.pending.ack = AckPending::Now;
             self.stats.window_updates += 1;

@@ -2,7 +2,7 @@
 //! and the choice of the next segment (RSTs, SYN, data and FIN, probes, pure ACKs).
 
 use super::{AckPending, Connection, State, TIMESTAMP_OPTION_LEN};
-use crate::net::link::Instant;
+use crate::net::link::{Duration, Instant};
 use crate::tcp::seq::SeqNumber;
 use crate::tcp::timer::Timer;
 use crate::tcp::wire::{
@@ -15,6 +15,9 @@ const SACK_OPTION_OVERHEAD: usize = 4;
 /// Silly-window avoidance fraction, as a divisor: Fr = Fs = 1/2 of the buffer or of the
 /// largest window seen (RFC 9293 sections 3.8.6.2.1 and 3.8.6.2.2).
 const SWS_FRACTION: usize = 2;
+/// Longest override timeout of sender silly-window avoidance (RFC 1122 section 4.2.3.4
+/// suggests 0.1 to 1 s); it is the RTO when that is shorter.
+const MAX_SWS_OVERRIDE: Duration = Duration::from_secs(1);
 
 impl Connection {
     /// Free receive buffer space, measured from rcv_nxt.
@@ -214,6 +217,14 @@ impl Connection {
         None
     }
 
+    /// Whether our FIN, at sequence number `at`, may go out. RFC 1122 section 4.2.2.17
+    /// and RFC 9293 section 3.8.6.1: a FIN takes a sequence number, so a new one waits for
+    /// room in the peer's window like data (the persist timer probes a zero window); one
+    /// already sent is retransmitted like data, whatever the window.
+    fn fin_fits(&self, at: SeqNumber) -> bool {
+        self.fin_sent || at - self.snd_una < self.snd_wnd
+    }
+
     /// Chooses the next data (or FIN) segment, copies its payload into `tx_payload` and
     /// advances snd_nxt. Sender SWS avoidance and Nagle (RFC 9293 section 3.8.6.2.1).
     fn next_data(&mut self, now: Instant) -> Option<(SeqNumber, Flags)> {
@@ -247,10 +258,12 @@ impl Connection {
                     len = len.min(start - self.snd_nxt);
                 }
             }
-            let fin_next =
+            let fin_at_end =
                 self.fin_queued && self.snd_nxt + len == data_end && self.snd_nxt <= data_end;
+            let fin_next = fin_at_end && self.fin_fits(data_end);
             if len == 0 {
-                if unsent > 0 && self.snd_wnd == 0 && self.flight() == 0 {
+                let waiting = unsent > 0 || (fin_at_end && !fin_next);
+                if waiting && self.snd_wnd == 0 && self.flight() == 0 {
                     // Zero window: probe it (RFC 9293 section 3.8.6.1).
                     if !self.timers.is_armed(Timer::ZeroWindowProbe) {
                         self.timers
@@ -264,14 +277,21 @@ impl Connection {
                 let nagle_ok = self.cfg.nodelay || self.flight() == 0;
                 let all_of_it = len == unsent;
                 let big_enough = self.max_snd_wnd > 0 && len >= self.max_snd_wnd / SWS_FRACTION;
-                if !((nagle_ok && all_of_it) || big_enough) {
+                if !((nagle_ok && all_of_it) || big_enough || self.pending.sws_override) {
+                    // RFC 1122 section 4.2.3.4: with nothing in flight no ACK will come to
+                    // send it; the override timeout (the persist timer) will.
+                    if self.flight() == 0 && !self.timers.is_armed(Timer::ZeroWindowProbe) {
+                        let wait = self.rtt.rto().min(MAX_SWS_OVERRIDE);
+                        self.timers.set(Timer::ZeroWindowProbe, now + wait);
+                    }
                     return None;
                 }
             }
+            self.pending.sws_override = false;
             (self.snd_nxt, len)
         };
         let offset = seq - self.snd_una;
-        let fin = self.fin_queued && seq + len == data_end;
+        let fin = self.fin_queued && seq + len == data_end && self.fin_fits(data_end);
         if len == 0 && !fin {
             return None;
         }

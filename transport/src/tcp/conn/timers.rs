@@ -35,15 +35,16 @@ impl Connection {
                     }
                 }
                 Timer::ZeroWindowProbe => {
-                    if self.snd_wnd == 0
-                        && !self.send_buf.is_empty()
+                    let fin_waiting = self.fin_queued && !self.fin_sent;
+                    let probing = self.snd_wnd == 0 && (!self.send_buf.is_empty() || fin_waiting);
+                    if probing
                         && self.orphaned
                         && self.zero_window_backoff >= self.cfg.orphan_retries
                     {
                         // Linux `tcp_orphan_retries`: nobody waits for this data.
                         self.stats.orphans_timed_out += 1;
                         self.fail(ConnectionError::TimedOut);
-                    } else if self.snd_wnd == 0 && !self.send_buf.is_empty() {
+                    } else if probing {
                         self.pending.probe = true;
                         self.stats.zero_window_probes += 1;
                         // Backoff per episode, not over the connection's lifetime.
@@ -55,6 +56,11 @@ impl Connection {
                             .saturating_mul(1 << backoff)
                             .min(self.cfg.max_rto);
                         self.timers.set(Timer::ZeroWindowProbe, now + wait);
+                    } else if self.snd_wnd > 0 && self.flight() == 0 && !self.send_buf.is_empty() {
+                        // RFC 1122 section 4.2.3.4: the override timeout of sender
+                        // silly-window avoidance passed with nothing in flight.
+                        self.pending.sws_override = true;
+                        self.stats.sws_overrides += 1;
                     }
                 }
                 Timer::KeepAlive => {

@@ -392,3 +392,26 @@ fn close_in_syn_received_sends_fin_after_the_handshake() {
         }]
     );
 }
+
+/// A SYN with FIN set is dropped and counted in SYN-SENT, as Linux drops it, whether it
+/// carries the ACK of our SYN or would start a simultaneous open. (No RFC forbids the
+/// combination; it serves only to probe and fingerprint stacks.)
+#[test]
+fn syn_fin_is_dropped_and_counted_in_syn_sent() {
+    let mut s = syn_sent(cfg());
+    for (ack, flags) in [(ISS + 1, SYN_ACK), (SeqNumber(0), SYN)] {
+        send!(
+            s,
+            Segment {
+                seq: IRS,
+                ack,
+                flags: Flags { fin: true, ..flags },
+                options: mss(MSS),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.state(), State::SynSent);
+        recv_nothing!(s);
+    }
+    assert_eq!(s.stats().syn_fin_drops, 2);
+}

@@ -206,7 +206,7 @@ fn paws_drops_a_segment_with_an_old_timestamp() {
     assert_eq!(s.read_all(), b"abc");
 }
 
-/// Issue 8 item 11: a receive buffer read empty gives back what it grew to, beyond a small
+/// A receive buffer read empty gives back what it grew to, beyond a small
 /// amount kept so that small reads do not reallocate each time; the send buffer likewise
 /// once everything queued is acknowledged.
 #[test]
@@ -224,4 +224,106 @@ fn drained_buffers_shrink() {
     // Both buffers' retained 16 KiB, and one segment's payload.
     let kept = 2 * 16 * 1024 + usize::from(MSS);
     assert!(s.buffer_capacity() <= kept, "{}", s.buffer_capacity());
+}
+
+/// RFC 1122 section 4.2.3.3 and RFC 9293 section 3.8.6.2.2 (receiver silly-window
+/// avoidance): a window update goes out once the window we would advertise exceeds the
+/// one last advertised by min(buffer / 2, 2 * MSS), whatever the sizes of the reads that
+/// freed it: after a full window, 1 KiB reads reopen it.
+#[test]
+fn window_update_after_small_reads_rfc1122_4_2_3_3() {
+    let mut s = established(TcpConfig {
+        recv_buffer: 6 * 1460,
+        ..cfg()
+    });
+    let data = pattern(6 * 1460, 0);
+    for (i, chunk) in data.chunks(1460).enumerate() {
+        send!(s, peer_data(IRS + 1 + i * 1460, chunk));
+    }
+    let end = IRS + 1 + data.len();
+    recv!(s, [our_ack(end, 0)]);
+    let mut read = Vec::new();
+    let mut updates = Vec::new();
+    for i in 1..=6 {
+        let mut buf = [0; 1024];
+        let n = s.recv(&mut buf).unwrap();
+        read.extend_from_slice(&buf[..n]);
+        while let Some(seg) = s.conn.poll_transmit(s.now) {
+            assert_eq!(seg, our_ack(end, seg.window));
+            updates.push((i, seg.window));
+        }
+    }
+    // Threshold 2 * 1460 = 2920: the third read frees 3072 bytes beyond the zero window
+    // advertised, the sixth 6144 beyond 3072 (the field moves the edge by at least an MSS).
+    assert_eq!(updates, [(3, 3072), (6, 6144)]);
+    assert_eq!(s.stats().window_updates, 2);
+    assert_eq!(read, data[..6 * 1024]);
+}
+
+/// RFC 9293 section 3.10.7.4: with RCV.WND zero no segment with data is acceptable, but
+/// its ACK field and window are still processed. The peer's zero-window probe, one new
+/// byte that also acknowledges our data, frees our send buffer and stops our timers; the
+/// byte is dropped and acknowledged.
+#[test]
+fn zero_receive_window_still_processes_acks_rfc9293_3_10_7_4() {
+    let mut s = established(TcpConfig {
+        recv_buffer: 1460,
+        ..cfg()
+    });
+    let data = pattern(1461, 0);
+    send!(s, peer_data(IRS + 1, &data[..1460]));
+    s.send(b"hello").unwrap();
+    recv!(
+        s,
+        [Segment {
+            ack: IRS + 1461,
+            window: 0,
+            flags: PSH_ACK,
+            payload: b"hello",
+            ..RECV_TEMPL
+        }]
+    );
+    send!(
+        s,
+        Segment {
+            seq: IRS + 1461,
+            ack: ISS + 6,
+            window: 1000,
+            payload: &data[1460..],
+            ..SEND_TEMPL
+        }
+    );
+    recv!(
+        s,
+        [Segment {
+            seq: ISS + 6,
+            ack: IRS + 1461,
+            window: 0,
+            ..RECV_TEMPL
+        }]
+    );
+    assert_eq!((s.send_queue(), s.send_window()), (0, 1000));
+    assert_eq!(s.poll_timeout(), None);
+    assert_eq!(s.recv_queue(), 1460);
+}
+
+/// RFC 9293 section 3.8.6.3 and RFC 5681 section 4.2 (an ACK at least every second
+/// full-sized segment): "full-sized" is measured against the segments the peer sends, the
+/// largest received so far (Linux's rcv_mss), not against our MSS. A peer whose path
+/// carries 1200-byte segments gets an ACK for every second one.
+#[test]
+fn delayed_ack_full_size_is_the_peers_segment_size_rfc9293_3_8_6_3() {
+    let mut s = established(cfg());
+    let data = pattern(3600, 0);
+    send!(s, peer_data(IRS + 1, &data[..1200]));
+    recv_nothing!(s);
+    send!(s, peer_data(IRS + 1201, &data[1200..2400]));
+    recv!(s, [our_ack(IRS + 2401, WINDOW - 2400)]);
+    // A smaller segment than the largest one seen is not full-sized: its ACK is delayed.
+    send!(s, peer_data(IRS + 2401, &data[2400..3000]));
+    recv_nothing!(s);
+    send!(s, peer_data(IRS + 3001, &data[3000..]));
+    recv_nothing!(s);
+    s.advance(ms(40));
+    recv!(s, [our_ack(IRS + 3601, WINDOW - 3600)]);
 }

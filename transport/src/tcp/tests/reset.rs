@@ -174,3 +174,72 @@ fn abort_sends_a_reset() {
     assert_eq!(s.state(), State::Closed);
     assert_eq!(s.error(), Some(ConnectionError::Aborted));
 }
+
+/// RFC 5961 section 7 (and RFC 9293 section 3.10.7.4): every immediate ACK answering an
+/// invalid segment without data (PAWS failure, out of window, an out-of-window SYN, an ACK
+/// of data never sent) goes through the per-connection limit, so two desynchronised peers
+/// do not ACK each other forever: 40 of them in one second draw `challenge_ack_limit` ACKs.
+/// A duplicate data segment is still answered (as Linux does): it is no part of an ACK
+/// loop, and its duplicate ACK is what the sender's recovery needs.
+#[test]
+fn acks_to_invalid_segments_are_rate_limited_rfc5961_7() {
+    let mut s = established(TcpConfig {
+        timestamps: true,
+        ..cfg()
+    });
+    let fresh = ts(PEER_TS + 10, TS0 + 100);
+    let invalid = [
+        // PAWS: an older TSval than TS.Recent.
+        Segment {
+            options: ts(PEER_TS - 10, TS0 + 100),
+            ..SEND_TEMPL
+        },
+        // Beyond the window.
+        Segment {
+            seq: IRS + 100_000,
+            options: fresh,
+            ..SEND_TEMPL
+        },
+        // A SYN beyond the window.
+        Segment {
+            seq: IRS + 100_000,
+            ack: SeqNumber(0),
+            flags: SYN,
+            options: fresh,
+            ..SEND_TEMPL
+        },
+        // An ACK of data never sent.
+        Segment {
+            ack: ISS + 100,
+            options: fresh,
+            ..SEND_TEMPL
+        },
+    ];
+    let mut acks = 0;
+    for i in 0..40 {
+        send!(s, invalid[i % invalid.len()]);
+        while let Some(seg) = s.conn.poll_transmit(s.now) {
+            assert_eq!((seg.flags, seg.seq, seg.ack), (ACK, ISS + 1, IRS + 1));
+            acks += 1;
+        }
+        s.now += ms(20);
+    }
+    assert_eq!(acks, cfg().challenge_ack_limit);
+    assert_eq!(s.stats().invalid_acks_suppressed, 30);
+    // Duplicate data is still acknowledged.
+    send!(
+        s,
+        Segment {
+            seq: IRS,
+            payload: b"x",
+            options: fresh,
+            ..SEND_TEMPL
+        }
+    );
+    assert!(s.conn.poll_transmit(s.now).is_some());
+    // A new second, a new allowance.
+    s.now += secs(1);
+    send!(s, invalid[0]);
+    assert!(s.conn.poll_transmit(s.now).is_some());
+    assert_eq!(s.state(), State::Established);
+}

@@ -490,3 +490,97 @@ fn fragmentation_needed_without_mtu_takes_the_plateau_below_rfc1191_5() {
     s.conn.on_fragmentation_needed(ISS + 1, 0, 552);
     assert_eq!(s.effective_mss(), 552 - 40);
 }
+
+/// RFC 1122 section 4.2.2.17 (and RFC 9293 section 3.8.6.1): a FIN takes a sequence
+/// number, so one that does not fit the peer's window waits like data: the persist timer
+/// probes the window for as long as the peer answers, past the user timeout, and the FIN
+/// goes out once the window opens.
+#[test]
+fn fin_waits_for_window_rfc1122_4_2_2_17() {
+    let mut s = established(cfg());
+    send!(
+        s,
+        Segment {
+            window: 5,
+            ..SEND_TEMPL
+        }
+    );
+    s.send(b"hello").unwrap();
+    s.shutdown_write();
+    // The data fills the window: the FIN stays behind.
+    recv!(s, [our_data(ISS + 1, PSH_ACK, b"hello")]);
+    let closed = Segment {
+        ack: ISS + 6,
+        window: 0,
+        ..SEND_TEMPL
+    };
+    send!(s, closed);
+    recv_nothing!(s);
+    let start = s.now;
+    let probe = Segment {
+        seq: ISS + 5,
+        ..RECV_TEMPL
+    };
+    while s.now < start + 3 * cfg().user_timeout {
+        let at = s.poll_timeout().expect("the persist timer");
+        s.now = at;
+        s.conn.on_timeout(at);
+        recv!(s, [probe]);
+        send!(s, closed);
+        recv_nothing!(s);
+    }
+    assert_eq!(s.state(), State::FinWait1);
+    assert_eq!(s.error(), None);
+    send!(
+        s,
+        Segment {
+            ack: ISS + 6,
+            ..SEND_TEMPL
+        }
+    );
+    recv!(
+        s,
+        [Segment {
+            seq: ISS + 6,
+            flags: FIN_ACK,
+            ..RECV_TEMPL
+        }]
+    );
+    send!(s, peer_ack(ISS + 7));
+    assert_eq!(s.state(), State::FinWait2);
+}
+
+/// RFC 1122 section 4.2.3.4 (sender silly-window avoidance): data held back because the
+/// peer's window is small but not zero, with nothing in flight to bring an ACK, goes out
+/// when the override timeout passes (here the persist timer, at the RTO, as Linux
+/// does), as much as the window takes.
+#[test]
+fn sws_override_timer_sends_into_a_small_window_rfc1122_4_2_3_4() {
+    let mut s = established(cfg());
+    send!(
+        s,
+        Segment {
+            window: 100,
+            ..SEND_TEMPL
+        }
+    );
+    let data = pattern(5000, 0);
+    s.send(&data).unwrap();
+    recv_nothing!(s);
+    assert_eq!(s.poll_timeout(), Some(s.now + ms(300)));
+    s.advance(ms(299));
+    recv_nothing!(s);
+    s.advance(ms(1));
+    recv!(s, [our_data(ISS + 1, ACK, &data[..100])]);
+    assert_eq!(s.stats().sws_overrides, 1);
+    // The next window is a full segment: sent at once.
+    send!(
+        s,
+        Segment {
+            ack: ISS + 101,
+            window: 1460,
+            ..SEND_TEMPL
+        }
+    );
+    recv!(s, [our_data(ISS + 101, ACK, &data[100..1560])]);
+}
