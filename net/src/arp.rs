@@ -402,6 +402,7 @@ impl Arp {
                 let old = std::mem::replace(&mut n.state, State::Stale { mac: sender_mac });
                 n.state = match old {
                     State::Incomplete { queue, .. } => {
+                        stats.arp_resolved += 1;
                         for packet in queue {
                             self.actions.push_back(Action::Send {
                                 dst: sender_mac,
@@ -409,7 +410,6 @@ impl Arp {
                             });
                         }
                         if answer {
-                            stats.arp_resolved += 1;
                             n.updated = now;
                             State::Reachable {
                                 mac: sender_mac,
