@@ -1599,6 +1599,54 @@ mod tests {
         assert_eq!(iface.stats().arp_requests_out, 0);
     }
 
+    /// The peer's view of a stale entry in use: packets keep flowing to the known MAC
+    /// address, and 5 s after the first use a unicast request confirms it (Linux's
+    /// DELAY then PROBE); the peer's reply makes it reachable again.
+    #[test]
+    fn a_used_stale_entry_is_confirmed_by_a_unicast_request_on_the_wire() {
+        let (mut iface, mut peer) = eth_setup();
+        let req = arp_packet(ArpOperation::REQUEST, (PEER_MAC, PEER), (MacAddr::ZERO, US));
+        peer.send(T0, &arp_frame(MacAddr::BROADCAST, &req)).unwrap();
+        pump(&mut iface);
+        sent(&mut peer);
+        iface.send(T0, PEER, IpNumber::UDP, b"one").unwrap();
+        assert!(matches!(&wire(sent(&mut peer))[..], [Wire::Ip(d, _)] if *d == PEER_MAC));
+        assert_eq!(iface.poll_at(T0), Some(Instant::from_secs(5)));
+        let t5 = Instant::from_secs(5);
+        iface.recv(t5, &mut Vec::new()).unwrap();
+        let probe = arp_packet(ArpOperation::REQUEST, (US_MAC, US), (MacAddr::ZERO, PEER));
+        assert_eq!(
+            wire(sent_at(&mut peer, t5)),
+            vec![Wire::Arp(PEER_MAC, probe)]
+        );
+        let reply = arp_packet(ArpOperation::REPLY, (PEER_MAC, PEER), (US_MAC, US));
+        peer.send(t5, &arp_frame(US_MAC, &reply)).unwrap();
+        iface.recv(t5, &mut Vec::new()).unwrap();
+        assert_eq!(
+            iface.arp().unwrap().neighbour(t5, PEER),
+            Some(NeighbourState::Reachable(PEER_MAC))
+        );
+        assert_eq!(iface.poll_at(t5), None);
+    }
+
+    /// RFC 5227 section 2.4 from the wire: another station claims our address; the
+    /// interface counts the conflict and defends the address with one broadcast
+    /// announcement.
+    #[test]
+    fn a_conflicting_claim_is_counted_and_defended_on_the_wire_rfc5227_2_4() {
+        let (mut iface, mut peer) = eth_setup();
+        pump(&mut iface);
+        assert_eq!(wire(sent(&mut peer)), vec![announcement()]);
+        let thief = MacAddr([0x02, 0, 0, 0, 0, 0x66]);
+        let claim = arp_packet(ArpOperation::REPLY, (thief, US), (MacAddr::BROADCAST, US));
+        peer.send(T0, &arp_frame(MacAddr::BROADCAST, &claim))
+            .unwrap();
+        pump(&mut iface);
+        assert_eq!(wire(sent(&mut peer)), vec![announcement()]);
+        assert_eq!(iface.stats().arp_conflicts, 1);
+        assert!(iface.arp().unwrap().is_empty());
+    }
+
     proptest! {
         /// Any bytes at all into the receive path: never a panic, and every packet is
         /// accounted for as delivered, dropped for a reason, ICMP, or a fragment.
