@@ -1,16 +1,20 @@
-//! An iperf3-compatible server (TCP tests, normal and reverse, any number of parallel
-//! streams), so the real `iperf3 -c` can measure ustack. The control protocol is iperf3's:
-//! a 37-byte cookie, one state byte at a time, and JSON blobs prefixed by a 32-bit
-//! big-endian length (PARAM_EXCHANGE and EXCHANGE_RESULTS).
+//! An iperf3-compatible server and client (TCP and UDP tests, normal and reverse, any
+//! number of parallel streams), so the real `iperf3` can measure ustack and be measured
+//! by it. The control protocol is iperf3's: a 37-byte cookie, one state byte at a time,
+//! and JSON blobs prefixed by a 32-bit big-endian length (PARAM_EXCHANGE and
+//! EXCHANGE_RESULTS). The UDP data streams are in [`udp`].
+
+pub mod udp;
 
 use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant as WallInstant;
 
 use crate::link::Duration;
 use crate::runtime::Caller;
-use crate::socket::{TcpListener, TcpStream};
+use crate::socket::{TcpListener, TcpStream, UdpSocket};
 
 /// iperf3's default port.
 pub const PORT: u16 = 5201;
@@ -28,8 +32,6 @@ const IPERF_DONE: u8 = 16;
 const ACCESS_DENIED: u8 = 0xff;
 /// SERVER_ERROR is -2 as a signed byte.
 const SERVER_ERROR: u8 = 0xfe;
-/// iperf_error.h: "not implemented yet".
-const IEUNIMP: i32 = 13;
 /// Largest JSON blob accepted from a client.
 const MAX_JSON: usize = 1 << 20;
 /// Receive buffer of a stream thread.
@@ -56,8 +58,77 @@ pub enum Iperf3Error {
     ServerError,
     #[error("expected control state {want}, got {got}")]
     UnexpectedState { want: u8, got: u8 },
-    #[error("the client asked for UDP, which this server does not do yet")]
-    Udp,
+    #[error("the UDP streams did not connect within 10 s (no connect datagram or reply)")]
+    UdpConnect,
+}
+
+/// The protocol of a test's data streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp(udp::Udp),
+}
+
+/// One stream's numbers as iperf3 exchanges them in EXCHANGE_RESULTS (send_results in
+/// iperf_api.c): bytes sent or received, and for UDP the receiver's jitter (seconds),
+/// loss (`errors`) and packet count.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StreamResult {
+    pub bytes: u64,
+    /// -1 when not known (a receiver, or UDP).
+    pub retransmits: i64,
+    pub jitter: f64,
+    pub errors: u64,
+    pub packets: u64,
+    /// Counted by a UDP receiver; iperf3 does not exchange it.
+    pub out_of_order: u64,
+}
+
+impl StreamResult {
+    fn to_json(self, id: u64, elapsed: f64) -> serde_json::Value {
+        serde_json::json!({
+            "id": id, "bytes": self.bytes, "retransmits": self.retransmits,
+            "jitter": self.jitter, "errors": self.errors, "omitted_errors": 0,
+            "packets": self.packets, "omitted_packets": 0,
+            "start_time": 0, "end_time": elapsed,
+        })
+    }
+
+    fn from_json(v: &serde_json::Value) -> StreamResult {
+        let num = |k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+        StreamResult {
+            bytes: num("bytes"),
+            retransmits: v.get("retransmits").and_then(|x| x.as_i64()).unwrap_or(-1),
+            jitter: v.get("jitter").and_then(|x| x.as_f64()).unwrap_or(0.0),
+            errors: num("errors"),
+            packets: num("packets"),
+            out_of_order: 0,
+        }
+    }
+}
+
+/// The EXCHANGE_RESULTS blob for `results`, stream `i` under id `ids[i]`.
+fn results_json(
+    results: &[StreamResult],
+    ids: &[u64],
+    elapsed: f64,
+    sender_has_retransmits: i64,
+) -> serde_json::Value {
+    let streams: Vec<serde_json::Value> = results
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let id = ids.get(i).copied().unwrap_or_else(|| stream_id(i));
+            r.to_json(id, elapsed)
+        })
+        .collect();
+    serde_json::json!({
+        "cpu_util_total": 0, "cpu_util_user": 0, "cpu_util_system": 0,
+        "sender_has_retransmits": sender_has_retransmits,
+        "congestion_used": "cubic",
+        "streams": streams,
+    })
 }
 
 /// iperf3's id for the `i`-th stream (0-based): 1, 3, 4, 5, ... (a quirk of
@@ -125,10 +196,10 @@ fn receive_until(s: &mut TcpStream, stop: &AtomicBool, drain: Drain) -> u64 {
 }
 
 /// Runs `work` on each stream in a thread of its own; `stop` ends the test.
-fn spawn_streams<T: Send + 'static>(
-    streams: Vec<TcpStream>,
+fn spawn_streams<S: Send + 'static, T: Send + 'static>(
+    streams: Vec<S>,
     stop: &Arc<AtomicBool>,
-    work: impl Fn(&mut TcpStream, &AtomicBool) -> T + Send + Clone + 'static,
+    work: impl Fn(&mut S, &AtomicBool) -> T + Send + Clone + 'static,
 ) -> Vec<std::thread::JoinHandle<T>> {
     streams
         .into_iter()
@@ -165,37 +236,43 @@ pub fn serve(caller: &Caller) -> Result<(), Iperf3Error> {
     loop {
         let (mut ctrl, _) = listener.accept().map_err(std::io::Error::from)?;
         // A failed test (client gone, bad parameters) must not stop the server.
-        let _ = run_test(&listener, &mut ctrl);
+        let _ = run_test(caller, &listener, &mut ctrl);
     }
 }
 
 /// One test, from the control connection's cookie to IPERF_DONE.
-fn run_test(listener: &TcpListener, ctrl: &mut TcpStream) -> Result<(), Iperf3Error> {
+fn run_test(
+    caller: &Caller,
+    listener: &TcpListener,
+    ctrl: &mut TcpStream,
+) -> Result<(), Iperf3Error> {
     let mut cookie = [0u8; COOKIE_LEN];
     ctrl.read_exact(&mut cookie)?;
     ctrl.write_all(&[PARAM_EXCHANGE])?;
     let params = read_json(ctrl)?;
-    if params.get("udp").and_then(|v| v.as_bool()) == Some(true) {
-        // SERVER_ERROR is followed by the server's i_errno and errno (network order);
-        // the client prints "not implemented yet".
-        let mut msg = vec![SERVER_ERROR];
-        msg.extend_from_slice(&IEUNIMP.to_be_bytes());
-        msg.extend_from_slice(&0i32.to_be_bytes());
-        ctrl.write_all(&msg)?;
-        return Err(Iperf3Error::Udp);
+    // iperf3 sets "udp", "reverse", "udp_counters_64bit" by their presence (true or 1).
+    let flag = |k: &str| {
+        params
+            .get(k)
+            .is_some_and(|v| v.as_bool() != Some(false) && v.as_u64() != Some(0))
+    };
+    let number = |k: &str| params.get(k).and_then(|v| v.as_u64());
+    let parallel = number("parallel").unwrap_or(1).clamp(1, 128) as usize;
+    let reverse = flag("reverse");
+    if flag("udp") {
+        let udp = udp::Udp {
+            rate: number("bandwidth").unwrap_or(udp::DEFAULT_RATE),
+            counter: if flag("udp_counters_64bit") {
+                udp::Counter::Bits64
+            } else {
+                udp::Counter::Bits32
+            },
+        };
+        let len = number("len").unwrap_or(udp::DEFAULT_LEN as u64) as usize;
+        let len = len.clamp(udp::MIN_LEN, udp::MAX_LEN);
+        return udp::serve_test(caller, ctrl, parallel, reverse, len, udp);
     }
-    let parallel = params
-        .get("parallel")
-        .and_then(|v| v.as_u64())
-        .unwrap_or(1)
-        .clamp(1, 128) as usize;
-    let reverse = params
-        .get("reverse")
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false);
-    let block = params
-        .get("len")
-        .and_then(|v| v.as_u64())
+    let block = number("len")
         .unwrap_or(DEFAULT_BLOCK as u64)
         .clamp(1, 1 << 20) as usize;
     ctrl.write_all(&[CREATE_STREAMS])?;
@@ -223,10 +300,27 @@ fn run_test(listener: &TcpListener, ctrl: &mut TcpStream) -> Result<(), Iperf3Er
     let ended = ctrl.read_exact(&mut state).is_ok() && state[0] == TEST_END;
     stop.store(true, Ordering::Relaxed);
     let elapsed = start.elapsed().as_secs_f64();
-    let totals: Vec<u64> = workers.into_iter().map(|w| w.join().unwrap_or(0)).collect();
+    let results: Vec<StreamResult> = workers
+        .into_iter()
+        .map(|w| StreamResult {
+            bytes: w.join().unwrap_or(0),
+            retransmits: -1,
+            ..StreamResult::default()
+        })
+        .collect();
     if !ended {
         return Ok(());
     }
+    finish_server_test(ctrl, &results, elapsed, if reverse { 0 } else { -1 })
+}
+
+/// The server's end of a test after TEST_END: results exchanged, then IPERF_DONE.
+fn finish_server_test(
+    ctrl: &mut TcpStream,
+    results: &[StreamResult],
+    elapsed: f64,
+    sender_has_retransmits: i64,
+) -> Result<(), Iperf3Error> {
     ctrl.write_all(&[EXCHANGE_RESULTS])?;
     let client_results = read_json(ctrl)?;
     // Stream ids must be the client's: it checks them. They come in creation order,
@@ -237,30 +331,35 @@ fn run_test(listener: &TcpListener, ctrl: &mut TcpStream) -> Result<(), Iperf3Er
         .and_then(|v| v.as_array())
         .map(|a| a.iter().filter_map(|s| s.get("id")?.as_u64()).collect())
         .unwrap_or_default();
-    let streams: Vec<serde_json::Value> = totals
-        .iter()
-        .enumerate()
-        .map(|(i, &bytes)| {
-            let id = client_ids.get(i).copied().unwrap_or_else(|| stream_id(i));
-            serde_json::json!({
-                "id": id, "bytes": bytes, "retransmits": -1, "jitter": 0, "errors": 0,
-                "omitted_errors": 0, "packets": 0, "omitted_packets": 0,
-                "start_time": 0, "end_time": elapsed,
-            })
-        })
-        .collect();
-    let results = serde_json::json!({
-        "cpu_util_total": 0, "cpu_util_user": 0, "cpu_util_system": 0,
-        "sender_has_retransmits": if reverse { 0 } else { -1 },
-        "congestion_used": "cubic",
-        "streams": streams,
-    });
-    write_json(ctrl, &results)?;
+    let ours = results_json(results, &client_ids, elapsed, sender_has_retransmits);
+    write_json(ctrl, &ours)?;
     ctrl.write_all(&[DISPLAY_RESULTS])?;
     let mut done = [0u8; 1];
     let _ = ctrl.read_exact(&mut done);
     let _ = done[0] == IPERF_DONE;
     Ok(())
+}
+
+/// Datagrams, loss and jitter of a UDP test as iperf3's summary gives them: the local
+/// datagram count (sent, or the highest counter received), and the receiving side's loss
+/// and jitter (averaged over the streams).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UdpSummary {
+    pub packets: u64,
+    pub lost_packets: u64,
+    pub jitter_ms: f64,
+    /// Known when this side received (reverse); iperf3 does not exchange it.
+    pub out_of_order: u64,
+}
+
+impl UdpSummary {
+    pub fn lost_percent(&self) -> f64 {
+        if self.packets > 0 {
+            self.lost_packets as f64 * 100.0 / self.packets as f64
+        } else {
+            0.0
+        }
+    }
 }
 
 /// What the client measured.
@@ -274,6 +373,8 @@ pub struct ClientReport {
     pub server_bytes: u64,
     pub seconds: f64,
     pub retransmits: u64,
+    /// A UDP test's datagrams, loss and jitter (`None` for TCP).
+    pub udp: Option<UdpSummary>,
 }
 
 impl ClientReport {
@@ -285,9 +386,12 @@ impl ClientReport {
         }
     }
 
+    /// The summary; a UDP test adds `sum` with the fields of iperf3's `-J` `end.sum`
+    /// (`bytes`, `packets`, `lost_packets`, `lost_percent`, `jitter_ms`, ...).
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "tool": "ustack iperf3",
+            "protocol": if self.udp.is_some() { "udp" } else { "tcp" },
             "reverse": self.reverse,
             "streams": self.streams,
             "bytes": self.bytes,
@@ -295,17 +399,48 @@ impl ClientReport {
             "seconds": self.seconds,
             "gbit_per_s": self.gbit_per_s(),
             "retransmits": self.retransmits,
-        })
+        });
+        if let Some(u) = &self.udp {
+            v["sum"] = serde_json::json!({
+                "seconds": self.seconds,
+                "bytes": self.bytes,
+                "bits_per_second": self.gbit_per_s() * 1e9,
+                "jitter_ms": u.jitter_ms,
+                "lost_packets": u.lost_packets,
+                "packets": u.packets,
+                "lost_percent": u.lost_percent(),
+                "out_of_order": u.out_of_order,
+                "sender": !self.reverse,
+            });
+        }
+        v
     }
 }
 
 /// The line `ustack iperf3 -c` prints.
 impl std::fmt::Display for ClientReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verb = if self.reverse { "received" } else { "sent" };
+        if let Some(u) = &self.udp {
+            return write!(
+                f,
+                "{verb} {} bytes in {:.2} s over {} UDP stream(s): {:.2} Mbit/s, {} datagrams, \
+                 {} lost ({:.2}%), jitter {:.3} ms, {} out of order (the server counted {} bytes)",
+                self.bytes,
+                self.seconds,
+                self.streams,
+                self.gbit_per_s() * 1e3,
+                u.packets,
+                u.lost_packets,
+                u.lost_percent(),
+                u.jitter_ms,
+                u.out_of_order,
+                self.server_bytes,
+            );
+        }
         write!(
             f,
-            "{} {} bytes in {:.2} s over {} stream(s): {:.2} Gbit/s (the server counted {} bytes), {} retransmits",
-            if self.reverse { "received" } else { "sent" },
+            "{verb} {} bytes in {:.2} s over {} stream(s): {:.2} Gbit/s (the server counted {} bytes), {} retransmits",
             self.bytes,
             self.seconds,
             self.streams,
@@ -342,18 +477,75 @@ fn expect_state(ctrl: &mut TcpStream, want: u8) -> Result<(), Iperf3Error> {
 /// How often a running client test looks at its interrupt flag.
 const INTERRUPT_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// Runs one TCP test against an iperf3 server at `server`, like `iperf3 -c`.
+/// What `ustack iperf3 -c` runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientTest {
+    pub server: SocketAddrV4,
+    pub seconds: u64,
+    pub reverse: bool,
+    pub parallel: usize,
+    /// Bytes per write (TCP) or per datagram (UDP); iperf3's default if `None`.
+    pub len: Option<usize>,
+    pub protocol: Protocol,
+}
+
+impl ClientTest {
+    /// The test the flags of `ustack iperf3 -c HOST` describe, or why they describe none.
+    pub fn from_args(
+        args: &crate::options::Iperf3Args,
+        host: std::net::Ipv4Addr,
+    ) -> Result<ClientTest, String> {
+        let protocol = if args.udp {
+            Protocol::Udp(udp::Udp {
+                rate: args.bitrate.unwrap_or(udp::DEFAULT_RATE),
+                ..udp::Udp::default()
+            })
+        } else if args.bitrate.is_some() {
+            return Err("-b paces UDP tests only: add -u (TCP tests run unpaced)".into());
+        } else {
+            Protocol::Tcp
+        };
+        let lengths = match protocol {
+            Protocol::Tcp => 1..=MAX_BLOCK,
+            Protocol::Udp(_) => udp::MIN_LEN..=udp::MAX_LEN,
+        };
+        if let Some(len) = args.length.filter(|l| !lengths.contains(l)) {
+            return Err(format!(
+                "-l {len}: give {} to {} bytes for this test",
+                lengths.start(),
+                lengths.end()
+            ));
+        }
+        Ok(ClientTest {
+            server: SocketAddrV4::new(host, PORT),
+            seconds: args.time,
+            reverse: args.reverse,
+            parallel: args.parallel,
+            len: args.length,
+            protocol,
+        })
+    }
+}
+
+/// The largest TCP block either side uses.
+const MAX_BLOCK: usize = 1 << 20;
+
+/// A client's data streams between CREATE_STREAMS and TEST_START.
+enum Streams {
+    Tcp(Vec<TcpStream>),
+    Udp(Vec<Arc<UdpSocket>>),
+}
+
+/// Runs one test against an iperf3 server, like `iperf3 -c`.
 ///
 /// `interrupt` (set by SIGINT or SIGTERM) ends the test early, the usual way (TEST_END,
 /// results exchanged), so an interrupted run still reports what it measured.
 pub fn client(
     caller: &Caller,
-    server: std::net::SocketAddrV4,
-    seconds: u64,
-    reverse: bool,
-    parallel: usize,
+    test: &ClientTest,
     interrupt: &AtomicBool,
 ) -> Result<ClientReport, Iperf3Error> {
+    let (server, reverse, seconds) = (test.server, test.reverse, test.seconds);
     let connect = |c: &Caller| {
         TcpStream::connect(c, server, Some(Duration::from_secs(10))).map_err(std::io::Error::from)
     };
@@ -371,38 +563,78 @@ pub fn client(
     cookie.push(0);
     ctrl.write_all(&cookie)?;
     expect_state(&mut ctrl, PARAM_EXCHANGE)?;
-    let parallel = parallel.clamp(1, 128);
+    let parallel = test.parallel.clamp(1, 128);
     let mut params = serde_json::json!({
-        "tcp": true, "omit": 0, "time": seconds, "num": 0, "blockcount": 0,
-        "parallel": parallel, "len": DEFAULT_BLOCK, "pacing_timer": 1000,
+        "omit": 0, "time": seconds, "num": 0, "blockcount": 0,
+        "parallel": parallel, "pacing_timer": 1000,
         "client_version": concat!("ustack-", env!("CARGO_PKG_VERSION")),
     });
+    // iperf3 reads "udp", "reverse" and "udp_counters_64bit" by their presence.
+    let len = match test.protocol {
+        Protocol::Tcp => {
+            params["tcp"] = true.into();
+            test.len.unwrap_or(DEFAULT_BLOCK)
+        }
+        Protocol::Udp(u) => {
+            params["udp"] = true.into();
+            params["bandwidth"] = u.rate.into();
+            if u.counter == udp::Counter::Bits64 {
+                params["udp_counters_64bit"] = 1.into();
+            }
+            test.len.unwrap_or(udp::DEFAULT_LEN)
+        }
+    };
+    params["len"] = len.into();
     if reverse {
-        params["reverse"] = serde_json::Value::Bool(true);
+        params["reverse"] = true.into();
     }
     write_json(&mut ctrl, &params)?;
     expect_state(&mut ctrl, CREATE_STREAMS)?;
-    let mut streams = Vec::with_capacity(parallel);
-    for _ in 0..parallel {
-        let mut s = connect(caller)?;
-        s.write_all(&cookie)?;
-        streams.push(s);
-    }
+    let streams = match test.protocol {
+        Protocol::Tcp => {
+            let mut streams = Vec::with_capacity(parallel);
+            for _ in 0..parallel {
+                let mut s = connect(caller)?;
+                s.write_all(&cookie)?;
+                streams.push(s);
+            }
+            Streams::Tcp(streams)
+        }
+        Protocol::Udp(_) => Streams::Udp(udp::connect_streams(caller, server, parallel)?),
+    };
     expect_state(&mut ctrl, TEST_START)?;
     expect_state(&mut ctrl, TEST_RUNNING)?;
     let stop = Arc::new(AtomicBool::new(false));
     let start = WallInstant::now();
-    let workers = spawn_streams(streams, &stop, move |s, stop| {
-        let bytes = if reverse {
-            // Read until the server closes the stream after TEST_END: dropping a stream
-            // with unread data would reset it, and iperf3 then aborts the whole test.
-            receive_until(s, stop, Drain::UntilClosed(REVERSE_DRAIN_LIMIT))
-        } else {
-            send_until(s, stop, 0x75, DEFAULT_BLOCK)
-        };
-        let retransmits = s.info().map(|i| i.stats.retransmits).unwrap_or(0);
-        (bytes, retransmits)
-    });
+    // UDP sockets stay open until the test is over: a datagram still in flight after
+    // TEST_END must not be answered "port unreachable", which iperf3 takes for a failed
+    // write.
+    let mut udp_sockets = Vec::new();
+    let workers = match (streams, test.protocol) {
+        (Streams::Tcp(streams), _) => spawn_streams(streams, &stop, move |s, stop| {
+            let bytes = if reverse {
+                // Read until the server closes the stream after TEST_END: dropping a
+                // stream with unread data would reset it, and iperf3 then aborts the
+                // whole test.
+                receive_until(s, stop, Drain::UntilClosed(REVERSE_DRAIN_LIMIT))
+            } else {
+                send_until(s, stop, 0x75, len)
+            };
+            let retransmits = s.info().map(|i| i.stats.retransmits).unwrap_or(0);
+            StreamResult {
+                bytes,
+                retransmits: if reverse { -1 } else { retransmits as i64 },
+                ..StreamResult::default()
+            }
+        }),
+        (Streams::Udp(socks), Protocol::Udp(u)) => {
+            udp_sockets.clone_from(&socks);
+            spawn_streams(socks, &stop, move |s, stop| {
+                udp::client_stream(s, server, stop, reverse, len, u)
+            })
+        }
+        (Streams::Udp(_), Protocol::Tcp) => unreachable!("UDP streams belong to a UDP test"),
+    };
     let length = std::time::Duration::from_secs(seconds);
     while start.elapsed() < length && !interrupt.load(Ordering::Relaxed) {
         let left = length.saturating_sub(start.elapsed());
@@ -415,48 +647,53 @@ pub fn client(
         ctrl.write_all(&[TEST_END])?;
     }
     stop.store(true, Ordering::Relaxed);
-    let mut totals = Vec::new();
-    for w in workers {
-        totals.push(w.join().unwrap_or((0, 0)));
-    }
+    let ours: Vec<StreamResult> = workers
+        .into_iter()
+        .map(|w| w.join().unwrap_or_default())
+        .collect();
     if !reverse {
         ctrl.write_all(&[TEST_END])?;
     }
     expect_state(&mut ctrl, EXCHANGE_RESULTS)?;
-    let ids: Vec<u64> = (0..totals.len()).map(stream_id).collect();
-    let ours: Vec<serde_json::Value> = totals
-        .iter()
-        .zip(&ids)
-        .map(|(&(bytes, retr), &id)| {
-            serde_json::json!({
-                "id": id, "bytes": bytes, "retransmits": if reverse { -1 } else { retr as i64 },
-                "jitter": 0, "errors": 0, "omitted_errors": 0, "packets": 0,
-                "omitted_packets": 0, "start_time": 0, "end_time": elapsed,
-            })
-        })
-        .collect();
+    let ids: Vec<u64> = (0..ours.len()).map(stream_id).collect();
+    let sender_has_retransmits = match test.protocol {
+        Protocol::Tcp if !reverse => 1,
+        _ => -1,
+    };
     write_json(
         &mut ctrl,
-        &serde_json::json!({
-            "cpu_util_total": 0, "cpu_util_user": 0, "cpu_util_system": 0,
-            "sender_has_retransmits": if reverse { -1 } else { 1 },
-            "congestion_used": "cubic", "streams": ours,
-        }),
+        &results_json(&ours, &ids, elapsed, sender_has_retransmits),
     )?;
-    let theirs = read_json(&mut ctrl)?;
-    let server_bytes = theirs
+    let theirs: Vec<StreamResult> = read_json(&mut ctrl)?
         .get("streams")
         .and_then(|v| v.as_array())
-        .map(|a| a.iter().filter_map(|s| s.get("bytes")?.as_u64()).sum())
-        .unwrap_or(0);
+        .map(|a| a.iter().map(StreamResult::from_json).collect())
+        .unwrap_or_default();
     expect_state(&mut ctrl, DISPLAY_RESULTS)?;
     ctrl.write_all(&[IPERF_DONE])?;
+    drop(udp_sockets);
+    let udp = matches!(test.protocol, Protocol::Udp(_)).then(|| {
+        let receiver = if reverse { &ours } else { &theirs };
+        let sum = |rs: &[StreamResult], f: fn(&StreamResult) -> u64| rs.iter().map(f).sum();
+        let packets = match sum(&ours, |r| r.packets) {
+            0 => sum(&theirs, |r| r.packets),
+            n => n,
+        };
+        let jitter: f64 = receiver.iter().map(|r| r.jitter).sum();
+        UdpSummary {
+            packets,
+            lost_packets: sum(receiver, |r| r.errors),
+            jitter_ms: jitter / receiver.len().max(1) as f64 * 1e3,
+            out_of_order: sum(receiver, |r| r.out_of_order),
+        }
+    });
     Ok(ClientReport {
         reverse,
-        streams: totals.len(),
-        bytes: totals.iter().map(|t| t.0).sum(),
-        server_bytes,
+        streams: ours.len(),
+        bytes: ours.iter().map(|r| r.bytes).sum(),
+        server_bytes: theirs.iter().map(|r| r.bytes).sum(),
         seconds: elapsed,
-        retransmits: totals.iter().map(|t| t.1).sum(),
+        retransmits: ours.iter().map(|r| r.retransmits.max(0) as u64).sum(),
+        udp,
     })
 }
