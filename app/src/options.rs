@@ -248,7 +248,7 @@ pub struct Iperf3Args {
     #[arg(short = 'u', long)]
     pub udp: bool,
     /// Target bitrate of a UDP test per stream, in bits/s (K, M, G: powers of 1000;
-    /// 0: unlimited). iperf3's default is 1M.
+    /// 0: unlimited); 1 Mbit/s if not given, as in iperf3.
     #[arg(short = 'b', long, value_parser = bitrate)]
     pub bitrate: Option<u64>,
     /// Bytes per datagram (UDP, default 1460; above the MTU they are fragmented) or per
