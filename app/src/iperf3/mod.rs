@@ -261,7 +261,8 @@ fn run_test(
     let reverse = flag("reverse");
     if flag("udp") {
         let udp = udp::Udp {
-            rate: number("bandwidth").unwrap_or(udp::DEFAULT_RATE),
+            // iperf3 leaves "bandwidth" out for an unlimited test (-b 0).
+            rate: number("bandwidth").unwrap_or(0),
             counter: if flag("udp_counters_64bit") {
                 udp::Counter::Bits64
             } else {

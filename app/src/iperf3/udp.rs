@@ -18,7 +18,9 @@ use super::{
 };
 use crate::link::{Clock, Duration, Instant};
 use crate::runtime::Caller;
-use crate::socket::{TcpStream, UdpSocket};
+use crate::net::SendError as NetSendError;
+use crate::socket::{SocketError, TcpStream, UdpSocket};
+use crate::transport::stack::UdpSendFailure;
 
 /// iperf3's default UDP bitrate, 1 Mbit/s (UDP_RATE in iperf.h: 1024 * 1024).
 pub const DEFAULT_RATE: u64 = 1024 * 1024;
@@ -285,6 +287,10 @@ fn send_paced(
                         count += 1;
                         bytes += n as u64;
                     }
+                    // The device refused the packet for now (a full queue): the datagram
+                    // is not counted, as iperf3 does not count one its write refused
+                    // with ENOBUFS.
+                    Err(e) if is_link_error(&e) => std::thread::sleep(LINK_BACKOFF),
                     Err(_) => break,
                 }
             }
@@ -297,6 +303,18 @@ fn send_paced(
         packets: count,
         ..StreamResult::default()
     }
+}
+
+/// How long a sender waits after the device refused a datagram.
+const LINK_BACKOFF: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Whether a send failed in the device (worth trying again) rather than for good (no
+/// route, socket closed, stack stopped).
+fn is_link_error(e: &io::Error) -> bool {
+    matches!(
+        e.get_ref().and_then(|e| e.downcast_ref::<SocketError>()),
+        Some(SocketError::Send(UdpSendFailure::Net(NetSendError::Link(_))))
+    )
 }
 
 /// Receives until `stop` is set, counting each datagram for the stream `stream_of` its
