@@ -17,8 +17,8 @@ use super::{
     TEST_END, TEST_RUNNING, TEST_START,
 };
 use crate::link::{Clock, Duration, Instant};
-use crate::runtime::Caller;
 use crate::net::SendError as NetSendError;
+use crate::runtime::Caller;
 use crate::socket::{SocketError, TcpStream, UdpSocket};
 use crate::transport::stack::UdpSendFailure;
 
@@ -313,7 +313,9 @@ const LINK_BACKOFF: std::time::Duration = std::time::Duration::from_millis(1);
 fn is_link_error(e: &io::Error) -> bool {
     matches!(
         e.get_ref().and_then(|e| e.downcast_ref::<SocketError>()),
-        Some(SocketError::Send(UdpSendFailure::Net(NetSendError::Link(_))))
+        Some(SocketError::Send(UdpSendFailure::Net(NetSendError::Link(
+            _
+        ))))
     )
 }
 
