@@ -320,22 +320,24 @@ fn is_link_error(e: &io::Error) -> bool {
 }
 
 /// Receives until `stop` is set, counting each datagram for the stream `stream_of` its
-/// sender picks (others are ignored).
+/// sender picks (others are ignored). Reads at most the test's `len` bytes of a datagram,
+/// as iperf3 does (the runtime allocates a buffer of that size per call).
 fn receive(
     sock: &UdpSocket,
     stop: &AtomicBool,
-    counter: Counter,
+    udp: Udp,
+    len: usize,
     streams: usize,
     stream_of: impl Fn(SocketAddrV4) -> Option<usize>,
 ) -> Vec<UdpReceiver> {
     let clock = Clock::wall();
     let mut receivers = vec![UdpReceiver::default(); streams];
-    let mut buf = vec![0u8; MAX_LEN];
+    let mut buf = vec![0u8; len.clamp(MIN_LEN, MAX_LEN)];
     while !stop.load(Ordering::Relaxed) {
         match sock.recv_from(&mut buf) {
             Ok((n, from)) => {
                 if let Some(r) = stream_of(from).and_then(|i| receivers.get_mut(i)) {
-                    r.on_datagram(clock.now(), &buf[..n], counter);
+                    r.on_datagram(clock.now(), &buf[..n], udp.counter);
                 }
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {}
@@ -401,7 +403,7 @@ pub(super) fn serve_test(
         spawn_streams(vec![sock.clone()], &stop, move |sock, stop| {
             let streams = peers.len();
             let stream_of = |from| peers.iter().position(|&p| p == from);
-            receive(sock, stop, udp.counter, streams, stream_of)
+            receive(sock, stop, udp, len, streams, stream_of)
                 .iter()
                 .map(UdpReceiver::result)
                 .collect()
@@ -468,7 +470,7 @@ pub(super) fn client_stream(
 ) -> StreamResult {
     if reverse {
         let from_server = |from: SocketAddrV4| (from.ip() == server.ip()).then_some(0);
-        receive(sock, stop, udp.counter, 1, from_server)[0].result()
+        receive(sock, stop, udp, len, 1, from_server)[0].result()
     } else {
         send_paced(sock, server, stop, udp, len)
     }
