@@ -247,8 +247,8 @@ pub struct Iperf3Args {
     /// UDP test: datagrams paced at -b, loss and jitter measured as iperf3 does.
     #[arg(short = 'u', long)]
     pub udp: bool,
-    /// Target bitrate of a UDP test per stream, in bits/s (K, M, G: powers of 1000;
-    /// 0: unlimited); 1 Mbit/s if not given, as in iperf3.
+    /// Target bitrate per stream, in bits/s (K, M, G: powers of 1000; 0: unlimited);
+    /// if not given, 1 Mbit/s for UDP and unlimited for TCP, as in iperf3.
     #[arg(short = 'b', long, value_parser = bitrate)]
     pub bitrate: Option<u64>,
     /// Bytes per datagram (UDP, default 1460; above the MTU they are fragmented) or per

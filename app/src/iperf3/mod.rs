@@ -4,7 +4,10 @@
 //! and JSON blobs prefixed by a 32-bit big-endian length (PARAM_EXCHANGE and
 //! EXCHANGE_RESULTS). The UDP data streams are in [`udp`].
 
+mod pacer;
 pub mod udp;
+
+pub use pacer::Pacer;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddrV4;
@@ -63,10 +66,13 @@ pub enum Iperf3Error {
 }
 
 /// The protocol of a test's data streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
-    #[default]
-    Tcp,
+    /// TCP, its sender paced at `rate` bits/s per stream (0: as fast as the stack takes
+    /// the data, iperf3's default for TCP).
+    Tcp {
+        rate: u64,
+    },
     Udp(udp::Udp),
 }
 
@@ -141,13 +147,19 @@ fn stream_id(i: usize) -> u64 {
     }
 }
 
-/// Writes blocks of `fill` until `stop` is set, looking at it every [`POLL`]; returns the
-/// bytes the stack took.
-fn send_until(s: &mut TcpStream, stop: &AtomicBool, fill: u8, block: usize) -> u64 {
+/// Writes blocks of `fill` until `stop` is set, looking at it every [`POLL`], paced at
+/// `rate` bits/s (0: unpaced); returns the bytes the stack took.
+fn send_until(s: &mut TcpStream, stop: &AtomicBool, fill: u8, block: usize, rate: u64) -> u64 {
     s.set_write_timeout(Some(POLL));
     let data = vec![fill; block];
+    let clock = crate::link::Clock::wall();
+    let mut pacer = Pacer::new(clock.now(), rate, block);
     let mut bytes = 0u64;
     while !stop.load(Ordering::Relaxed) {
+        if let Err(wait) = pacer.poll(clock.now(), block) {
+            std::thread::sleep(wait.min(POLL));
+            continue;
+        }
         match s.write(&data) {
             Ok(n) => bytes += n as u64,
             Err(e) if e.kind() == ErrorKind::WouldBlock => {}
@@ -275,7 +287,8 @@ fn run_test(
     }
     let block = number("len")
         .unwrap_or(DEFAULT_BLOCK as u64)
-        .clamp(1, 1 << 20) as usize;
+        .clamp(1, MAX_BLOCK as u64) as usize;
+    let rate = number("bandwidth").unwrap_or(0);
     ctrl.write_all(&[CREATE_STREAMS])?;
     let mut streams = Vec::with_capacity(parallel);
     while streams.len() < parallel {
@@ -290,7 +303,7 @@ fn run_test(
     let start = WallInstant::now();
     let workers = spawn_streams(streams, &stop, move |s, stop| {
         if reverse {
-            send_until(s, stop, 0x5a, block)
+            send_until(s, stop, 0x5a, block, rate)
         } else {
             receive_until(s, stop, Drain::UntilIdle)
         }
@@ -501,13 +514,13 @@ impl ClientTest {
                 rate: args.bitrate.unwrap_or(udp::DEFAULT_RATE),
                 ..udp::Udp::default()
             })
-        } else if args.bitrate.is_some() {
-            return Err("-b paces UDP tests only: add -u (TCP tests run unpaced)".into());
         } else {
-            Protocol::Tcp
+            Protocol::Tcp {
+                rate: args.bitrate.unwrap_or(0),
+            }
         };
         let lengths = match protocol {
-            Protocol::Tcp => 1..=MAX_BLOCK,
+            Protocol::Tcp { .. } => 1..=MAX_BLOCK,
             Protocol::Udp(_) => udp::MIN_LEN..=udp::MAX_LEN,
         };
         if let Some(len) = args.length.filter(|l| !lengths.contains(l)) {
@@ -572,8 +585,11 @@ pub fn client(
     });
     // iperf3 reads "udp", "reverse" and "udp_counters_64bit" by their presence.
     let len = match test.protocol {
-        Protocol::Tcp => {
+        Protocol::Tcp { rate } => {
             params["tcp"] = true.into();
+            if rate > 0 {
+                params["bandwidth"] = rate.into();
+            }
             test.len.unwrap_or(DEFAULT_BLOCK)
         }
         Protocol::Udp(u) => {
@@ -592,7 +608,7 @@ pub fn client(
     write_json(&mut ctrl, &params)?;
     expect_state(&mut ctrl, CREATE_STREAMS)?;
     let streams = match test.protocol {
-        Protocol::Tcp => {
+        Protocol::Tcp { .. } => {
             let mut streams = Vec::with_capacity(parallel);
             for _ in 0..parallel {
                 let mut s = connect(caller)?;
@@ -612,14 +628,18 @@ pub fn client(
     // write.
     let mut udp_sockets = Vec::new();
     let workers = match (streams, test.protocol) {
-        (Streams::Tcp(streams), _) => spawn_streams(streams, &stop, move |s, stop| {
+        (Streams::Tcp(streams), protocol) => spawn_streams(streams, &stop, move |s, stop| {
             let bytes = if reverse {
                 // Read until the server closes the stream after TEST_END: dropping a
                 // stream with unread data would reset it, and iperf3 then aborts the
                 // whole test.
                 receive_until(s, stop, Drain::UntilClosed(REVERSE_DRAIN_LIMIT))
             } else {
-                send_until(s, stop, 0x75, len)
+                let rate = match protocol {
+                    Protocol::Tcp { rate } => rate,
+                    Protocol::Udp(_) => 0,
+                };
+                send_until(s, stop, 0x75, len, rate)
             };
             let retransmits = s.info().map(|i| i.stats.retransmits).unwrap_or(0);
             StreamResult {
@@ -634,7 +654,7 @@ pub fn client(
                 udp::client_stream(s, server, stop, reverse, len, u)
             })
         }
-        (Streams::Udp(_), Protocol::Tcp) => unreachable!("UDP streams belong to a UDP test"),
+        (Streams::Udp(_), Protocol::Tcp { .. }) => unreachable!("UDP streams belong to a UDP test"),
     };
     let length = std::time::Duration::from_secs(seconds);
     while start.elapsed() < length && !interrupt.load(Ordering::Relaxed) {
@@ -658,7 +678,7 @@ pub fn client(
     expect_state(&mut ctrl, EXCHANGE_RESULTS)?;
     let ids: Vec<u64> = (0..ours.len()).map(stream_id).collect();
     let sender_has_retransmits = match test.protocol {
-        Protocol::Tcp if !reverse => 1,
+        Protocol::Tcp { .. } if !reverse => 1,
         _ => -1,
     };
     write_json(

@@ -12,11 +12,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant as WallInstant, SystemTime};
 
+use super::pacer::Pacer;
 use super::{
     finish_server_test, spawn_streams, Iperf3Error, StreamResult, CREATE_STREAMS, POLL, PORT,
     TEST_END, TEST_RUNNING, TEST_START,
 };
-use crate::link::{Clock, Duration, Instant};
+use crate::link::{Clock, Instant};
 use crate::net::SendError as NetSendError;
 use crate::runtime::Caller;
 use crate::socket::{SocketError, TcpStream, UdpSocket};
@@ -45,8 +46,6 @@ const CONNECT_MSG: u32 = 0x3637_3839;
 const CONNECT_REPLY: u32 = 0x3938_3736;
 /// How long either side waits for the connect exchange of all streams.
 const CONNECT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
-/// Credit a [`Pacer`] keeps at most: the longest burst a late sender sends at once.
-const BURST: Duration = Duration::from_millis(5);
 /// The byte data datagrams are filled with after their header.
 const FILL: u8 = 0x75;
 
@@ -197,52 +196,6 @@ impl UdpReceiver {
             errors: self.lost,
             packets: self.highest,
             out_of_order: self.out_of_order,
-        }
-    }
-}
-
-/// Paces datagrams at a bitrate with a token bucket: credit accrues at the rate, each
-/// datagram spends its length, and credit beyond [`BURST`] worth of sending (or one
-/// datagram, if more) is forgotten, so a sender that fell behind catches up in bounded
-/// bursts and never floods the path.
-#[derive(Debug, Clone)]
-pub struct Pacer {
-    /// Bytes per second; `None` sends as fast as the stack takes datagrams.
-    rate: Option<f64>,
-    cap: f64,
-    credit: f64,
-    last: Instant,
-}
-
-impl Pacer {
-    /// A pacer for `rate` bits/s (0: unlimited) and datagrams of `len` bytes; the first
-    /// may go at once.
-    pub fn new(now: Instant, rate: u64, len: usize) -> Pacer {
-        let rate = (rate > 0).then(|| rate as f64 / 8.0);
-        let len = len as f64;
-        Pacer {
-            rate,
-            cap: rate.map_or(len, |r| (r * BURST.as_secs_f64()).max(len)),
-            credit: len,
-            last: now,
-        }
-    }
-
-    /// `Ok` if a datagram of `len` bytes may go now (its credit is spent), else how long
-    /// until it may.
-    pub fn poll(&mut self, now: Instant, len: usize) -> Result<(), Duration> {
-        let Some(rate) = self.rate else {
-            return Ok(());
-        };
-        let len = len as f64;
-        let earned = (now - self.last).as_secs_f64() * rate;
-        self.credit = (self.credit + earned).min(self.cap.max(len));
-        self.last = now;
-        if self.credit >= len {
-            self.credit -= len;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((len - self.credit) / rate))
         }
     }
 }
@@ -590,32 +543,5 @@ mod tests {
         arrive(&mut r, 4, 3000, 3100); // back to 100: D = 800 µs again
         let j = 0.0008 / 16.0;
         assert!((r.jitter - (j + (0.0008 - j) / 16.0)).abs() < 1e-12);
-    }
-
-    /// 1 Mbit/s of 1250-byte datagrams is one every 10 ms; a sender asleep for a second
-    /// catches up with at most a 5 ms burst, not the whole second.
-    #[test]
-    fn the_pacer_keeps_the_rate_and_bounds_the_burst() {
-        let t0 = Instant::from_secs(1);
-        let mut p = Pacer::new(t0, 1_000_000, 1250);
-        assert_eq!(p.poll(t0, 1250), Ok(()));
-        let wait = p.poll(t0, 1250).unwrap_err();
-        assert!(wait.abs_diff(Duration::from_millis(10)) < Duration::from_micros(1));
-        let mut sent = 1;
-        let mut t = t0;
-        while t < t0 + Duration::from_secs(1) {
-            t += Duration::from_micros(500);
-            while p.poll(t, 1250).is_ok() {
-                sent += 1;
-            }
-        }
-        assert!((100..=101).contains(&sent), "{sent}");
-        // 40 Mbit/s: 5 ms of credit is 25000 bytes, 20 datagrams, after a long sleep.
-        let mut p = Pacer::new(t0, 40_000_000, 1250);
-        let later = t0 + Duration::from_secs(1);
-        let burst = std::iter::from_fn(|| p.poll(later, 1250).ok()).count();
-        assert_eq!(burst, 20);
-        let mut unlimited = Pacer::new(t0, 0, 1250);
-        assert!((0..1000).all(|_| unlimited.poll(t0, 1250).is_ok()));
     }
 }
