@@ -36,7 +36,7 @@ pub const MIN_LEN: usize = HEADER_LEN_64;
 const HEADER_LEN_32: usize = 12;
 /// Header length with a 64-bit counter.
 const HEADER_LEN_64: usize = 16;
-/// iperf_udp_connect writes a C `int` in host order; iperf3 before 3.16 sends this value...
+/// iperf_udp_connect writes a C `int` in host order; older iperf3 sends this value...
 const LEGACY_CONNECT_MSG: u32 = 123_456_789;
 /// ...and its server answers with this one (the server takes any content as the message).
 const LEGACY_CONNECT_REPLY: u32 = 987_654_321;
