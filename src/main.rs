@@ -163,9 +163,6 @@ fn run_up(args: &DeviceArgs) -> Ran {
 }
 
 fn run_iperf3(args: &Iperf3Args) -> Ran {
-    if args.udp {
-        return Err(Failure::not_implemented("-u"));
-    }
     if args.server {
         return run_up(&args.device);
     }
@@ -174,20 +171,12 @@ fn run_iperf3(args: &Iperf3Args) -> Ran {
         args.device.target().map_err(device_error)?;
         return Err(Failure::usage("give -s or -c HOST"));
     };
+    let test = iperf3::ClientTest::from_args(args, host).map_err(Failure::usage)?;
     // SIGINT or SIGTERM ends the test early, with its report; then the stack shuts down
     // in order (connections closed, capture flushed) and the exit status is 0.
     let stop = stop_signals().map_err(device_error)?;
     let device = bring_up(&args.device).map_err(device_error)?;
-    let server = std::net::SocketAddrV4::new(host, iperf3::PORT);
-    let caller = device.runtime.caller();
-    let report = iperf3::client(
-        &caller,
-        server,
-        args.time,
-        args.reverse,
-        args.parallel,
-        &stop,
-    );
+    let report = iperf3::client(&device.runtime.caller(), &test, &stop);
     device.shut_down(SHUTDOWN_GRACE).map_err(device_error)?;
     let report = report.map_err(Failure::run)?;
     println!("{report}");

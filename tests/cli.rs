@@ -60,20 +60,41 @@ fn unbuilt_commands_exit_2_and_say_so() {
             "--addr",
             "198.18.0.2/24",
         ],
-        &[
-            "iperf3",
-            "-c",
-            "198.18.1.1",
-            "-u",
-            "--tun",
-            "ustk9",
-            "--addr",
-            "198.18.1.2/24",
-        ],
         &["bench", "--quick", "--svg", "/tmp/ustack-bench-never.svg"],
     ] {
         let out = fails(args, 2, "not implemented yet");
         assert!(out.stdout.is_empty(), "{args:?} printed as if it worked");
+    }
+}
+
+/// `-u` is built and its help says nothing else; its flags out of range are usage
+/// errors found before any device is opened (a datagram too short for iperf3's header
+/// or beyond 65507).
+#[test]
+fn iperf3_udp_flags_out_of_range_are_usage_errors() {
+    let client = [
+        "iperf3",
+        "-c",
+        "198.18.1.1",
+        "--tun",
+        "ustk9",
+        "--addr",
+        "198.18.1.2/24",
+    ];
+    for (extra, why) in [
+        (&["-u", "-l", "8"][..], "give 16 to 65507 bytes"),
+        (&["-u", "-l", "65508"], "give 16 to 65507 bytes"),
+        (&["-u", "-b", "fast"], "is not a bitrate"),
+    ] {
+        let args: Vec<&str> = client.iter().chain(extra).copied().collect();
+        let out = fails(&args, 2, why);
+        assert!(out.stdout.is_empty(), "{args:?} printed as if it worked");
+    }
+    let help = ustack(&["iperf3", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in ["--udp", "--bitrate", "--length"] {
+        let line = help.lines().find(|l| l.contains(flag)).expect(flag);
+        assert!(!line.contains("not built"), "{line}");
     }
 }
 

@@ -244,9 +244,17 @@ pub struct Iperf3Args {
     /// Reverse: the server sends, we receive.
     #[arg(short = 'R', long)]
     pub reverse: bool,
-    /// UDP test (not built yet).
+    /// UDP test: datagrams paced at -b, loss and jitter measured as iperf3 does.
     #[arg(short = 'u', long)]
     pub udp: bool,
+    /// Target bitrate per stream, in bits/s (K, M, G: powers of 1000; 0: unlimited);
+    /// if not given, 1 Mbit/s for UDP and unlimited for TCP, as in iperf3.
+    #[arg(short = 'b', long, value_parser = bitrate)]
+    pub bitrate: Option<u64>,
+    /// Bytes per datagram (UDP, default 1460; above the MTU they are fragmented) or per
+    /// write (TCP, default 128K); K, M: powers of 1024.
+    #[arg(short = 'l', long, value_parser = length)]
+    pub length: Option<usize>,
     /// Parallel streams.
     #[arg(short = 'P', long, default_value_t = 1)]
     pub parallel: usize,
@@ -382,6 +390,33 @@ pub fn size(s: &str) -> Result<u64, String> {
     Ok(total)
 }
 
+/// A bitrate as iperf3 reads `-b`: `50M`, `1.5G`, `800K`, `1000000` (bits/s, decimal units).
+pub fn bitrate(s: &str) -> Result<u64, String> {
+    let bad = || format!("`{s}` is not a bitrate (examples: 1000000, 800K, 50M, 1G)");
+    let (number, scale) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1e3),
+        Some((i, 'm' | 'M')) => (&s[..i], 1e6),
+        Some((i, 'g' | 'G')) => (&s[..i], 1e9),
+        _ => (s, 1.0),
+    };
+    match number.parse::<f64>() {
+        Ok(n) if n >= 0.0 && (n * scale) < 1e15 => Ok((n * scale).round() as u64),
+        _ => Err(bad()),
+    }
+}
+
+/// A length as iperf3 reads `-l`: `1460`, `8K`, `1M` (binary units).
+pub fn length(s: &str) -> Result<usize, String> {
+    let bad = || format!("`{s}` is not a length (examples: 1460, 8000, 64K)");
+    let (digits, scale) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1 << 10),
+        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
+        _ => (s, 1),
+    };
+    let n: usize = digits.parse().map_err(|_| bad())?;
+    n.checked_mul(scale).filter(|&l| l > 0).ok_or_else(bad)
+}
+
 pub fn cidr(s: &str) -> Result<Ipv4Cidr, ParseCidrError> {
     s.parse()
 }
@@ -435,5 +470,17 @@ mod tests {
         assert!(size("12X").unwrap_err().contains("is not a size"));
         assert!(size("2G").unwrap_err().contains("between 1 byte and 1 GiB"));
         assert!(probability("1.5").is_err());
+    }
+
+    /// iperf3's units: `-b` in powers of 1000, `-l` in powers of 1024.
+    #[test]
+    fn bitrates_are_decimal_and_lengths_binary_as_iperf3_reads_them() {
+        assert_eq!(bitrate("50M"), Ok(50_000_000));
+        assert_eq!(bitrate("1.5g"), Ok(1_500_000_000));
+        assert_eq!(bitrate("0"), Ok(0));
+        assert!(bitrate("fast").is_err() && bitrate("-1M").is_err());
+        assert_eq!(length("8000"), Ok(8000));
+        assert_eq!(length("64K"), Ok(65536));
+        assert!(length("0").is_err() && length("1.5K").is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! `ustack up`: the stack on a real device, on the wall clock, serving the classic test
 //! services until the process is stopped: ICMP echo (the network layer answers ping),
 //! TCP echo (port 7, RFC 862), TCP discard (port 9, RFC 863), UDP echo (port 7) and an
-//! iperf3 server for TCP tests (port 5201).
+//! iperf3 server for TCP and UDP tests (port 5201).
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddrV4;
@@ -93,7 +93,7 @@ pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> Result<(), UpError> {
     let _ = writeln!(
         out,
         "ustack up on {name} as {addr}: answering ping, TCP echo (7), TCP discard (9), UDP echo (7), \
-         and an iperf3 server for TCP tests (5201)"
+         and an iperf3 server for TCP and UDP tests (5201)"
     );
     let _ = writeln!(
         out,
