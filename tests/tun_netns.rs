@@ -468,3 +468,55 @@ print("closed" if s.recv(10) == b"" else "data", flush=True)
     );
     assert!(text.lines().any(|l| l.contains("tcp")), "{text}");
 }
+
+/// RFC 1122 section 3.3.1: a host sends datagrams for a destination off its network to
+/// a gateway. On TUN, with `--gateway`, ustack answers a ping from an address outside its
+/// /24 (one the kernel owns on its loopback); without a gateway it has no route back.
+#[test]
+fn a_gateway_on_tun_reaches_hosts_off_our_network_rfc1122_3_3_1() {
+    if skip_unless_root() {
+        return;
+    }
+    for (i, gateway) in [Some(KERNEL), None].into_iter().enumerate() {
+        let mut ns = Netns::new(&format!("tgw{i}")).unwrap();
+        let addr = format!("{OURS}/24");
+        let mut args = vec![
+            env!("CARGO_BIN_EXE_ustack"),
+            "up",
+            "--tun",
+            "ustk0",
+            "--addr",
+            &addr,
+        ];
+        if let Some(gw) = gateway {
+            args.extend_from_slice(&["--gateway", gw]);
+        }
+        ns.spawn(&args).unwrap();
+        ns.wait_for_link("ustk0").unwrap();
+        ns.must(&["ip", "addr", "add", &format!("{KERNEL}/24"), "dev", "ustk0"])
+            .unwrap();
+        ns.must(&["ip", "link", "set", "ustk0", "up"]).unwrap();
+        ns.must(&["ip", "addr", "add", "198.19.7.1/32", "dev", "lo"])
+            .unwrap();
+        let ping = ns
+            .exec(&[
+                "ping",
+                "-c",
+                "2",
+                "-i",
+                "0.2",
+                "-W",
+                "1",
+                "-I",
+                "198.19.7.1",
+                OURS,
+            ])
+            .unwrap();
+        let text = String::from_utf8_lossy(&ping.stdout);
+        if gateway.is_some() {
+            assert!(text.contains(" 2 received"), "with --gateway:\n{text}");
+        } else {
+            assert!(text.contains(" 0 received"), "without a gateway:\n{text}");
+        }
+    }
+}
