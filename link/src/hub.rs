@@ -11,6 +11,7 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
 use crate::impair::{Engine, ImpairError, ImpairStats, Impairments, Outage};
+use crate::link::Medium;
 use crate::sim::{derive_seed, lock, Net, SimPort, Wiring};
 
 /// Byte offset of the destination address in an IPv4 header (RFC 791 section 3.1).
@@ -133,7 +134,7 @@ impl SimHub {
             net.wiring.addrs.push(addr);
             net.wiring.cfg.mtu
         };
-        Net::attach(&self.shared, mtu)
+        Net::attach(&self.shared, Medium::Ip, mtu)
     }
 
     /// What the engine did from `from` to `to` so far.

@@ -25,7 +25,7 @@ pub use hub::{HubConfig, HubPort, SimHub};
 pub use impair::{
     DelayLine, Engine, GilbertElliott, ImpairError, ImpairStats, Impairments, Outage,
 };
-pub use link::{DropReason, Link, LinkError, Medium, TxInfo};
+pub use link::{DropReason, Link, LinkError, Medium, TxInfo, ETHERNET_HEADER_LEN};
 pub use pcap::{tap_boxed, PcapSink, PcapTap};
 #[cfg(target_os = "linux")]
 pub use raw::RawLink;

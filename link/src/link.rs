@@ -14,6 +14,10 @@ pub enum Medium {
     Ethernet,
 }
 
+/// Length of an Ethernet II header (destination, source, EtherType), which a frame
+/// carries on top of its MTU-sized payload.
+pub const ETHERNET_HEADER_LEN: usize = 14;
+
 /// Why a device failed to move a packet.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {

@@ -8,12 +8,17 @@ use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::impair::{Engine, ImpairError, ImpairStats, Impairments, Outage, Verdict};
-use crate::link::{Link, LinkError, Medium, TxInfo};
+use crate::link::{Link, LinkError, Medium, TxInfo, ETHERNET_HEADER_LEN};
 use crate::time::Instant;
 
-/// Configuration of a [`SimLink`] pair: MTU and the impairments of each direction.
+/// Configuration of a [`SimLink`] pair: what it carries, MTU and the impairments of each
+/// direction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimConfig {
+    /// Bare IP packets (the default) or Ethernet II frames, as a TAP device or a raw
+    /// socket on a cable would carry them. The pair does not look inside either.
+    pub medium: Medium,
+    /// The largest IP packet; an Ethernet frame may be [`ETHERNET_HEADER_LEN`] longer.
     pub mtu: usize,
     /// What happens to packets sent by endpoint A.
     pub a_to_b: Impairments,
@@ -24,6 +29,7 @@ pub struct SimConfig {
 impl Default for SimConfig {
     fn default() -> SimConfig {
         SimConfig {
+            medium: Medium::Ip,
             mtu: 1500,
             a_to_b: Impairments::none(),
             b_to_a: Impairments::none(),
@@ -57,6 +63,12 @@ impl SimConfig {
 
     pub fn with_mtu(mut self, mtu: usize) -> SimConfig {
         self.mtu = mtu;
+        self
+    }
+
+    /// Carries Ethernet II frames instead of bare IP packets.
+    pub fn ethernet(mut self) -> SimConfig {
+        self.medium = Medium::Ethernet;
         self
     }
 }
@@ -123,13 +135,14 @@ impl<W> Net<W> {
         }
     }
 
-    /// A port of `mtu` on the network behind `shared`.
-    pub(crate) fn attach(shared: &Arc<Mutex<Net<W>>>, mtu: usize) -> SimPort<W> {
+    /// A port of `medium` and `mtu` on the network behind `shared`.
+    pub(crate) fn attach(shared: &Arc<Mutex<Net<W>>>, medium: Medium, mtu: usize) -> SimPort<W> {
         let mut net = lock(shared);
         net.queues.push(Queue::default());
         SimPort {
             shared: shared.clone(),
             index: net.queues.len() - 1,
+            medium,
             mtu,
         }
     }
@@ -148,6 +161,7 @@ pub(crate) fn lock<W>(shared: &Mutex<Net<W>>) -> MutexGuard<'_, Net<W>> {
 pub struct SimPort<W> {
     shared: Arc<Mutex<Net<W>>>,
     index: usize,
+    medium: Medium,
     mtu: usize,
 }
 
@@ -156,6 +170,7 @@ impl<W> Clone for SimPort<W> {
         SimPort {
             shared: self.shared.clone(),
             index: self.index,
+            medium: self.medium,
             mtu: self.mtu,
         }
     }
@@ -235,8 +250,8 @@ impl SimLink {
             Engine::new(config.b_to_a, derive_seed(seed, 2))?,
         ];
         let shared = Arc::new(Mutex::new(Net::new(Pair { engines })));
-        let a = Net::attach(&shared, config.mtu);
-        let b = Net::attach(&shared, config.mtu);
+        let a = Net::attach(&shared, config.medium, config.mtu);
+        let b = Net::attach(&shared, config.medium, config.mtu);
         Ok((a, b))
     }
 
@@ -261,7 +276,7 @@ impl SimLink {
 
 impl<W: Wiring> Link for SimPort<W> {
     fn medium(&self) -> Medium {
-        Medium::Ip
+        self.medium
     }
 
     fn mtu(&self) -> usize {
@@ -269,7 +284,11 @@ impl<W: Wiring> Link for SimPort<W> {
     }
 
     fn send(&mut self, now: Instant, packet: &[u8]) -> Result<TxInfo, LinkError> {
-        if packet.len() > self.mtu {
+        let header = match self.medium {
+            Medium::Ip => 0,
+            Medium::Ethernet => ETHERNET_HEADER_LEN,
+        };
+        if packet.len() > self.mtu + header {
             return Err(LinkError::TooBig {
                 len: packet.len(),
                 mtu: self.mtu,

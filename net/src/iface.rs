@@ -1,17 +1,26 @@
 //! `Interface`: the IPv4 network layer on top of one [`Link`]. It owns the link, validates
 //! and reassembles what arrives, answers pings and reports unknown protocols itself, and
 //! hands datagrams of the registered protocols to the transport layer above.
+//!
+//! On an Ethernet link ([`Medium::Ethernet`]) it also frames and unframes (RFC 894) and
+//! runs ARP ([`crate::arp`]): packets to a next hop whose MAC address is not known yet
+//! wait while it is resolved.
 
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use etherparse::icmpv4::{DestUnreachableHeader, TimeExceededCode};
-use etherparse::{IcmpEchoHeader, Icmpv4Header, Icmpv4Type, IpNumber, Ipv4Header, Ipv4HeaderSlice};
-use ustack_link::{Instant, Link, LinkError};
+use etherparse::{
+    EtherType, IcmpEchoHeader, Icmpv4Header, Icmpv4Type, IpNumber, Ipv4Header, Ipv4HeaderSlice,
+};
+use ustack_link::{Instant, Link, LinkError, Medium};
+
+use crate::arp::{Action, Arp, ArpConfig};
+use crate::ethernet::{self, MacAddr};
 
 use crate::frag::{self, FragmentKey, Reassembler, ReassemblyConfig};
-use crate::icmp::{self, IcmpError, IcmpEvent, Incoming, QUOTED_PAYLOAD};
+use crate::icmp::{self, IcmpError, IcmpEvent, Incoming, Original, QUOTED_PAYLOAD};
 use crate::ipv4::{self, HeaderFields, MAX_DATAGRAM_LEN, MAX_HEADER_LEN, MIN_HEADER_LEN};
 use crate::route::{Ipv4Cidr, Routes};
 use crate::stats::{RxDrop, Stats};
@@ -21,7 +30,16 @@ use crate::stats::{RxDrop, Stats};
 pub struct Config {
     /// Our address and the connected network.
     pub addr: Ipv4Cidr,
+    /// The default route (RFC 1122 section 3.3.1.1): packets to hosts off our network go
+    /// to this router (to its MAC address on Ethernet links, simply out of the device on
+    /// TUN). It must be on our network. [`Interface::routes_mut`] changes it later.
     pub gateway: Option<Ipv4Addr>,
+    /// Our MAC address on an Ethernet link (the device's own, or one the stack owns on a
+    /// TAP device). `None`: a locally administered one made from our IPv4 address
+    /// ([`MacAddr::local_for`]). Unused on IP links.
+    pub mac: Option<MacAddr>,
+    /// ARP timers and bounds (Ethernet links).
+    pub arp: ArpConfig,
     /// TTL of datagrams we originate (RFC 1700 recommends 64).
     pub ttl: u8,
     pub reassembly: ReassemblyConfig,
@@ -40,6 +58,8 @@ impl Config {
         Config {
             addr,
             gateway: None,
+            mac: None,
+            arp: ArpConfig::default(),
             ttl: 64,
             reassembly: ReassemblyConfig::default(),
             icmp_queue: 64,
@@ -195,8 +215,15 @@ pub struct Interface<L: Link> {
     icmp_events: VecDeque<IcmpEvent>,
     icmp_bucket: TokenBucket,
     next_ident: u16,
+    /// ARP and the neighbour cache, on Ethernet links only.
+    arp: Option<Arp>,
+    /// Whether the gratuitous ARP of the start has gone out (Ethernet links).
+    announced: bool,
     rx_buf: Vec<u8>,
+    /// The frame being sent: link header room (Ethernet) then the IPv4 packet.
     tx_buf: Vec<u8>,
+    /// Frames the ARP machinery sends, apart from `tx_buf`.
+    arp_buf: Vec<u8>,
     stats: Stats,
 }
 
@@ -210,8 +237,15 @@ impl<L: Link> Interface<L> {
         if let Some(gw) = cfg.gateway {
             routes.set_default_gateway(gw);
         }
+        let arp = (link.medium() == Medium::Ethernet).then(|| {
+            let mac = cfg.mac.unwrap_or(MacAddr::local_for(cfg.addr.addr));
+            Arp::new(cfg.arp.clone(), mac, cfg.addr)
+        });
         Interface {
             link,
+            arp,
+            announced: false,
+            arp_buf: Vec::new(),
             routes,
             protocols: Vec::new(),
             reassembler: Reassembler::new(cfg.reassembly),
@@ -254,6 +288,16 @@ impl<L: Link> Interface<L> {
         &self.link
     }
 
+    /// Our MAC address, on an Ethernet link.
+    pub fn mac(&self) -> Option<MacAddr> {
+        self.arp.as_ref().map(Arp::mac)
+    }
+
+    /// ARP state and the neighbour cache, on an Ethernet link.
+    pub fn arp(&self) -> Option<&Arp> {
+        self.arp.as_ref()
+    }
+
     pub fn link_mut(&mut self) -> &mut L {
         &mut self.link
     }
@@ -280,13 +324,22 @@ impl<L: Link> Interface<L> {
         self.icmp_events.pop_front()
     }
 
-    /// The earliest time at which [`Interface::recv`] has work: a packet arriving or a
-    /// reassembly timing out.
+    /// The earliest time at which [`Interface::recv`] has work: a packet arriving, a
+    /// reassembly timing out, or (Ethernet) the start's announcement or an ARP retry.
     pub fn poll_at(&self, now: Instant) -> Option<Instant> {
-        match (self.link.poll_at(now), self.reassembler.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let arp = match &self.arp {
+            Some(_) if !self.announced => Some(now),
+            Some(arp) => arp.poll_at(),
+            None => None,
+        };
+        [
+            self.link.poll_at(now),
+            self.reassembler.next_deadline(),
+            arp,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn is_broadcast(&self, addr: Ipv4Addr) -> bool {
@@ -316,10 +369,11 @@ impl<L: Link> Interface<L> {
         opts: &SendOptions,
         payload: &[u8],
     ) -> Result<(), SendError> {
-        if self.routes.next_hop(dst).is_none() {
+        let Some(next_hop) = self.routes.next_hop(dst) else {
             self.stats.tx_no_route += 1;
             return Err(SendError::NoRoute(dst));
-        }
+        };
+        self.start(now);
         let len = MIN_HEADER_LEN + payload.len();
         if len > MAX_DATAGRAM_LEN {
             self.stats.tx_too_big += 1;
@@ -347,20 +401,105 @@ impl<L: Link> Interface<L> {
         if pieces.len() > 1 {
             self.stats.tx_fragmented += 1;
         }
+        let link_header = if self.arp.is_some() {
+            ethernet::HEADER_LEN
+        } else {
+            0
+        };
         for (offset, piece_len, more) in pieces {
             let header = fields.build(piece_len, offset, more)?;
             self.tx_buf.clear();
+            self.tx_buf.resize(link_header, 0);
             self.tx_buf.extend_from_slice(&header.to_bytes());
             self.tx_buf
                 .extend_from_slice(&payload[offset..offset + piece_len]);
-            if let Err(e) = self.link.send(now, &self.tx_buf) {
-                self.stats.tx_link_errors += 1;
-                return Err(e.into());
-            }
-            self.stats.tx_packets += 1;
-            self.stats.tx_bytes += self.tx_buf.len() as u64;
+            self.transmit(now, next_hop)?;
         }
+        self.run_arp(now);
         Ok(())
+    }
+
+    /// Puts the packet in `tx_buf` on the link towards `next_hop`: as it is on an IP
+    /// link; on Ethernet in a frame to the next hop's MAC address, or queued while ARP
+    /// resolves it.
+    fn transmit(&mut self, now: Instant, next_hop: Ipv4Addr) -> Result<(), SendError> {
+        let broadcast = self.is_broadcast(next_hop);
+        let mut link_header = 0;
+        if let Some(arp) = &mut self.arp {
+            link_header = ethernet::HEADER_LEN;
+            let packet = &self.tx_buf[link_header..];
+            let dst = if broadcast {
+                MacAddr::BROADCAST
+            } else if next_hop.is_multicast() {
+                MacAddr::ipv4_multicast(next_hop)
+            } else {
+                match arp.resolve(now, next_hop, packet, &mut self.stats) {
+                    Some(mac) => mac,
+                    None => return Ok(()),
+                }
+            };
+            let header = ethernet::header(dst, arp.mac(), EtherType::IPV4);
+            self.tx_buf[..ethernet::HEADER_LEN].copy_from_slice(&header);
+        }
+        if let Err(e) = self.link.send(now, &self.tx_buf) {
+            self.stats.tx_link_errors += 1;
+            return Err(e.into());
+        }
+        self.stats.tx_packets += 1;
+        self.stats.tx_bytes += (self.tx_buf.len() - link_header) as u64;
+        Ok(())
+    }
+
+    /// Sends the gratuitous ARP of an Ethernet interface's start, once.
+    fn start(&mut self, now: Instant) {
+        if self.announced {
+            return;
+        }
+        self.announced = true;
+        if let Some(arp) = &mut self.arp {
+            arp.announce(&mut self.stats);
+            self.run_arp(now);
+        }
+    }
+
+    /// Carries out what ARP asks for: its frames, the packets it resolved, and host
+    /// unreachable events for the packets it gave up on. Link errors are counted only:
+    /// a lost ARP frame is retried like a lost one on the wire.
+    fn run_arp(&mut self, now: Instant) {
+        let Some(arp) = &mut self.arp else {
+            return;
+        };
+        let mac = arp.mac();
+        while let Some(action) = arp.poll_action() {
+            self.arp_buf.clear();
+            match action {
+                Action::Arp { dst, packet } => {
+                    self.arp_buf
+                        .extend_from_slice(&ethernet::header(dst, mac, EtherType::ARP));
+                    self.arp_buf.extend_from_slice(&packet.to_bytes());
+                }
+                Action::Send { dst, packet } => {
+                    self.arp_buf
+                        .extend_from_slice(&ethernet::header(dst, mac, EtherType::IPV4));
+                    self.arp_buf.extend_from_slice(&packet);
+                    self.stats.tx_packets += 1;
+                    self.stats.tx_bytes += packet.len() as u64;
+                }
+                Action::Unreachable(packet) => {
+                    if let Some(event) = host_unreachable(self.cfg.addr.addr, &packet) {
+                        if self.icmp_events.len() >= self.cfg.icmp_queue {
+                            self.stats.drop(RxDrop::IcmpQueueFull);
+                        } else {
+                            self.icmp_events.push_back(event);
+                        }
+                    }
+                    continue;
+                }
+            }
+            if self.link.send(now, &self.arp_buf).is_err() {
+                self.stats.tx_link_errors += 1;
+            }
+        }
     }
 
     /// Sends an ICMP echo request (what `ping` does).
@@ -453,11 +592,20 @@ impl<L: Link> Interface<L> {
         payload: &mut Vec<u8>,
     ) -> Result<Option<Received>, LinkError> {
         self.expire_fragments(now);
+        self.start(now);
+        if let Some(arp) = &mut self.arp {
+            arp.on_timeout(now, &mut self.stats);
+            self.run_arp(now);
+        }
         let mut buf = std::mem::take(&mut self.rx_buf);
         let result = loop {
             match self.link.recv(now, &mut buf) {
                 Ok(Some(n)) => {
-                    if let Some(received) = self.process(now, &buf[..n], payload) {
+                    let packet = match self.unframe(now, &buf[..n]) {
+                        Some(range) => &buf[range],
+                        None => continue,
+                    };
+                    if let Some(received) = self.process(now, packet, payload) {
                         break Ok(Some(received));
                     }
                 }
@@ -471,6 +619,38 @@ impl<L: Link> Interface<L> {
         };
         self.rx_buf = buf;
         result
+    }
+
+    /// Where the IPv4 packet is in what the link delivered: all of it on an IP link; on
+    /// Ethernet, the payload of a frame to us (our MAC or broadcast) of type IPv4. ARP
+    /// frames are handled here; anything else is counted and dropped.
+    fn unframe(&mut self, now: Instant, frame: &[u8]) -> Option<std::ops::Range<usize>> {
+        let Some(arp) = &mut self.arp else {
+            return Some(0..frame.len());
+        };
+        self.stats.rx_frames += 1;
+        let checked = ethernet::parse(frame).and_then(|f| {
+            if f.src.is_multicast() || f.src == arp.mac() {
+                Err(RxDrop::EthBadSource)
+            } else if f.dst != arp.mac() && !f.dst.is_broadcast() {
+                Err(RxDrop::EthNotForUs)
+            } else {
+                Ok(f)
+            }
+        });
+        let result = match checked {
+            Ok(f) if f.ether_type == EtherType::IPV4 => {
+                return Some(ethernet::HEADER_LEN..frame.len())
+            }
+            Ok(f) if f.ether_type == EtherType::ARP => arp.receive(now, f.payload, &mut self.stats),
+            Ok(_) => Err(RxDrop::EthUnknownType),
+            Err(reason) => Err(reason),
+        };
+        if let Err(reason) = result {
+            self.stats.drop(reason);
+        }
+        self.run_arp(now);
+        None
     }
 
     fn expire_fragments(&mut self, now: Instant) {
@@ -620,6 +800,33 @@ impl<L: Link> Interface<L> {
     }
 }
 
+/// What the layers above learn about a packet ARP gave up on: an ICMP destination
+/// unreachable, code 1 (host unreachable), from ourselves, as Linux reports a failed
+/// neighbour (EHOSTUNREACH). Only the first fragment of a datagram is reported (later
+/// ones carry no ports).
+fn host_unreachable(us: Ipv4Addr, packet: &[u8]) -> Option<IcmpEvent> {
+    let ip = ipv4::parse(packet).ok()?;
+    if ip.header.fragments_offset().value() != 0 {
+        return None;
+    }
+    Some(IcmpEvent::DestUnreachable {
+        from: us,
+        code: CODE_HOST_UNREACHABLE,
+        next_hop_mtu: 0,
+        original: Original {
+            src: ip.src(),
+            dst: ip.dst(),
+            protocol: ip.header.protocol(),
+            ident: ip.header.identification(),
+            total_len: ip.header.total_len(),
+            head: ip.payload[..ip.payload.len().min(QUOTED_PAYLOAD)].to_vec(),
+        },
+    })
+}
+
+/// ICMP destination unreachable code 1 (RFC 792).
+const CODE_HOST_UNREACHABLE: u8 = 1;
+
 /// The header of a reassembled datagram: that of the fragment which completed it, with
 /// the fragment fields cleared and the total length of the whole.
 fn whole_header(fragment: &Ipv4HeaderSlice<'_>, payload_len: usize) -> Vec<u8> {
@@ -634,6 +841,8 @@ fn whole_header(fragment: &Ipv4HeaderSlice<'_>, payload_len: usize) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arp::NeighbourState;
+    use etherparse::{ArpEthIpv4Packet, ArpOperation};
     use proptest::prelude::*;
     use ustack_link::{SimConfig, SimLink};
 
@@ -693,12 +902,7 @@ mod tests {
 
     /// Everything the interface put on the wire.
     fn sent(peer: &mut SimLink) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; 65535];
-        while let Some(n) = peer.recv(T0, &mut buf).unwrap() {
-            out.push(buf[..n].to_vec());
-        }
-        out
+        sent_at(peer, T0)
     }
 
     fn pump(iface: &mut Interface<SimLink>) -> Vec<(Received, Vec<u8>)> {
@@ -978,6 +1182,206 @@ mod tests {
             .unwrap();
         let ip = ipv4::parse(&buf[..n]).unwrap();
         assert_eq!(&ip.payload[..2], &[11, 1]);
+    }
+
+    // ---- Ethernet and ARP ----
+
+    const US_MAC: MacAddr = MacAddr([0x02, 0, 0xc6, 0x12, 0, 0x01]);
+    const PEER_MAC: MacAddr = MacAddr([0x02, 0, 0xc6, 0x12, 0, 0x02]);
+
+    /// Our interface on an Ethernet link, and the raw far end (the peer's wire).
+    fn eth_setup() -> (Interface<SimLink>, SimLink) {
+        let (a, b) = SimLink::pair(SimConfig::default().ethernet(), 1).unwrap();
+        let mut cfg = Config::new("198.18.0.1/24".parse().unwrap());
+        cfg.mac = Some(US_MAC);
+        let mut iface = Interface::new(a, cfg);
+        iface.accept_protocol(IpNumber::UDP);
+        (iface, b)
+    }
+
+    fn frame(dst: MacAddr, src: MacAddr, ether_type: EtherType, payload: &[u8]) -> Vec<u8> {
+        let mut f = ethernet::header(dst, src, ether_type).to_vec();
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn arp_frame(dst: MacAddr, p: &ArpEthIpv4Packet) -> Vec<u8> {
+        frame(dst, MacAddr(p.sender_mac), EtherType::ARP, &p.to_bytes())
+    }
+
+    fn arp_packet(
+        op: ArpOperation,
+        sender: (MacAddr, Ipv4Addr),
+        target: (MacAddr, Ipv4Addr),
+    ) -> ArpEthIpv4Packet {
+        ArpEthIpv4Packet {
+            operation: op,
+            sender_mac: sender.0 .0,
+            sender_ipv4: sender.1.octets(),
+            target_mac: target.0 .0,
+            target_ipv4: target.1.octets(),
+        }
+    }
+
+    /// A frame on the peer's wire, decoded: (destination, source, ARP packet or IPv4).
+    #[derive(Debug, PartialEq)]
+    enum Wire {
+        Arp(MacAddr, ArpEthIpv4Packet),
+        Ip(MacAddr, Vec<u8>),
+    }
+
+    fn wire(frames: Vec<Vec<u8>>) -> Vec<Wire> {
+        frames
+            .iter()
+            .map(|f| {
+                let e = ethernet::parse(f).unwrap();
+                assert_eq!(e.src, US_MAC);
+                match e.ether_type {
+                    EtherType::ARP => Wire::Arp(e.dst, crate::arp::validate(e.payload).unwrap()),
+                    EtherType::IPV4 => Wire::Ip(e.dst, e.payload.to_vec()),
+                    other => panic!("unexpected EtherType {other:?}"),
+                }
+            })
+            .collect()
+    }
+
+    fn announcement() -> Wire {
+        Wire::Arp(
+            MacAddr::BROADCAST,
+            arp_packet(ArpOperation::REQUEST, (US_MAC, US), (MacAddr::ZERO, US)),
+        )
+    }
+
+    fn sent_at(peer: &mut SimLink, now: Instant) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 65535];
+        while let Some(n) = peer.recv(now, &mut buf).unwrap() {
+            out.push(buf[..n].to_vec());
+        }
+        out
+    }
+
+    /// RFC 826 "Packet Reception": a request for our address is answered with a reply
+    /// to the requester, and the requester is learned ("merge", then add).
+    #[test]
+    fn arp_request_for_us_is_answered_and_the_requester_learned_rfc826() {
+        let (mut iface, mut peer) = eth_setup();
+        let req = arp_packet(ArpOperation::REQUEST, (PEER_MAC, PEER), (MacAddr::ZERO, US));
+        peer.send(T0, &arp_frame(MacAddr::BROADCAST, &req)).unwrap();
+        assert!(pump(&mut iface).is_empty());
+        let reply = arp_packet(ArpOperation::REPLY, (US_MAC, US), (PEER_MAC, PEER));
+        assert_eq!(
+            wire(sent(&mut peer)),
+            vec![announcement(), Wire::Arp(PEER_MAC, reply)]
+        );
+        let arp = iface.arp().unwrap();
+        assert_eq!(
+            arp.neighbour(T0, PEER),
+            Some(NeighbourState::Stale(PEER_MAC))
+        );
+        assert_eq!(iface.stats().arp_replies_out, 1);
+        assert_eq!(iface.stats().total_dropped(), 0);
+    }
+
+    /// RFC 826: on a miss, the packet waits and a broadcast request goes out; the reply
+    /// releases the packet in a frame to the learned address.
+    #[test]
+    fn send_on_a_miss_requests_and_the_reply_releases_the_packet_rfc826() {
+        let (mut iface, mut peer) = eth_setup();
+        iface.send(T0, PEER, IpNumber::UDP, b"hello").unwrap();
+        let request = arp_packet(ArpOperation::REQUEST, (US_MAC, US), (MacAddr::ZERO, PEER));
+        assert_eq!(
+            wire(sent(&mut peer)),
+            vec![announcement(), Wire::Arp(MacAddr::BROADCAST, request)]
+        );
+        assert_eq!(
+            iface.arp().unwrap().neighbour(T0, PEER),
+            Some(NeighbourState::Incomplete)
+        );
+        let reply = arp_packet(ArpOperation::REPLY, (PEER_MAC, PEER), (US_MAC, US));
+        peer.send(T0, &arp_frame(US_MAC, &reply)).unwrap();
+        pump(&mut iface);
+        let out = wire(sent(&mut peer));
+        assert_eq!(out.len(), 1);
+        let Wire::Ip(dst, packet) = &out[0] else {
+            panic!("expected the IPv4 packet, got {out:?}");
+        };
+        assert_eq!(*dst, PEER_MAC);
+        let ip = ipv4::parse(packet).unwrap();
+        assert_eq!((ip.src(), ip.dst(), ip.payload), (US, PEER, &b"hello"[..]));
+        assert_eq!(
+            iface.arp().unwrap().neighbour(T0, PEER),
+            Some(NeighbourState::Reachable(PEER_MAC))
+        );
+        // Resolved: the next packet goes straight out.
+        iface.send(T0, PEER, IpNumber::UDP, b"again").unwrap();
+        assert!(matches!(&wire(sent(&mut peer))[..], [Wire::Ip(d, _)] if *d == PEER_MAC));
+        assert_eq!(iface.stats().arp_resolved, 1);
+        assert_eq!(iface.stats().tx_packets, 2);
+    }
+
+    /// RFC 894: IPv4 in frames to our MAC or to broadcast is received; frames to other
+    /// stations and unknown EtherTypes are dropped and counted.
+    #[test]
+    fn frames_to_us_and_broadcast_are_received_others_counted_rfc894() {
+        let (mut iface, mut peer) = eth_setup();
+        let d = datagram(PEER, US, IpNumber::UDP, b"to us");
+        let other = MacAddr([0x02, 0, 0, 0, 0, 0x99]);
+        peer.send(T0, &frame(US_MAC, PEER_MAC, EtherType::IPV4, &d))
+            .unwrap();
+        peer.send(
+            T0,
+            &frame(MacAddr::BROADCAST, PEER_MAC, EtherType::IPV4, &d),
+        )
+        .unwrap();
+        peer.send(T0, &frame(other, PEER_MAC, EtherType::IPV4, &d))
+            .unwrap();
+        peer.send(T0, &frame(US_MAC, PEER_MAC, EtherType::IPV6, &d))
+            .unwrap();
+        peer.send(T0, &frame(US_MAC, MacAddr::BROADCAST, EtherType::IPV4, &d))
+            .unwrap();
+        peer.send(T0, &frame(US_MAC, US_MAC, EtherType::IPV4, &d))
+            .unwrap();
+        peer.send(T0, &d[..10]).unwrap();
+        let got = pump(&mut iface);
+        assert_eq!(got.len(), 2);
+        assert!(got.iter().all(|(_, p)| p == b"to us"));
+        let s = iface.stats();
+        assert_eq!(s.rx_frames, 7);
+        assert_eq!(s.dropped(RxDrop::EthNotForUs), 1);
+        assert_eq!(s.dropped(RxDrop::EthUnknownType), 1);
+        assert_eq!(s.dropped(RxDrop::EthBadSource), 2);
+        assert_eq!(s.dropped(RxDrop::EthTruncated), 1);
+        assert_eq!(s.total_dropped(), 5);
+    }
+
+    #[test]
+    fn ping_round_trip_over_ethernet_resolves_both_ways() {
+        let (a, b) = SimLink::pair(SimConfig::default().ethernet(), 1).unwrap();
+        let mut x = Interface::new(a, Config::new("198.18.0.1/24".parse().unwrap()));
+        let mut y = Interface::new(b, Config::new("198.18.0.2/24".parse().unwrap()));
+        x.send_echo_request(T0, PEER, 1, 1, &[0x5a; 3000]).unwrap();
+        for _ in 0..4 {
+            pump(&mut y);
+            pump(&mut x);
+        }
+        match x.poll_icmp() {
+            Some(IcmpEvent::EchoReply { from, payload, .. }) => {
+                assert_eq!(from, PEER);
+                assert_eq!(payload, vec![0x5a; 3000]);
+            }
+            other => panic!("expected an echo reply, got {other:?}"),
+        }
+        assert_eq!(y.stats().reassembled, 1);
+        // y learned x from its request, so only x had to ask.
+        assert_eq!(
+            (x.stats().arp_requests_out, y.stats().arp_requests_out),
+            (1, 0)
+        );
+        // x's announcement reached y before y knew x: a gratuitous ARP about a stranger.
+        assert_eq!(x.stats().total_dropped(), 0);
+        assert_eq!(y.stats().dropped(RxDrop::ArpNotForUs), 1);
+        assert_eq!(y.stats().total_dropped(), 1);
     }
 
     proptest! {

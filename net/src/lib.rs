@@ -3,13 +3,16 @@
 //! reassembly with memory caps and timeouts, and a small routing table.
 //!
 //! The transport layer above owns an [`Interface`] and pulls datagrams from it with
-//! [`Interface::recv`]; it sends with [`Interface::send`]. Ethernet and ARP (raw links)
-//! and IPv6 come in later issues: the [`link::Medium`] of the link tells which framing a
-//! packet has, and only [`link::Medium::Ip`] is handled here so far.
+//! [`Interface::recv`]; it sends with [`Interface::send`]. The [`link::Medium`] of the
+//! link tells which framing a packet has: bare IPv4 ([`link::Medium::Ip`], TUN), or
+//! Ethernet II frames ([`link::Medium::Ethernet`], TAP and raw sockets), where the
+//! interface also runs ARP ([`arp`]). IPv6 comes in a later issue.
 
 pub use etherparse::IpNumber;
 pub use ustack_link as link;
 
+pub mod arp;
+pub mod ethernet;
 pub mod frag;
 pub mod icmp;
 mod iface;
@@ -17,6 +20,8 @@ pub mod ipv4;
 pub mod route;
 mod stats;
 
+pub use arp::{Arp, ArpConfig, NeighbourState};
+pub use ethernet::MacAddr;
 pub use frag::ReassemblyConfig;
 pub use icmp::{IcmpError, IcmpEvent, Original};
 pub use iface::{Config, HeaderCopy, Interface, Received, SendError, SendOptions, SharedLinkError};

@@ -43,6 +43,33 @@ ustack_link::counters! {
         IcmpBroadcastEcho => icmp_broadcast_echo,
         /// The link delivered a packet larger than the receive buffer.
         Oversized => oversized,
+        /// Ethernet frame shorter than its 14-byte header.
+        EthTruncated => eth_truncated,
+        /// Ethernet frame to another station's unicast address, or to a group we are not
+        /// in (what a NIC in promiscuous mode or a hub lets through).
+        EthNotForUs => eth_not_for_us,
+        /// Ethernet frame whose source is a group address (never valid, IEEE 802.3) or
+        /// our own address (our frame looped back).
+        EthBadSource => eth_bad_source,
+        /// EtherType other than IPv4 and ARP.
+        EthUnknownType => eth_unknown_type,
+        /// ARP packet shorter than its fixed part or than its address lengths say.
+        ArpTruncated => arp_truncated,
+        /// ARP hardware type not Ethernet (1) or hardware address length not 6.
+        ArpBadHardware => arp_bad_hardware,
+        /// ARP protocol type not IPv4 (0x0800) or protocol address length not 4.
+        ArpBadProtocol => arp_bad_protocol,
+        /// ARP opcode other than request (1) and reply (2).
+        ArpBadOperation => arp_bad_operation,
+        /// ARP sender hardware address is zero, broadcast, multicast or ours.
+        ArpBadSenderMac => arp_bad_sender_mac,
+        /// ARP sender protocol address cannot be a neighbour's: broadcast, multicast,
+        /// martian, or off our network.
+        ArpBadSenderIp => arp_bad_sender_ip,
+        /// ARP reply from a sender we never asked about (no cache entry is made).
+        ArpUnsolicited => arp_unsolicited,
+        /// ARP request for another host's address, from a sender we do not know.
+        ArpNotForUs => arp_not_for_us,
     }
 }
 
@@ -75,6 +102,27 @@ ustack_link::counters! {
         /// ICMP errors not sent: suppressed by RFC 1122 section 3.2.2 rules or rate limited.
         pub icmp_errors_suppressed: u64,
         pub icmp_other_in: u64,
+        /// Ethernet frames received (on Ethernet links; IPv4 ones are also `rx_packets`).
+        pub rx_frames: u64,
+        pub arp_requests_in: u64,
+        pub arp_replies_in: u64,
+        /// Requests sent: broadcast on a miss, unicast to confirm a stale entry.
+        pub arp_requests_out: u64,
+        pub arp_replies_out: u64,
+        /// Gratuitous ARPs sent (at start, and defending our address).
+        pub arp_announcements_out: u64,
+        /// Addresses resolved by a reply.
+        pub arp_resolved: u64,
+        /// Addresses given up on after unanswered requests or probes.
+        pub arp_failed: u64,
+        /// Packets dropped from a full resolution queue (the oldest goes).
+        pub arp_queue_overflow: u64,
+        /// Packets dropped because their next hop never answered.
+        pub arp_unresolved_dropped: u64,
+        /// New cache entries refused because every entry was being resolved.
+        pub arp_cache_full: u64,
+        /// ARP packets from another station claiming our address (RFC 5227 section 2.4).
+        pub arp_conflicts: u64,
     }
     /// Received packets dropped, by reason; printed as `drop.<reason>`.
     drops: RxDrops => "drop.",
