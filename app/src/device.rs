@@ -12,7 +12,7 @@ use std::sync::Arc;
 use clap::Args;
 
 use crate::link::{tap_boxed, Clock, Duration, Link, PcapSink, RawLink, TunLink};
-use crate::net::{Config, Interface, Ipv4Cidr};
+use crate::net::{Config, Interface, Ipv4Cidr, MacAddr};
 use crate::options::cidr;
 use crate::runtime::{BoxLink, Runtime};
 use crate::transport::stack::{Stack, StackConfig};
@@ -287,6 +287,7 @@ pub fn bring_up(args: &DeviceArgs) -> Result<Device, DeviceError> {
             (tap(dev, sink.as_ref(), name)?, Some(mac))
         }
     };
+    iface_cfg.mac = mac.map(MacAddr);
     let stack = Stack::new(Interface::new(link, iface_cfg), stack_cfg);
     let clock = Clock::wall();
     Ok(Device {

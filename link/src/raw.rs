@@ -25,20 +25,23 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use nix::errno::Errno;
 use nix::net::if_::if_nametoindex;
 use nix::sys::socket::{
-    bind, recv, send, socket, AddressFamily, LinkAddr, MsgFlags, SockFlag, SockType, SockaddrLike,
+    bind, recv, send, setsockopt, socket, sockopt, AddressFamily, LinkAddr, MsgFlags, SockFlag,
+    SockType, SockaddrLike,
 };
 
-use crate::link::{Link, LinkError, Medium, TxInfo};
+use crate::link::{Link, LinkError, Medium, TxInfo, ETHERNET_HEADER_LEN};
 use crate::time::Instant;
-
-/// Length of an Ethernet II header (destination, source, EtherType).
-pub const ETHERNET_HEADER_LEN: usize = 14;
 
 // SIOCGIFMTU and SIOCGIFHWADDR read a `struct ifreq` (netdevice(7)); nix generates only
 // the unsafe call, since the kernel writes through the pointer.
 nix::ioctl_read_bad!(siocgifmtu, libc::SIOCGIFMTU, libc::ifreq);
 nix::ioctl_read_bad!(siocgifhwaddr, libc::SIOCGIFHWADDR, libc::ifreq);
 nix::ioctl_read_bad!(siocgifflags, libc::SIOCGIFFLAGS, libc::ifreq);
+
+/// Receive buffer of the socket: the default (`net.core.rmem_default`, about 200 KiB,
+/// some 90 full frames at their kernel size) overflows under a kernel TCP sender at line
+/// rate on a veth pair, and every frame lost there is a retransmission.
+const RECV_BUFFER: usize = 4 << 20;
 
 /// An AF_PACKET socket bound to one interface.
 #[derive(Debug)]
@@ -159,6 +162,11 @@ impl RawLink {
         // Linux 4.20 and later; without it the stack would read back every frame it sends.
         set_packet_opt(fd.as_fd(), libc::PACKET_IGNORE_OUTGOING, &1 as &libc::c_int)
             .map_err(|e| os_error("cannot ignore outgoing frames on", name, e))?;
+        // SO_RCVBUFFORCE passes net.core.rmem_max (we have CAP_NET_ADMIN as root);
+        // without it, SO_RCVBUF up to that limit; a small buffer only costs speed.
+        if setsockopt(&fd, sockopt::RcvBufForce, &RECV_BUFFER).is_err() {
+            let _ = setsockopt(&fd, sockopt::RcvBuf, &RECV_BUFFER);
+        }
         bind(fd.as_raw_fd(), &bind_addr(ifindex))
             .map_err(|e| os_error("cannot bind a packet socket to", name, e))?;
         if promiscuous {

@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-use crate::link::{Link, LinkError, Medium, TxInfo};
+use crate::link::{Link, LinkError, Medium, TxInfo, ETHERNET_HEADER_LEN};
 use crate::time::Instant;
 
 // TUNSETIFF is `_IOW('T', 202, int)` in linux/if_tun.h although the kernel reads a whole
@@ -22,9 +22,6 @@ nix::ioctl_write_ptr_bad!(
     nix::request_code_write!(b'T', 202, std::mem::size_of::<libc::c_int>()),
     libc::ifreq
 );
-
-/// Length of the Ethernet II header a TAP frame starts with.
-const ETHERNET_HEADER_LEN: usize = crate::raw::ETHERNET_HEADER_LEN;
 
 /// A TUN or TAP device owned by this process; it disappears when dropped (unless
 /// persistent).
