@@ -926,3 +926,62 @@ fn the_kernel_pings_ustack_through_a_tap_device_rfc826() {
         "echo 1048576 True"
     );
 }
+
+/// The kernel's iperf3 against ustack on each kind of device, in one run: a raw socket
+/// on a veth pair, a TAP device, a TUN device; into ustack and out of it (`-R`). Prints
+/// the table (run with `--nocapture`, in release for real numbers, and
+/// `USTACK_LINK_BENCH_SECS` for longer runs); asserts only that every cell was measured.
+#[test]
+fn iperf3_throughput_over_raw_tap_and_tun_side_by_side() {
+    if skip_unless_root() {
+        return;
+    }
+    let secs = std::env::var("USTACK_LINK_BENCH_SECS").unwrap_or_else(|_| "1".into());
+    let addr = format!("{RAW_OURS}/24");
+    let gbits = |ns: &Netns, reverse: bool| {
+        let mut args = vec!["timeout", "60", "iperf3", "-c", RAW_OURS, "-J", "-t", &secs];
+        if reverse {
+            args.push("-R");
+        }
+        let out = ns.exec(&args).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 -J");
+        v["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .unwrap_or(0.0)
+            / 1e9
+    };
+    let mut rows = Vec::new();
+    for kind in ["raw", "tap", "tun"] {
+        let u = quiet_netns(&format!("bw{kind}u"));
+        let k = quiet_netns(&format!("bw{kind}k"));
+        let (_up, kernel) = match kind {
+            "raw" => {
+                veth(&u, "ur0", &k, "kr0", &format!("{RAW_KERNEL}/24"));
+                let up = start_ustack(&u, &["up", "--raw", "ur0", "--addr", &addr]);
+                (up, &k)
+            }
+            _ => {
+                let up = start_ustack(&u, &["up", &format!("--{kind}"), "ud0", "--addr", &addr]);
+                u.wait_for_link("ud0").unwrap();
+                u.must(&[
+                    "ip",
+                    "addr",
+                    "add",
+                    &format!("{RAW_KERNEL}/24"),
+                    "dev",
+                    "ud0",
+                ])
+                .unwrap();
+                u.must(&["ip", "link", "set", "ud0", "up"]).unwrap();
+                (up, &u)
+            }
+        };
+        wait_for_ping(kernel, RAW_OURS);
+        rows.push((kind, gbits(kernel, false), gbits(kernel, true)));
+    }
+    eprintln!("iperf3 from the kernel, Gbit/s    into ustack   out of it (-R)");
+    for (kind, into, out) in &rows {
+        eprintln!("  {kind:<31} {into:>11.2} {out:>16.2}");
+        assert!(*into > 0.0 && *out > 0.0, "{kind}: {into} / {out}");
+    }
+}
