@@ -402,6 +402,7 @@ impl Arp {
                 let old = std::mem::replace(&mut n.state, State::Stale { mac: sender_mac });
                 n.state = match old {
                     State::Incomplete { queue, .. } => {
+                        stats.arp_resolved += 1;
                         for packet in queue {
                             self.actions.push_back(Action::Send {
                                 dst: sender_mac,
@@ -409,7 +410,6 @@ impl Arp {
                             });
                         }
                         if answer {
-                            stats.arp_resolved += 1;
                             n.updated = now;
                             State::Reachable {
                                 mac: sender_mac,
@@ -508,4 +508,392 @@ pub fn validate(payload: &[u8]) -> Result<ArpEthIpv4Packet, RxDrop> {
         .to_packet()
         .try_eth_ipv4()
         .map_err(|_| RxDrop::ArpBadHardware)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const US: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const PEER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+    const US_MAC: MacAddr = MacAddr([0x02, 0, 0xc6, 0x12, 0, 0x01]);
+    const PEER_MAC: MacAddr = MacAddr([0x02, 0, 0xc6, 0x12, 0, 0x02]);
+    const OTHER_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x99]);
+    const T0: Instant = Instant::ZERO;
+
+    fn secs(s: u64) -> Instant {
+        Instant::from_secs(s)
+    }
+
+    fn arp_with(cfg: ArpConfig) -> (Arp, Stats) {
+        (
+            Arp::new(cfg, US_MAC, "198.18.0.1/24".parse().unwrap()),
+            Stats::default(),
+        )
+    }
+
+    fn arp() -> (Arp, Stats) {
+        arp_with(ArpConfig::default())
+    }
+
+    fn packet(
+        op: ArpOperation,
+        sender: (MacAddr, Ipv4Addr),
+        target: (MacAddr, Ipv4Addr),
+    ) -> ArpEthIpv4Packet {
+        ArpEthIpv4Packet {
+            operation: op,
+            sender_mac: sender.0 .0,
+            sender_ipv4: sender.1.octets(),
+            target_mac: target.0 .0,
+            target_ipv4: target.1.octets(),
+        }
+    }
+
+    fn reply_from(mac: MacAddr, ip: Ipv4Addr) -> Vec<u8> {
+        packet(ArpOperation::REPLY, (mac, ip), (US_MAC, US))
+            .to_bytes()
+            .to_vec()
+    }
+
+    fn request_from(mac: MacAddr, ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+        packet(ArpOperation::REQUEST, (mac, ip), (MacAddr::ZERO, target))
+            .to_bytes()
+            .to_vec()
+    }
+
+    fn actions(arp: &mut Arp) -> Vec<Action> {
+        std::iter::from_fn(|| arp.poll_action()).collect()
+    }
+
+    fn our_request(to: MacAddr, target: Ipv4Addr) -> Action {
+        Action::Arp {
+            dst: to,
+            packet: packet(ArpOperation::REQUEST, (US_MAC, US), (MacAddr::ZERO, target)),
+        }
+    }
+
+    /// RFC 826 with Linux's retries (`mcast_solicit` 3, `retrans_time` 1 s): three
+    /// broadcast requests a second apart, then the waiting packet is given up on.
+    #[test]
+    fn unanswered_requests_are_retried_then_the_packets_are_unreachable() {
+        let (mut arp, mut stats) = arp();
+        assert_eq!(arp.resolve(T0, PEER, b"p1", &mut stats), None);
+        assert_eq!(actions(&mut arp), [our_request(MacAddr::BROADCAST, PEER)]);
+        assert_eq!(arp.poll_at(), Some(secs(1)));
+        arp.on_timeout(Instant::from_millis(999), &mut stats);
+        assert!(actions(&mut arp).is_empty());
+        for t in [1, 2] {
+            arp.on_timeout(secs(t), &mut stats);
+            assert_eq!(actions(&mut arp), [our_request(MacAddr::BROADCAST, PEER)]);
+            assert_eq!(arp.poll_at(), Some(secs(t + 1)));
+        }
+        arp.on_timeout(secs(3), &mut stats);
+        assert_eq!(actions(&mut arp), [Action::Unreachable(b"p1".to_vec())]);
+        assert_eq!(arp.neighbour(secs(3), PEER), None);
+        assert_eq!(arp.poll_at(), None);
+        assert_eq!((stats.arp_requests_out, stats.arp_failed), (3, 1));
+        assert_eq!(stats.arp_unresolved_dropped, 1);
+        // The next packet starts over.
+        assert_eq!(arp.resolve(secs(4), PEER, b"p2", &mut stats), None);
+        assert_eq!(actions(&mut arp), [our_request(MacAddr::BROADCAST, PEER)]);
+    }
+
+    /// A bounded queue per address: beyond it the oldest waiting packet is dropped and
+    /// counted; the reply releases the rest in order.
+    #[test]
+    fn the_resolution_queue_drops_its_oldest_beyond_the_bound() {
+        let (mut arp, mut stats) = arp_with(ArpConfig {
+            queue_len: 2,
+            ..ArpConfig::default()
+        });
+        for p in [b"p1", b"p2", b"p3"] {
+            assert_eq!(arp.resolve(T0, PEER, p, &mut stats), None);
+        }
+        assert_eq!(stats.arp_queue_overflow, 1);
+        assert_eq!(stats.arp_requests_out, 1);
+        actions(&mut arp);
+        arp.receive(T0, &reply_from(PEER_MAC, PEER), &mut stats)
+            .unwrap();
+        let send = |p: &[u8]| Action::Send {
+            dst: PEER_MAC,
+            packet: p.to_vec(),
+        };
+        assert_eq!(actions(&mut arp), [send(b"p2"), send(b"p3")]);
+        assert_eq!(stats.arp_resolved, 1);
+    }
+
+    /// Linux's neighbour states in spirit: reachable for 30 s after a reply, then stale;
+    /// a stale entry is still used, and 5 s after that first use unicast requests
+    /// confirm it. A reply makes it reachable again.
+    #[test]
+    fn reachable_turns_stale_and_a_used_stale_entry_is_confirmed_by_unicast() {
+        let (mut arp, mut stats) = arp();
+        arp.resolve(T0, PEER, b"p", &mut stats);
+        arp.receive(T0, &reply_from(PEER_MAC, PEER), &mut stats)
+            .unwrap();
+        actions(&mut arp);
+        assert_eq!(
+            arp.neighbour(secs(29), PEER),
+            Some(NeighbourState::Reachable(PEER_MAC))
+        );
+        assert_eq!(
+            arp.neighbour(secs(30), PEER),
+            Some(NeighbourState::Stale(PEER_MAC))
+        );
+        assert_eq!(arp.poll_at(), None);
+        // Used while stale: sent at once, probing 5 s later.
+        assert_eq!(
+            arp.resolve(secs(40), PEER, b"q", &mut stats),
+            Some(PEER_MAC)
+        );
+        assert_eq!(
+            arp.neighbour(secs(40), PEER),
+            Some(NeighbourState::Delay(PEER_MAC))
+        );
+        assert!(actions(&mut arp).is_empty());
+        assert_eq!(arp.poll_at(), Some(secs(45)));
+        arp.on_timeout(secs(45), &mut stats);
+        assert_eq!(actions(&mut arp), [our_request(PEER_MAC, PEER)]);
+        assert_eq!(
+            arp.resolve(secs(45), PEER, b"r", &mut stats),
+            Some(PEER_MAC)
+        );
+        arp.receive(secs(46), &reply_from(PEER_MAC, PEER), &mut stats)
+            .unwrap();
+        assert_eq!(
+            arp.neighbour(secs(46), PEER),
+            Some(NeighbourState::Reachable(PEER_MAC))
+        );
+        assert_eq!(arp.poll_at(), None);
+    }
+
+    /// A stale entry whose owner stops answering its unicast probes is removed (Linux:
+    /// PROBE -> FAILED after `ucast_solicit` probes).
+    #[test]
+    fn unanswered_probes_remove_the_entry() {
+        let (mut arp, mut stats) = arp();
+        arp.receive(T0, &request_from(PEER_MAC, PEER, US), &mut stats)
+            .unwrap();
+        assert_eq!(
+            arp.neighbour(T0, PEER),
+            Some(NeighbourState::Stale(PEER_MAC))
+        );
+        assert_eq!(arp.resolve(T0, PEER, b"p", &mut stats), Some(PEER_MAC));
+        actions(&mut arp);
+        for t in [5, 6, 7] {
+            arp.on_timeout(secs(t), &mut stats);
+            assert_eq!(actions(&mut arp), [our_request(PEER_MAC, PEER)], "at {t} s");
+        }
+        arp.on_timeout(secs(8), &mut stats);
+        assert!(actions(&mut arp).is_empty());
+        assert_eq!(arp.neighbour(secs(8), PEER), None);
+        assert_eq!(stats.arp_failed, 1);
+    }
+
+    /// RFC 5227 section 2.4: an ARP packet with our address as sender from another
+    /// station is a conflict; it is counted, never learned, and defended with an
+    /// announcement at most once per DEFEND_INTERVAL (10 s).
+    #[test]
+    fn a_packet_claiming_our_address_is_a_conflict_rfc5227_2_4() {
+        let (mut arp, mut stats) = arp();
+        let claim = request_from(OTHER_MAC, US, US);
+        arp.receive(T0, &claim, &mut stats).unwrap();
+        let announcement = Action::Arp {
+            dst: MacAddr::BROADCAST,
+            packet: packet(ArpOperation::REQUEST, (US_MAC, US), (MacAddr::ZERO, US)),
+        };
+        assert_eq!(actions(&mut arp), std::slice::from_ref(&announcement));
+        arp.receive(secs(5), &reply_from(OTHER_MAC, US), &mut stats)
+            .unwrap();
+        assert!(actions(&mut arp).is_empty());
+        arp.receive(secs(10), &claim, &mut stats).unwrap();
+        assert_eq!(actions(&mut arp), [announcement]);
+        assert_eq!(stats.arp_conflicts, 3);
+        assert_eq!(stats.arp_announcements_out, 2);
+        assert!(arp.is_empty());
+    }
+
+    /// RFC 5227 section 2.1.1: a probe (sender 0.0.0.0) for our address is answered so
+    /// the prober sees the address is in use; a probe for another address is not ours,
+    /// and neither is learned.
+    #[test]
+    fn probes_for_our_address_are_answered_rfc5227_2_1_1() {
+        let (mut arp, mut stats) = arp();
+        let probe = request_from(PEER_MAC, Ipv4Addr::UNSPECIFIED, US);
+        arp.receive(T0, &probe, &mut stats).unwrap();
+        assert_eq!(
+            actions(&mut arp),
+            [Action::Arp {
+                dst: PEER_MAC,
+                packet: packet(
+                    ArpOperation::REPLY,
+                    (US_MAC, US),
+                    (PEER_MAC, Ipv4Addr::UNSPECIFIED)
+                ),
+            }]
+        );
+        let elsewhere = request_from(PEER_MAC, Ipv4Addr::UNSPECIFIED, PEER);
+        assert_eq!(
+            arp.receive(T0, &elsewhere, &mut stats),
+            Err(RxDrop::ArpNotForUs)
+        );
+        assert!(arp.is_empty());
+    }
+
+    /// RFC 826 merge: a known neighbour's new address is taken from any ARP packet it
+    /// sends (a gratuitous ARP after a NIC change), but is not trusted as reachable.
+    #[test]
+    fn a_known_neighbour_changing_address_is_merged_as_stale_rfc826() {
+        let (mut arp, mut stats) = arp();
+        arp.resolve(T0, PEER, b"p", &mut stats);
+        arp.receive(T0, &reply_from(PEER_MAC, PEER), &mut stats)
+            .unwrap();
+        let gratuitous = request_from(OTHER_MAC, PEER, PEER);
+        arp.receive(secs(1), &gratuitous, &mut stats).unwrap();
+        assert_eq!(
+            arp.neighbour(secs(1), PEER),
+            Some(NeighbourState::Stale(OTHER_MAC))
+        );
+        // The same from a stranger teaches nothing.
+        let stranger = Ipv4Addr::new(198, 18, 0, 7);
+        assert_eq!(
+            arp.receive(
+                secs(1),
+                &request_from(OTHER_MAC, stranger, stranger),
+                &mut stats
+            ),
+            Err(RxDrop::ArpNotForUs)
+        );
+        assert_eq!(arp.neighbour(secs(1), stranger), None);
+    }
+
+    /// Hostile and malformed ARP: every one is a counted drop for its reason, and none
+    /// leaves a cache entry or a packet to send.
+    #[test]
+    fn hostile_arp_is_dropped_by_reason_and_never_cached() {
+        let good = reply_from(PEER_MAC, PEER);
+        // One byte changed, padded so that odd address lengths still fit.
+        let with = |i: usize, v: u8| {
+            let mut p = good.clone();
+            p[i] = v;
+            p.resize(64, 0);
+            p
+        };
+        let from = |mac, ip| request_from(mac, ip, US);
+        let cases: Vec<(Vec<u8>, RxDrop)> = vec![
+            (good[..7].to_vec(), RxDrop::ArpTruncated),
+            (good[..27].to_vec(), RxDrop::ArpTruncated),
+            (with(1, 6), RxDrop::ArpBadHardware),
+            (with(4, 8), RxDrop::ArpBadHardware),
+            (with(2, 0x86), RxDrop::ArpBadProtocol),
+            (with(5, 16), RxDrop::ArpBadProtocol),
+            (with(7, 3), RxDrop::ArpBadOperation),
+            (from(MacAddr::BROADCAST, PEER), RxDrop::ArpBadSenderMac),
+            (
+                from(MacAddr([1, 0, 0x5e, 0, 0, 1]), PEER),
+                RxDrop::ArpBadSenderMac,
+            ),
+            (from(MacAddr::ZERO, PEER), RxDrop::ArpBadSenderMac),
+            (from(US_MAC, PEER), RxDrop::ArpBadSenderMac),
+            (from(PEER_MAC, Ipv4Addr::BROADCAST), RxDrop::ArpBadSenderIp),
+            (
+                from(PEER_MAC, Ipv4Addr::new(198, 18, 0, 255)),
+                RxDrop::ArpBadSenderIp,
+            ),
+            (
+                from(PEER_MAC, Ipv4Addr::new(198, 18, 0, 0)),
+                RxDrop::ArpBadSenderIp,
+            ),
+            (
+                from(PEER_MAC, Ipv4Addr::new(224, 0, 0, 1)),
+                RxDrop::ArpBadSenderIp,
+            ),
+            (
+                from(PEER_MAC, Ipv4Addr::new(127, 0, 0, 1)),
+                RxDrop::ArpBadSenderIp,
+            ),
+            (
+                from(PEER_MAC, Ipv4Addr::new(198, 19, 0, 2)),
+                RxDrop::ArpBadSenderIp,
+            ),
+            (good.clone(), RxDrop::ArpUnsolicited),
+            (
+                request_from(PEER_MAC, PEER, Ipv4Addr::new(198, 18, 0, 3)),
+                RxDrop::ArpNotForUs,
+            ),
+        ];
+        for (payload, reason) in &cases {
+            let (mut arp, mut stats) = arp();
+            assert_eq!(
+                arp.receive(T0, payload, &mut stats),
+                Err(*reason),
+                "{reason}"
+            );
+            assert!(arp.is_empty(), "{reason}: cached");
+            assert!(actions(&mut arp).is_empty(), "{reason}: answered");
+        }
+        // While one address is being resolved, a reply about another is still one
+        // nobody asked for.
+        let (mut arp, mut stats) = arp();
+        arp.resolve(T0, PEER, b"p", &mut stats);
+        let other = Ipv4Addr::new(198, 18, 0, 3);
+        assert_eq!(
+            arp.receive(T0, &reply_from(OTHER_MAC, other), &mut stats),
+            Err(RxDrop::ArpUnsolicited)
+        );
+        assert_eq!(arp.neighbour(T0, other), None);
+        assert_eq!(arp.neighbour(T0, PEER), Some(NeighbourState::Incomplete));
+    }
+
+    /// The cache is bounded: the least recently confirmed settled entry makes room; when
+    /// every entry is being resolved, a new address is refused and counted.
+    #[test]
+    fn the_cache_is_bounded() {
+        let (mut arp, mut stats) = arp_with(ArpConfig {
+            max_entries: 2,
+            ..ArpConfig::default()
+        });
+        let ip = |n| Ipv4Addr::new(198, 18, 0, n);
+        arp.receive(T0, &request_from(PEER_MAC, ip(10), US), &mut stats)
+            .unwrap();
+        arp.receive(secs(1), &request_from(OTHER_MAC, ip(11), US), &mut stats)
+            .unwrap();
+        arp.receive(secs(2), &request_from(PEER_MAC, ip(12), US), &mut stats)
+            .unwrap();
+        assert_eq!(arp.neighbour(secs(2), ip(10)), None);
+        assert_eq!(arp.len(), 2);
+        arp.resolve(secs(2), ip(20), b"x", &mut stats);
+        arp.resolve(secs(2), ip(21), b"y", &mut stats);
+        assert_eq!(arp.resolve(secs(2), ip(22), b"z", &mut stats), None);
+        assert_eq!(arp.neighbour(secs(2), ip(22)), None);
+        assert_eq!(stats.arp_cache_full, 1);
+    }
+
+    proptest! {
+        /// Any bytes as an ARP payload: never a panic, and a cache entry only ever for a
+        /// unicast address on our network with a unicast MAC address.
+        #[test]
+        fn arbitrary_arp_never_panics_nor_caches_the_impossible(
+            payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..30),
+            fix_header in any::<bool>(),
+        ) {
+            let (mut arp, mut stats) = arp();
+            for mut p in payloads {
+                if fix_header && p.len() >= 8 {
+                    p[..6].copy_from_slice(&[0, 1, 8, 0, 6, 4]);
+                    p[6] = 0;
+                    p[7] = 1 + p[7] % 2;
+                }
+                let _ = arp.receive(T0, &p, &mut stats);
+            }
+            for (ip, n) in &arp.neighbours {
+                prop_assert!(arp.valid_neighbour(*ip) && *ip != US);
+                if let State::Stale { mac } | State::Reachable { mac, .. } = n.state {
+                    prop_assert!(mac.is_unicast() && mac != US_MAC);
+                }
+            }
+        }
+    }
 }

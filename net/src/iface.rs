@@ -1384,6 +1384,129 @@ mod tests {
         assert_eq!(y.stats().total_dropped(), 1);
     }
 
+    /// A lost request is retried a second later (RFC 826 leaves retries to the host;
+    /// Linux sends 3, 1 s apart); with no answer at all the waiting packet is dropped and
+    /// the layer above hears ICMP host unreachable (code 1) about it, as a Linux socket
+    /// gets EHOSTUNREACH.
+    #[test]
+    fn lost_requests_are_retried_and_silence_is_host_unreachable() {
+        let (mut iface, mut peer) = eth_setup();
+        iface
+            .send(T0, PEER, IpNumber::UDP, b"\x30\x39\x00\x35data")
+            .unwrap();
+        let request = || {
+            Wire::Arp(
+                MacAddr::BROADCAST,
+                arp_packet(ArpOperation::REQUEST, (US_MAC, US), (MacAddr::ZERO, PEER)),
+            )
+        };
+        assert_eq!(wire(sent(&mut peer)), vec![announcement(), request()]);
+        assert_eq!(iface.poll_at(T0), Some(Instant::from_secs(1)));
+        for t in [1, 2] {
+            let now = Instant::from_secs(t);
+            assert_eq!(iface.recv(now, &mut Vec::new()).unwrap(), None);
+            assert_eq!(wire(sent_at(&mut peer, now)), vec![request()], "at {t} s");
+        }
+        let now = Instant::from_secs(3);
+        assert_eq!(iface.recv(now, &mut Vec::new()).unwrap(), None);
+        assert!(sent_at(&mut peer, now).is_empty());
+        match iface.poll_icmp() {
+            Some(IcmpEvent::DestUnreachable {
+                from,
+                code: 1,
+                original,
+                ..
+            }) => {
+                assert_eq!(
+                    (from, original.dst, original.protocol),
+                    (US, PEER, IpNumber::UDP)
+                );
+                assert_eq!(original.head, b"\x30\x39\x00\x35data");
+            }
+            other => panic!("expected host unreachable, got {other:?}"),
+        }
+        let s = iface.stats();
+        assert_eq!(
+            (s.arp_requests_out, s.arp_failed, s.arp_unresolved_dropped),
+            (3, 1, 1)
+        );
+        assert_eq!(s.tx_packets, 0);
+        assert_eq!(iface.poll_at(now), None);
+    }
+
+    /// RFC 1122 section 3.3.1: a destination off our network is reached through the
+    /// default gateway: the frame goes to the gateway's MAC address (resolved by ARP),
+    /// the IPv4 destination stays the far host.
+    #[test]
+    fn off_network_packets_go_to_the_gateway_mac_rfc1122_3_3_1() {
+        let gateway = Ipv4Addr::new(198, 18, 0, 254);
+        let far = Ipv4Addr::new(198, 19, 7, 7);
+        let gw_mac = MacAddr([0x02, 0, 0, 0, 0, 0xfe]);
+        let (a, mut peer) = SimLink::pair(SimConfig::default().ethernet(), 1).unwrap();
+        let mut cfg = Config::new("198.18.0.1/24".parse().unwrap());
+        cfg.mac = Some(US_MAC);
+        cfg.gateway = Some(gateway);
+        let mut iface = Interface::new(a, cfg);
+        iface.send(T0, far, IpNumber::UDP, b"far away").unwrap();
+        let ask = arp_packet(
+            ArpOperation::REQUEST,
+            (US_MAC, US),
+            (MacAddr::ZERO, gateway),
+        );
+        assert_eq!(
+            wire(sent(&mut peer)),
+            vec![announcement(), Wire::Arp(MacAddr::BROADCAST, ask)]
+        );
+        let reply = arp_packet(ArpOperation::REPLY, (gw_mac, gateway), (US_MAC, US));
+        peer.send(T0, &arp_frame(US_MAC, &reply)).unwrap();
+        pump(&mut iface);
+        let out = wire(sent(&mut peer));
+        let [Wire::Ip(dst, packet)] = &out[..] else {
+            panic!("expected one IPv4 frame, got {out:?}");
+        };
+        let ip = ipv4::parse(packet).unwrap();
+        assert_eq!(
+            (*dst, ip.dst(), ip.payload),
+            (gw_mac, far, &b"far away"[..])
+        );
+        // A neighbour on our network is still reached directly.
+        assert_eq!(iface.routes().next_hop(PEER), Some(PEER));
+    }
+
+    /// On an IP link (TUN) a gateway needs no resolution: the packet to a far host
+    /// simply goes out of the device.
+    #[test]
+    fn off_network_packets_leave_a_tun_link_unchanged() {
+        let (a, mut peer) = SimLink::pair(SimConfig::default(), 1).unwrap();
+        let mut cfg = Config::new("198.18.0.1/24".parse().unwrap());
+        cfg.gateway = Some(Ipv4Addr::new(198, 18, 0, 254));
+        let mut iface = Interface::new(a, cfg);
+        let far = Ipv4Addr::new(203, 0, 113, 9);
+        iface.send(T0, far, IpNumber::UDP, b"x").unwrap();
+        let out = sent(&mut peer);
+        assert_eq!(out.len(), 1);
+        assert_eq!(ipv4::parse(&out[0]).unwrap().dst(), far);
+        assert_eq!(iface.stats().arp_requests_out, 0);
+    }
+
+    /// Subnet and limited broadcasts go to the Ethernet broadcast address, unresolved.
+    #[test]
+    fn broadcasts_go_to_the_broadcast_mac() {
+        let (mut iface, mut peer) = eth_setup();
+        iface
+            .send(T0, Ipv4Addr::new(198, 18, 0, 255), IpNumber::UDP, b"all")
+            .unwrap();
+        iface
+            .send(T0, Ipv4Addr::BROADCAST, IpNumber::UDP, b"all")
+            .unwrap();
+        let out = wire(sent(&mut peer));
+        assert_eq!(out.len(), 3);
+        assert!(out[1..]
+            .iter()
+            .all(|w| matches!(w, Wire::Ip(d, _) if d.is_broadcast())));
+        assert_eq!(iface.stats().arp_requests_out, 0);
+    }
+
     proptest! {
         /// Any bytes at all into the receive path: never a panic, and every packet is
         /// accounted for as delivered, dropped for a reason, ICMP, or a fragment.
@@ -1400,6 +1523,33 @@ mod tests {
             prop_assert_eq!(s.rx_packets, packets.len() as u64);
             let icmp_in = s.icmp_echo_requests_in + s.icmp_echo_replies_in + s.icmp_errors_in + s.icmp_other_in;
             prop_assert!(s.total_dropped() + s.rx_delivered + icmp_in + s.rx_fragments >= s.rx_packets);
+        }
+
+        /// Any bytes as Ethernet frames (and valid ARP headers with random addresses):
+        /// never a panic, and every frame is a received IPv4 packet, handled ARP, or a
+        /// counted drop.
+        #[test]
+        fn arbitrary_frames_never_panic(frames in proptest::collection::vec(
+            (0u8..4, proptest::collection::vec(any::<u8>(), 0..80)), 1..30)) {
+            let (mut iface, mut peer) = eth_setup();
+            for (kind, body) in &frames {
+                let mut f = match kind {
+                    0 => body.clone(),
+                    1 => frame(US_MAC, PEER_MAC, EtherType::IPV4, body),
+                    _ => frame(MacAddr::BROADCAST, PEER_MAC, EtherType::ARP, body),
+                };
+                if *kind == 3 && f.len() >= 22 {
+                    f[14..20].copy_from_slice(&[0, 1, 8, 0, 6, 4]);
+                    f[20] = 0;
+                    f[21] = 1 + f[21] % 2;
+                }
+                peer.send(T0, &f).unwrap();
+            }
+            pump(&mut iface);
+            let s = iface.stats();
+            prop_assert_eq!(s.rx_frames, frames.len() as u64);
+            let arp_used = s.arp_requests_in + s.arp_replies_in;
+            prop_assert!(s.total_dropped() + s.rx_packets + arp_used >= s.rx_frames);
         }
 
         /// Structured fuzzing: valid headers with random fields and payloads, so the

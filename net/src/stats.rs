@@ -111,7 +111,8 @@ ustack_link::counters! {
         pub arp_replies_out: u64,
         /// Gratuitous ARPs sent (at start, and defending our address).
         pub arp_announcements_out: u64,
-        /// Addresses resolved by a reply.
+        /// Addresses being resolved that got an answer (a reply, or any ARP packet from
+        /// the address, RFC 826 merge).
         pub arp_resolved: u64,
         /// Addresses given up on after unanswered requests or probes.
         pub arp_failed: u64,
