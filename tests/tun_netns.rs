@@ -985,3 +985,74 @@ fn iperf3_throughput_over_raw_tap_and_tun_side_by_side() {
         assert!(*into > 0.0 && *out > 0.0, "{kind}: {into} / {out}");
     }
 }
+
+/// Address conflicts on a raw link, probed with `arping` from the kernel's side: a probe
+/// for ustack's address (sender 0.0.0.0, RFC 5227 section 2.1.1) is answered, so the
+/// prober sees the address is taken; a gratuitous ARP from another MAC claiming ustack's
+/// address is a conflict, which ustack defends with an announcement of its own (section
+/// 2.4) and never learns (it still answers ping).
+#[test]
+fn arping_probes_are_answered_and_claims_on_our_address_defended_rfc5227() {
+    if skip_unless_root() {
+        return;
+    }
+    let (u, k) = (quiet_netns("arpu"), quiet_netns("arpk"));
+    veth(&u, "ur0", &k, "kr0", &format!("{RAW_KERNEL}/24"));
+    let wire = std::env::temp_dir().join(format!("ustack-arp-{}.pcap", std::process::id()));
+    let wire = wire.to_string_lossy();
+    let addr = format!("{RAW_OURS}/24");
+    let _up = start_ustack(&u, &["up", "--raw", "ur0", "--addr", &addr]);
+    wait_for_ping(&k, RAW_OURS);
+    let ours = u.must(&["ip", "-br", "link", "show", "ur0"]).unwrap();
+    let ours = ours.split_whitespace().nth(2).unwrap().to_string();
+    let probe = k
+        .exec(&["arping", "-0", "-c", "1", "-w", "2", "-i", "kr0", RAW_OURS])
+        .unwrap();
+    let text = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        probe.status.success(),
+        "the probe was not answered:\n{text}"
+    );
+    assert!(
+        text.contains(&ours),
+        "answered from ustack's MAC {ours}:\n{text}"
+    );
+    let dump = tcpdump(&k, "kr0", &wire);
+    let claim = k
+        .exec(&[
+            "arping", "-U", "-S", RAW_OURS, "-c", "1", "-w", "1", "-i", "kr0", RAW_OURS,
+        ])
+        .unwrap();
+    assert!(claim.status.code().is_some(), "arping ran");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(dump.terminate().success());
+    let frames = tshark(
+        &wire,
+        &[
+            "-Y",
+            "arp",
+            "-T",
+            "fields",
+            "-e",
+            "eth.src",
+            "-e",
+            "arp.src.proto_ipv4",
+        ],
+    );
+    std::fs::remove_file(&*wire).ok();
+    let claimed = frames
+        .lines()
+        .position(|l| !l.starts_with(&ours) && l.ends_with(RAW_OURS))
+        .unwrap_or_else(|| panic!("no claim captured:\n{frames}"));
+    assert!(
+        frames
+            .lines()
+            .skip(claimed + 1)
+            .any(|l| l == format!("{ours}\t{RAW_OURS}")),
+        "ustack did not defend its address:\n{frames}"
+    );
+    let ping = k
+        .exec(&["ping", "-c", "2", "-i", "0.2", "-W", "2", RAW_OURS])
+        .unwrap();
+    assert!(ping.status.success());
+}
