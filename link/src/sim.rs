@@ -395,6 +395,22 @@ mod tests {
         ));
     }
 
+    /// An Ethernet pair carries frames of the MTU plus the 14-byte header, and says so.
+    #[test]
+    fn an_ethernet_pair_carries_mtu_sized_payloads_plus_the_header() {
+        let cfg = SimConfig::default().with_mtu(100).ethernet();
+        let (mut a, mut b) = SimLink::pair(cfg, 1).unwrap();
+        assert_eq!((a.medium(), a.mtu()), (Medium::Ethernet, 100));
+        a.send(Instant::ZERO, &[0; 114]).unwrap();
+        assert!(matches!(
+            a.send(Instant::ZERO, &[0; 115]),
+            Err(LinkError::TooBig { len: 115, mtu: 100 })
+        ));
+        assert_eq!(drain(&mut b, Instant::ZERO), vec![vec![0; 114]]);
+        let (ip, _) = SimLink::pair(SimConfig::default(), 1).unwrap();
+        assert_eq!(ip.medium(), Medium::Ip);
+    }
+
     #[test]
     fn corruption_flips_exactly_one_bit() {
         let cfg = SimConfig::symmetric(Impairments {

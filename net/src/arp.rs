@@ -341,9 +341,9 @@ impl Arp {
         }
     }
 
-    /// Handles the payload of an ARP frame from Ethernet source `from`. `Ok` if the
-    /// packet was used (learned from, answered, or counted as a conflict); otherwise the
-    /// reason it was dropped.
+    /// Handles the payload of a received ARP frame (RFC 826 "Packet Reception"). `Ok` if
+    /// the packet was used (learned from, answered, or counted as a conflict); otherwise
+    /// the reason it was dropped, and nothing was learned from it.
     pub fn receive(
         &mut self,
         now: Instant,

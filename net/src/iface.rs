@@ -32,7 +32,8 @@ pub struct Config {
     pub addr: Ipv4Cidr,
     /// The default route (RFC 1122 section 3.3.1.1): packets to hosts off our network go
     /// to this router (to its MAC address on Ethernet links, simply out of the device on
-    /// TUN). It must be on our network. [`Interface::routes_mut`] changes it later.
+    /// TUN). [`Config::with_gateway`] sets it after checking that it is a host on our
+    /// network; [`Interface::routes_mut`] changes it later.
     pub gateway: Option<Ipv4Addr>,
     /// Our MAC address on an Ethernet link (the device's own, or one the stack owns on a
     /// TAP device). `None`: a locally administered one made from our IPv4 address
@@ -68,6 +69,42 @@ impl Config {
             first_ident: 1,
         }
     }
+
+    /// Sets the default gateway (`--gateway`), which must be a host on our network: not
+    /// our own address, nor the network or broadcast address (RFC 1122 section 3.3.1.1:
+    /// a host reaches its first-hop gateway directly).
+    pub fn with_gateway(mut self, gateway: Ipv4Addr) -> Result<Config, GatewayError> {
+        let net = self.addr;
+        if gateway == net.addr {
+            return Err(GatewayError::OurAddress(gateway));
+        }
+        let host = ipv4::is_valid_source(gateway) && !ipv4::is_martian_source(gateway);
+        let special =
+            net.prefix_len < 31 && (gateway == net.network() || Some(gateway) == net.broadcast());
+        if !host || special {
+            return Err(GatewayError::NotAHost(gateway));
+        }
+        if !net.contains(gateway) {
+            let net = Ipv4Cidr {
+                addr: net.network(),
+                prefix_len: net.prefix_len,
+            };
+            return Err(GatewayError::OffNetwork { gateway, net });
+        }
+        self.gateway = Some(gateway);
+        Ok(self)
+    }
+}
+
+/// Why an address cannot be our default gateway.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    #[error("gateway {gateway} is not on our network {net}; a gateway must be a neighbour")]
+    OffNetwork { gateway: Ipv4Addr, net: Ipv4Cidr },
+    #[error("gateway {0} is our own address")]
+    OurAddress(Ipv4Addr),
+    #[error("gateway {0} is not a host address")]
+    NotAHost(Ipv4Addr),
 }
 
 /// Why a datagram could not be sent. `Clone` and `Eq`, so that the layers above can keep
@@ -601,11 +638,11 @@ impl<L: Link> Interface<L> {
         let result = loop {
             match self.link.recv(now, &mut buf) {
                 Ok(Some(n)) => {
-                    let packet = match self.unframe(now, &buf[..n]) {
-                        Some(range) => &buf[range],
+                    let (packet, link_broadcast) = match self.unframe(now, &buf[..n]) {
+                        Some((range, link_broadcast)) => (&buf[range], link_broadcast),
                         None => continue,
                     };
-                    if let Some(received) = self.process(now, packet, payload) {
+                    if let Some(received) = self.process(now, packet, link_broadcast, payload) {
                         break Ok(Some(received));
                     }
                 }
@@ -621,12 +658,13 @@ impl<L: Link> Interface<L> {
         result
     }
 
-    /// Where the IPv4 packet is in what the link delivered: all of it on an IP link; on
-    /// Ethernet, the payload of a frame to us (our MAC or broadcast) of type IPv4. ARP
-    /// frames are handled here; anything else is counted and dropped.
-    fn unframe(&mut self, now: Instant, frame: &[u8]) -> Option<std::ops::Range<usize>> {
+    /// Where the IPv4 packet is in what the link delivered, and whether it came in a
+    /// link-layer broadcast: all of it on an IP link; on Ethernet, the payload of a frame
+    /// to us (our MAC or broadcast) of type IPv4. ARP frames are handled here; anything
+    /// else is counted and dropped.
+    fn unframe(&mut self, now: Instant, frame: &[u8]) -> Option<(std::ops::Range<usize>, bool)> {
         let Some(arp) = &mut self.arp else {
-            return Some(0..frame.len());
+            return Some((0..frame.len(), false));
         };
         self.stats.rx_frames += 1;
         let checked = ethernet::parse(frame).and_then(|f| {
@@ -640,7 +678,7 @@ impl<L: Link> Interface<L> {
         });
         let result = match checked {
             Ok(f) if f.ether_type == EtherType::IPV4 => {
-                return Some(ethernet::HEADER_LEN..frame.len())
+                return Some((ethernet::HEADER_LEN..frame.len(), f.dst.is_broadcast()));
             }
             Ok(f) if f.ether_type == EtherType::ARP => arp.receive(now, f.payload, &mut self.stats),
             Ok(_) => Err(RxDrop::EthUnknownType),
@@ -670,7 +708,13 @@ impl<L: Link> Interface<L> {
     }
 
     /// One packet from the link. Returns metadata if it is a datagram for the layer above.
-    fn process(&mut self, now: Instant, packet: &[u8], out: &mut Vec<u8>) -> Option<Received> {
+    fn process(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        link_broadcast: bool,
+        out: &mut Vec<u8>,
+    ) -> Option<Received> {
         self.stats.rx_packets += 1;
         self.stats.rx_bytes += packet.len() as u64;
         let ip = match ipv4::parse(packet) {
@@ -684,6 +728,10 @@ impl<L: Link> Interface<L> {
         let broadcast = self.is_broadcast(dst);
         if dst != self.cfg.addr.addr && !broadcast {
             self.stats.drop(RxDrop::NotForUs);
+            return None;
+        }
+        if link_broadcast && !broadcast {
+            self.stats.drop(RxDrop::LinkBroadcastUnicast);
             return None;
         }
         if !ipv4::is_valid_source(src) || src == self.cfg.addr.addr || self.is_broadcast(src) {
@@ -1126,6 +1174,28 @@ mod tests {
     }
 
     #[test]
+    fn a_gateway_must_be_a_host_on_our_network() {
+        let cfg = || Config::new("198.18.0.1/24".parse().unwrap());
+        let gw = Ipv4Addr::new(198, 18, 0, 254);
+        assert_eq!(cfg().with_gateway(gw).unwrap().gateway, Some(gw));
+        let far = Ipv4Addr::new(198, 19, 0, 1);
+        assert!(matches!(
+            cfg().with_gateway(far),
+            Err(GatewayError::OffNetwork { .. })
+        ));
+        assert_eq!(cfg().with_gateway(US), Err(GatewayError::OurAddress(US)));
+        for bad in ["198.18.0.0", "198.18.0.255", "255.255.255.255", "224.0.0.1"] {
+            let bad: Ipv4Addr = bad.parse().unwrap();
+            assert_eq!(cfg().with_gateway(bad), Err(GatewayError::NotAHost(bad)));
+        }
+        let err = cfg().with_gateway(far).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "gateway 198.19.0.1 is not on our network 198.18.0.0/24; a gateway must be a neighbour"
+        );
+    }
+
+    #[test]
     fn send_errors_are_typed() {
         let (mut iface, _peer) = setup(576);
         assert!(matches!(
@@ -1326,12 +1396,18 @@ mod tests {
     fn frames_to_us_and_broadcast_are_received_others_counted_rfc894() {
         let (mut iface, mut peer) = eth_setup();
         let d = datagram(PEER, US, IpNumber::UDP, b"to us");
+        let all = datagram(
+            PEER,
+            Ipv4Addr::new(198, 18, 0, 255),
+            IpNumber::UDP,
+            b"to us",
+        );
         let other = MacAddr([0x02, 0, 0, 0, 0, 0x99]);
         peer.send(T0, &frame(US_MAC, PEER_MAC, EtherType::IPV4, &d))
             .unwrap();
         peer.send(
             T0,
-            &frame(MacAddr::BROADCAST, PEER_MAC, EtherType::IPV4, &d),
+            &frame(MacAddr::BROADCAST, PEER_MAC, EtherType::IPV4, &all),
         )
         .unwrap();
         peer.send(T0, &frame(other, PEER_MAC, EtherType::IPV4, &d))
@@ -1353,6 +1429,22 @@ mod tests {
         assert_eq!(s.dropped(RxDrop::EthBadSource), 2);
         assert_eq!(s.dropped(RxDrop::EthTruncated), 1);
         assert_eq!(s.total_dropped(), 5);
+    }
+
+    /// RFC 1122 section 3.3.6: a datagram received in a link-layer broadcast must have
+    /// an IP broadcast or multicast destination; one to our unicast address is
+    /// discarded (and counted).
+    #[test]
+    fn unicast_datagrams_in_link_broadcasts_are_discarded_rfc1122_3_3_6() {
+        let (mut iface, mut peer) = eth_setup();
+        let d = datagram(PEER, US, IpNumber::UDP, b"sneaky");
+        peer.send(
+            T0,
+            &frame(MacAddr::BROADCAST, PEER_MAC, EtherType::IPV4, &d),
+        )
+        .unwrap();
+        assert!(pump(&mut iface).is_empty());
+        assert_eq!(iface.stats().dropped(RxDrop::LinkBroadcastUnicast), 1);
     }
 
     #[test]
@@ -1505,6 +1597,54 @@ mod tests {
             .iter()
             .all(|w| matches!(w, Wire::Ip(d, _) if d.is_broadcast())));
         assert_eq!(iface.stats().arp_requests_out, 0);
+    }
+
+    /// The peer's view of a stale entry in use: packets keep flowing to the known MAC
+    /// address, and 5 s after the first use a unicast request confirms it (Linux's
+    /// DELAY then PROBE); the peer's reply makes it reachable again.
+    #[test]
+    fn a_used_stale_entry_is_confirmed_by_a_unicast_request_on_the_wire() {
+        let (mut iface, mut peer) = eth_setup();
+        let req = arp_packet(ArpOperation::REQUEST, (PEER_MAC, PEER), (MacAddr::ZERO, US));
+        peer.send(T0, &arp_frame(MacAddr::BROADCAST, &req)).unwrap();
+        pump(&mut iface);
+        sent(&mut peer);
+        iface.send(T0, PEER, IpNumber::UDP, b"one").unwrap();
+        assert!(matches!(&wire(sent(&mut peer))[..], [Wire::Ip(d, _)] if *d == PEER_MAC));
+        assert_eq!(iface.poll_at(T0), Some(Instant::from_secs(5)));
+        let t5 = Instant::from_secs(5);
+        iface.recv(t5, &mut Vec::new()).unwrap();
+        let probe = arp_packet(ArpOperation::REQUEST, (US_MAC, US), (MacAddr::ZERO, PEER));
+        assert_eq!(
+            wire(sent_at(&mut peer, t5)),
+            vec![Wire::Arp(PEER_MAC, probe)]
+        );
+        let reply = arp_packet(ArpOperation::REPLY, (PEER_MAC, PEER), (US_MAC, US));
+        peer.send(t5, &arp_frame(US_MAC, &reply)).unwrap();
+        iface.recv(t5, &mut Vec::new()).unwrap();
+        assert_eq!(
+            iface.arp().unwrap().neighbour(t5, PEER),
+            Some(NeighbourState::Reachable(PEER_MAC))
+        );
+        assert_eq!(iface.poll_at(t5), None);
+    }
+
+    /// RFC 5227 section 2.4 from the wire: another station claims our address; the
+    /// interface counts the conflict and defends the address with one broadcast
+    /// announcement.
+    #[test]
+    fn a_conflicting_claim_is_counted_and_defended_on_the_wire_rfc5227_2_4() {
+        let (mut iface, mut peer) = eth_setup();
+        pump(&mut iface);
+        assert_eq!(wire(sent(&mut peer)), vec![announcement()]);
+        let thief = MacAddr([0x02, 0, 0, 0, 0, 0x66]);
+        let claim = arp_packet(ArpOperation::REPLY, (thief, US), (MacAddr::BROADCAST, US));
+        peer.send(T0, &arp_frame(MacAddr::BROADCAST, &claim))
+            .unwrap();
+        pump(&mut iface);
+        assert_eq!(wire(sent(&mut peer)), vec![announcement()]);
+        assert_eq!(iface.stats().arp_conflicts, 1);
+        assert!(iface.arp().unwrap().is_empty());
     }
 
     proptest! {

@@ -24,6 +24,8 @@ pub use arp::{Arp, ArpConfig, NeighbourState};
 pub use ethernet::MacAddr;
 pub use frag::ReassemblyConfig;
 pub use icmp::{IcmpError, IcmpEvent, Original};
-pub use iface::{Config, HeaderCopy, Interface, Received, SendError, SendOptions, SharedLinkError};
+pub use iface::{
+    Config, GatewayError, HeaderCopy, Interface, Received, SendError, SendOptions, SharedLinkError,
+};
 pub use route::{Ipv4Cidr, Route, Routes};
 pub use stats::{RxDrop, RxDrops, Stats};

@@ -51,6 +51,9 @@ ustack_link::counters! {
         /// Ethernet frame whose source is a group address (never valid, IEEE 802.3) or
         /// our own address (our frame looped back).
         EthBadSource => eth_bad_source,
+        /// IPv4 datagram to our unicast address in a link-layer broadcast frame (RFC 1122
+        /// section 3.3.6: discarded).
+        LinkBroadcastUnicast => link_broadcast_unicast,
         /// EtherType other than IPv4 and ARP.
         EthUnknownType => eth_unknown_type,
         /// ARP packet shorter than its fixed part or than its address lengths say.
