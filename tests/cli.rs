@@ -204,7 +204,7 @@ fn a_gateway_off_our_network_is_a_usage_error_rfc1122_3_3_1() {
             "198.18.5.1",
         ],
         2,
-        "is not on our network 198.18.0.2/24",
+        "--gateway: gateway 198.18.5.1 is not on our network 198.18.0.0/24",
     );
     fails(
         &[

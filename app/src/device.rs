@@ -12,7 +12,7 @@ use std::sync::Arc;
 use clap::Args;
 
 use crate::link::{tap_boxed, Clock, Duration, Link, PcapSink, RawLink, TunLink};
-use crate::net::{Config, Interface, Ipv4Cidr, MacAddr};
+use crate::net::{Config, GatewayError, Interface, Ipv4Cidr, MacAddr};
 use crate::options::cidr;
 use crate::runtime::{BoxLink, Runtime};
 use crate::transport::stack::{Stack, StackConfig};
@@ -65,8 +65,8 @@ pub enum DeviceError {
          or --raw IFACE instead of --tun)"
     )]
     Unspecified,
-    #[error("the gateway {gateway} is not on our network {addr} (RFC 1122 section 3.3.1)")]
-    GatewayOffLink { gateway: Ipv4Addr, addr: Ipv4Cidr },
+    #[error("--gateway: {0}")]
+    Gateway(#[from] GatewayError),
     #[error("{0}")]
     Open(io::Error),
     #[error("cannot write the capture: {0}")]
@@ -83,9 +83,7 @@ impl DeviceError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            DeviceError::NotImplemented(_)
-                | DeviceError::Unspecified
-                | DeviceError::GatewayOffLink { .. }
+            DeviceError::NotImplemented(_) | DeviceError::Unspecified | DeviceError::Gateway(_)
         )
     }
 }
@@ -123,12 +121,18 @@ impl DeviceArgs {
             _ => return Err(DeviceError::Unspecified),
         };
         let addr = self.addr.ok_or(DeviceError::Unspecified)?;
-        if let Some(gateway) = self.gateway {
-            if !addr.contains(gateway) || gateway == addr.addr {
-                return Err(DeviceError::GatewayOffLink { gateway, addr });
-            }
-        }
+        self.interface_config(addr)?;
         Ok((kind, addr))
+    }
+
+    /// The interface settings the flags give for `addr`: the default gateway, checked to
+    /// be a host on our network (RFC 1122 section 3.3.1.1).
+    fn interface_config(&self, addr: Ipv4Cidr) -> Result<Config, DeviceError> {
+        let cfg = Config::new(addr);
+        Ok(match self.gateway {
+            Some(gateway) => cfg.with_gateway(gateway)?,
+            None => cfg,
+        })
     }
 }
 
@@ -225,9 +229,8 @@ pub fn tap<L: Link + Send + 'static>(
 /// keys the RFC 6528 ISN function and the RFC 7323 timestamp offsets and picks where
 /// the ephemeral ports start (RFC 6056), comes from the OS, as does the first IP
 /// identification. Only the simulator runs with a fixed seed, so that a run replays.
-pub fn stack_config(addr: Ipv4Cidr) -> Result<(Config, StackConfig), DeviceError> {
+pub fn stack_config(mut iface: Config) -> Result<(Config, StackConfig), DeviceError> {
     let seed = os_random_seed().map_err(DeviceError::Random)?;
-    let mut iface = Config::new(addr);
     iface.first_ident = crate::link::seed::derive(seed, IDENT_STREAM) as u16;
     Ok((
         iface,
@@ -270,8 +273,7 @@ pub fn format_mac(mac: [u8; 6]) -> String {
 /// Opens the device the flags name and starts a stack on it, on the wall clock.
 pub fn bring_up(args: &DeviceArgs) -> Result<Device, DeviceError> {
     let (kind, addr) = args.target()?;
-    let (mut iface_cfg, stack_cfg) = stack_config(addr)?;
-    iface_cfg.gateway = args.gateway;
+    let (mut iface_cfg, stack_cfg) = stack_config(args.interface_config(addr)?)?;
     let sink = capture(args.pcap.as_deref())?;
     let name = kind.name();
     let (link, mac) = match &kind {
@@ -373,8 +375,8 @@ mod tests {
             addr: US,
             prefix_len: 24,
         };
-        let a = isn(stack_config(addr).unwrap());
-        let b = isn(stack_config(addr).unwrap());
+        let a = isn(stack_config(Config::new(addr)).unwrap());
+        let b = isn(stack_config(Config::new(addr)).unwrap());
         assert_ne!(a, b);
         let sim = || (Config::new(addr), StackConfig::default());
         assert_eq!(isn(sim()), isn(sim()));
@@ -411,10 +413,7 @@ mod tests {
                 gateway: Some(gateway),
                 ..args.clone()
             };
-            assert!(matches!(
-                off.target(),
-                Err(DeviceError::GatewayOffLink { .. })
-            ));
+            assert!(matches!(off.target(), Err(DeviceError::Gateway(_))));
         }
         let none = DeviceArgs {
             raw: None,
