@@ -898,7 +898,8 @@ fn a_gateway_on_a_raw_link_reaches_a_host_behind_a_router_rfc1122_3_3_1() {
 }
 
 /// `ustack up --tap`: the kernel's side of a TAP device pings ustack (ARP first, RFC
-/// 826) and runs TCP echo; ustack answers from a locally administered MAC of its own.
+/// 826) and runs TCP echo and iperf3; ustack answers from a locally administered MAC of
+/// its own. Then `ustack iperf3 -c --tap` measures against the kernel's server.
 #[test]
 fn the_kernel_pings_ustack_through_a_tap_device_rfc826() {
     if skip_unless_root() {
@@ -906,7 +907,7 @@ fn the_kernel_pings_ustack_through_a_tap_device_rfc826() {
     }
     let ns = quiet_netns("tap");
     let addr = format!("{RAW_OURS}/24");
-    let _up = start_ustack(&ns, &["up", "--tap", "utap0", "--addr", &addr]);
+    let up = start_ustack(&ns, &["up", "--tap", "utap0", "--addr", &addr]);
     ns.wait_for_link("utap0").unwrap();
     ns.must(&[
         "ip",
@@ -941,6 +942,40 @@ fn the_kernel_pings_ustack_through_a_tap_device_rfc826() {
         String::from_utf8_lossy(&echo.stdout).trim(),
         "echo 1048576 True"
     );
+    kernel_iperf3_against(&ns, RAW_OURS);
+    assert_eq!(up.terminate().code(), Some(0), "ustack up on SIGTERM");
+
+    // `ustack iperf3 -c` on a TAP device of its own, against the kernel's server.
+    let server = Running(
+        ns.command(&["timeout", "30", "iperf3", "-s", "-1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("iperf3 -s starts"),
+    );
+    let client = start_ustack(
+        &ns,
+        &[
+            "iperf3", "-c", RAW_KERNEL, "--tap", "utap1", "--addr", &addr, "-t", "1", "--json",
+        ],
+    );
+    ns.wait_for_link("utap1").unwrap();
+    ns.must(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{RAW_KERNEL}/24"),
+        "dev",
+        "utap1",
+    ])
+    .unwrap();
+    ns.must(&["ip", "link", "set", "utap1", "up"]).unwrap();
+    let (status, text) = client.finish();
+    drop(server);
+    assert!(status.success(), "{text}");
+    let v: serde_json::Value =
+        serde_json::from_str(text.lines().last().unwrap_or("")).expect("a JSON line");
+    assert!(v["bytes"].as_u64().unwrap_or(0) > 1_000_000, "{v}");
 }
 
 /// The kernel's iperf3 against ustack on each kind of device, in one run: a raw socket
