@@ -292,8 +292,9 @@ mod tests {
 
     /// The kernel, pinging an address nobody owns out of `ub`, broadcasts an ARP request
     /// (RFC 826) that arrives on our socket on `ua`; our hand-made reply makes the kernel
-    /// send the echo request to our MAC, and the reply we sent never comes back to us
-    /// (PACKET_IGNORE_OUTGOING). MTU and MAC are the interface's.
+    /// send the echo request to our MAC, and no frame sent from our MAC (our reply, the
+    /// kernel's own) comes back to us (PACKET_IGNORE_OUTGOING). MTU and MAC are the
+    /// interface's.
     #[test]
     fn frames_cross_a_veth_pair_both_ways_rfc826() {
         if skip_unless_root() {
@@ -330,7 +331,21 @@ mod tests {
         reply.extend_from_slice(&kernel_mac);
         reply.extend_from_slice(&[198, 18, 9, 1]);
         link.send(Instant::ZERO, &reply).unwrap();
-        let echo = recv_ethertype(&mut link, 0x0800);
+        // Nothing sent from our MAC comes back: not our reply, not the kernel's own
+        // frames out of `ua` (both are outgoing on the interface).
+        let mut seen = Vec::new();
+        let mut buf = vec![0; 2048];
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(300);
+        while std::time::Instant::now() < until {
+            if let Some(n) = link.recv(Instant::ZERO, &mut buf).unwrap() {
+                seen.push(buf[..n].to_vec());
+            }
+        }
+        assert!(seen.iter().all(|f| f[6..12] != link.mac()), "{seen:?}");
+        let echo = match seen.iter().find(|f| f[12..14] == [0x08, 0x00]) {
+            Some(echo) => echo.clone(),
+            None => recv_ethertype(&mut link, 0x0800),
+        };
         assert_eq!(
             &echo[..6],
             &link.mac(),
