@@ -758,7 +758,7 @@ fn kernel_iperf3_against(ns: &Netns, addr: &str) {
 
 /// `ustack up --raw` on one end of a veth pair answers the kernel on the other end as it
 /// does on TUN: ping (also 8000-byte, fragmented), 4 MiB of TCP echo with every byte
-/// checked, and the kernel's iperf3 (normal, -R, -P 4). Then `ustack iperf3 -c` on the
+/// checked, discard, UDP echo, and the kernel's iperf3 (normal, -R, -P 4). Then `ustack iperf3 -c` on the
 /// same interface measures against the kernel's server. The kernel side's capture shows
 /// ARP both ways (RFC 826): the kernel asks for ustack's MAC and ustack answers, ustack
 /// asks for the kernel's and the kernel answers; it and ustack's own Ethernet capture
@@ -798,6 +798,14 @@ fn kernel_tools_talk_to_ustack_on_a_raw_veth_and_arp_runs_both_ways_rfc826() {
         "echo 4194304 True",
         "{}",
         String::from_utf8_lossy(&echo.stderr)
+    );
+    // The other services, as on TUN: discard and UDP echo.
+    let services = k
+        .exec(&["timeout", "60", "python3", "-c", CLIENT, RAW_OURS])
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&services.stdout).trim(),
+        "echo True 1048576 udp True"
     );
     kernel_iperf3_against(&k, RAW_OURS);
     assert_eq!(up.terminate().code(), Some(0), "ustack up on SIGTERM");
