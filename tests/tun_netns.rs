@@ -852,7 +852,8 @@ fn kernel_tools_talk_to_ustack_on_a_raw_veth_and_arp_runs_both_ways_rfc826() {
 /// RFC 1122 section 3.3.1 on Ethernet: ustack on a raw veth reaches a host on another
 /// network through a router namespace (ip_forward between two veth pairs), with
 /// `--gateway`: the far host's ping, TCP echo and iperf3 all cross the router, so ustack
-/// sends to the router's MAC (which it resolves with ARP).
+/// sends to the router's MAC; then `ustack iperf3 -c --gateway` reaches the far host's
+/// server, resolving the router's MAC with ARP itself.
 #[test]
 fn a_gateway_on_a_raw_link_reaches_a_host_behind_a_router_rfc1122_3_3_1() {
     if skip_unless_root() {
@@ -867,17 +868,9 @@ fn a_gateway_on_a_raw_link_reaches_a_host_behind_a_router_rfc1122_3_3_1() {
         .unwrap();
     r.must(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]).unwrap();
     let addr = format!("{RAW_OURS}/24");
-    let _up = start_ustack(
+    let up = start_ustack_up(
         &u,
-        &[
-            "up",
-            "--raw",
-            "ur0",
-            "--addr",
-            &addr,
-            "--gateway",
-            RAW_KERNEL,
-        ],
+        &["--raw", "ur0", "--addr", &addr, "--gateway", RAW_KERNEL],
     );
     wait_for_ping(&h, RAW_OURS);
     let ping = h
@@ -903,6 +896,40 @@ fn a_gateway_on_a_raw_link_reaches_a_host_behind_a_router_rfc1122_3_3_1() {
         String::from_utf8_lossy(&echo.stderr)
     );
     kernel_iperf3_against(&h, RAW_OURS);
+    assert_eq!(up.terminate().code(), Some(0), "ustack up on SIGTERM");
+
+    // `ustack iperf3 -c` to the far host: ustack resolves the router's MAC itself.
+    let server = Running(
+        h.command(&["timeout", "30", "iperf3", "-s", "-1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("iperf3 -s starts"),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let client = start_ustack(
+        &u,
+        &[
+            "iperf3",
+            "-c",
+            "198.18.7.2",
+            "--raw",
+            "ur0",
+            "--addr",
+            &addr,
+            "--gateway",
+            RAW_KERNEL,
+            "-t",
+            "1",
+            "--json",
+        ],
+    );
+    let (status, text) = client.finish();
+    drop(server);
+    assert!(status.success(), "{text}");
+    let v: serde_json::Value =
+        serde_json::from_str(text.lines().last().unwrap_or("")).expect("a JSON line");
+    assert!(v["bytes"].as_u64().unwrap_or(0) > 1_000_000, "{v}");
 }
 
 /// `ustack up --tap`: the kernel's side of a TAP device pings ustack (ARP first, RFC
