@@ -16,8 +16,8 @@ use ustack_app::device::{bring_up, stop_signals, DeviceArgs, SHUTDOWN_GRACE};
 use ustack_app::options::{BenchArgs, ImpairArgs, Iperf3Args, PingArgs, TcpDemoArgs, UdpDemoArgs};
 use ustack_app::{bench, impair, iperf3, options, up};
 
-/// ustack: a user-space TCP/IP stack. Runs on a simulated network, a TUN device or a raw
-/// interface; see README.md.
+/// ustack: a user-space TCP/IP stack. Runs on a simulated network, a TUN or TAP device or
+/// a raw interface; see README.md.
 #[derive(Parser, Debug)]
 #[command(name = "ustack", version, about, long_about = None, after_help = EXIT_STATUS_HELP)]
 struct Cli {
@@ -32,7 +32,8 @@ enum Command {
         #[command(subcommand)]
         which: Option<Demo>,
     },
-    /// Run the stack on a TUN device or raw interface (answers ping, echo, discard, iperf3).
+    /// Run the stack on a TUN or TAP device or a raw interface (answers ping, ARP, echo,
+    /// discard, iperf3).
     #[command(mut_arg("addr", |a| a.required(true)))]
     Up(DeviceArgs),
     /// iperf3-compatible server and client.

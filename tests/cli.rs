@@ -51,7 +51,6 @@ fn help_lists_the_design_subcommands() {
 #[test]
 fn unbuilt_commands_exit_2_and_say_so() {
     for args in [
-        &["up", "--raw", "veth0", "--addr", "198.18.0.2/24"][..],
         &[
             "up",
             "--tun",
@@ -59,7 +58,7 @@ fn unbuilt_commands_exit_2_and_say_so() {
             "--offload",
             "--addr",
             "198.18.0.2/24",
-        ],
+        ][..],
         &["bench", "--quick", "--svg", "/tmp/ustack-bench-never.svg"],
     ] {
         let out = fails(args, 2, "not implemented yet");
@@ -187,6 +186,60 @@ fn the_main_demo_runs_all_three_and_succeeds() {
     let stdout = succeeds(&["demo"]);
     assert!(stdout.contains("sha256 match"), "{stdout}");
     assert!(stdout.contains("audit passed"), "{stdout}");
+}
+
+/// Raw interfaces, TAP devices and gateways are built: the help offers them without a
+/// "not built yet", and a missing interface is a failed run (1), not a usage error.
+#[test]
+fn raw_tap_and_gateway_are_offered_and_a_missing_interface_fails_the_run() {
+    for cmd in [&["up", "--help"][..], &["iperf3", "--help"]] {
+        let help = succeeds(cmd);
+        for flag in ["--raw", "--tap", "--gateway"] {
+            let line = help
+                .lines()
+                .find(|l| l.trim_start().starts_with(flag))
+                .unwrap_or_else(|| panic!("{flag} missing from {cmd:?}:\n{help}"));
+            assert!(!line.contains("not built yet"), "{line}");
+        }
+    }
+    let out = fails(
+        &["up", "--raw", "ustk-none9", "--addr", "198.18.0.2/24"],
+        1,
+        "there is no interface ustk-none9",
+    );
+    assert!(out.stdout.is_empty());
+}
+
+/// RFC 1122 section 3.3.1: a gateway must be on a connected network; one that is not is
+/// refused before any device is touched.
+#[test]
+fn a_gateway_off_our_network_is_a_usage_error_rfc1122_3_3_1() {
+    fails(
+        &[
+            "up",
+            "--tun",
+            "ustk9",
+            "--addr",
+            "198.18.0.2/24",
+            "--gateway",
+            "198.18.5.1",
+        ],
+        2,
+        "--gateway: gateway 198.18.5.1 is not on our network 198.18.0.0/24",
+    );
+    fails(
+        &[
+            "up",
+            "--tap",
+            "ustk9",
+            "--raw",
+            "eth9",
+            "--addr",
+            "198.18.0.2/24",
+        ],
+        2,
+        "cannot be used with",
+    );
 }
 
 #[test]

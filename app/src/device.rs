@@ -1,16 +1,18 @@
-//! Bringing ustack up on a real device: open the TUN device, wrap it in a capture if one
-//! was asked for, and start a [`Runtime`] with a stack on it. `ustack up`, `ustack iperf3`
-//! and `ustack impair` open their devices here and nowhere else.
+//! Bringing ustack up on a real device: open the TUN or TAP device or the raw interface,
+//! wrap it in a capture if one was asked for, and start a [`Runtime`] with a stack on it.
+//! `ustack up`, `ustack iperf3` and `ustack impair` open their devices here and nowhere
+//! else.
 
 use std::io;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::Args;
 
-use crate::link::{tap_boxed, Clock, Duration, Link, PcapSink, TunLink};
-use crate::net::{Config, Interface, Ipv4Cidr};
+use crate::link::{tap_boxed, Clock, Duration, Link, PcapSink, RawLink, TunLink};
+use crate::net::{Config, GatewayError, Interface, Ipv4Cidr, MacAddr};
 use crate::options::cidr;
 use crate::runtime::{BoxLink, Runtime};
 use crate::transport::stack::{Stack, StackConfig};
@@ -21,16 +23,28 @@ pub const DEFAULT_MTU: usize = 1500;
 /// Which device to run on, and how.
 #[derive(Args, Debug, Clone, Default, PartialEq)]
 pub struct DeviceArgs {
-    /// TUN device to create or attach to.
-    #[arg(long, conflicts_with = "raw")]
+    /// TUN device to create or attach to (IP packets).
+    #[arg(long, conflicts_with_all = ["tap", "raw"])]
     pub tun: Option<String>,
-    /// Interface to bind a raw AF_PACKET socket to (not built yet).
-    #[arg(long)]
+    /// TAP device to create or attach to (Ethernet frames; ustack answers ARP from a
+    /// MAC of its own).
+    #[arg(long, conflicts_with = "raw")]
+    pub tap: Option<String>,
+    /// Ethernet interface to bind a raw AF_PACKET socket to, e.g. one end of a veth
+    /// pair; give ustack an address the kernel does not own there (see README).
+    #[arg(long, value_name = "IFACE")]
     pub raw: Option<String>,
+    /// Put the --raw interface in promiscuous mode (frames to other MACs reach ustack,
+    /// which drops them).
+    #[arg(long, requires = "raw")]
+    pub promisc: bool,
     /// Our address and prefix on the device, e.g. 198.18.0.2/24.
     #[arg(long, value_parser = cidr)]
     pub addr: Option<Ipv4Cidr>,
-    /// MTU of the device.
+    /// Default gateway: hosts off our subnet are reached through it (must be on it).
+    #[arg(long, value_name = "A.B.C.D")]
+    pub gateway: Option<Ipv4Addr>,
+    /// MTU of a TUN or TAP device (a --raw link takes its interface's).
     #[arg(long, default_value_t = DEFAULT_MTU)]
     pub mtu: usize,
     /// Use IFF_VNET_HDR checksum and segmentation offload (not built yet).
@@ -46,8 +60,13 @@ pub struct DeviceArgs {
 pub enum DeviceError {
     #[error("{0} is not implemented yet")]
     NotImplemented(&'static str),
-    #[error("give the device ustack runs on with --tun NAME --addr A.B.C.D/LEN")]
+    #[error(
+        "give the device ustack runs on with --tun NAME --addr A.B.C.D/LEN (or --tap NAME \
+         or --raw IFACE instead of --tun)"
+    )]
     Unspecified,
+    #[error("--gateway: {0}")]
+    Gateway(#[from] GatewayError),
     #[error("{0}")]
     Open(io::Error),
     #[error("cannot write the capture: {0}")]
@@ -64,33 +83,66 @@ impl DeviceError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            DeviceError::NotImplemented(_) | DeviceError::Unspecified
+            DeviceError::NotImplemented(_) | DeviceError::Unspecified | DeviceError::Gateway(_)
         )
     }
 }
 
-impl DeviceArgs {
-    /// The TUN device and address to use, or why the flags do not name one (before any
-    /// device is touched).
-    pub fn target(&self) -> Result<(&str, Ipv4Cidr), DeviceError> {
-        if self.raw.is_some() {
-            return Err(DeviceError::NotImplemented("--raw"));
+/// The kind of device the flags name, with its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// A TUN device: IP packets.
+    Tun(String),
+    /// A TAP device: Ethernet frames, ARP.
+    Tap(String),
+    /// A raw AF_PACKET socket on an Ethernet interface: Ethernet frames, ARP.
+    Raw(String),
+}
+
+impl DeviceKind {
+    pub fn name(&self) -> &str {
+        match self {
+            DeviceKind::Tun(name) | DeviceKind::Tap(name) | DeviceKind::Raw(name) => name,
         }
+    }
+}
+
+impl DeviceArgs {
+    /// The device and address to use, or why the flags do not name them (before any
+    /// device is touched).
+    pub fn target(&self) -> Result<(DeviceKind, Ipv4Cidr), DeviceError> {
         if self.offload {
             return Err(DeviceError::NotImplemented("--offload"));
         }
-        match (&self.tun, self.addr) {
-            (Some(tun), Some(addr)) => Ok((tun, addr)),
-            _ => Err(DeviceError::Unspecified),
-        }
+        let kind = match (&self.tun, &self.tap, &self.raw) {
+            (Some(tun), None, None) => DeviceKind::Tun(tun.clone()),
+            (None, Some(tap), None) => DeviceKind::Tap(tap.clone()),
+            (None, None, Some(raw)) => DeviceKind::Raw(raw.clone()),
+            _ => return Err(DeviceError::Unspecified),
+        };
+        let addr = self.addr.ok_or(DeviceError::Unspecified)?;
+        self.interface_config(addr)?;
+        Ok((kind, addr))
+    }
+
+    /// The interface settings the flags give for `addr`: the default gateway, checked to
+    /// be a host on our network (RFC 1122 section 3.3.1.1).
+    fn interface_config(&self, addr: Ipv4Cidr) -> Result<Config, DeviceError> {
+        let cfg = Config::new(addr);
+        Ok(match self.gateway {
+            Some(gateway) => cfg.with_gateway(gateway)?,
+            None => cfg,
+        })
     }
 }
 
 /// A stack running on a device.
 pub struct Device {
     pub runtime: Runtime,
-    pub name: String,
+    pub kind: DeviceKind,
     pub addr: Ipv4Cidr,
+    /// The MAC the stack sends from, on an Ethernet device (TAP or raw).
+    pub mac: Option<[u8; 6]>,
     /// The capture, if one was asked for (the stack's link writes to it).
     pub capture: Option<PcapSink>,
     /// The runtime's clock, to drive the stack on after the runtime stopped.
@@ -177,9 +229,8 @@ pub fn tap<L: Link + Send + 'static>(
 /// keys the RFC 6528 ISN function and the RFC 7323 timestamp offsets and picks where
 /// the ephemeral ports start (RFC 6056), comes from the OS, as does the first IP
 /// identification. Only the simulator runs with a fixed seed, so that a run replays.
-pub fn stack_config(addr: Ipv4Cidr) -> Result<(Config, StackConfig), DeviceError> {
+pub fn stack_config(mut iface: Config) -> Result<(Config, StackConfig), DeviceError> {
     let seed = os_random_seed().map_err(DeviceError::Random)?;
-    let mut iface = Config::new(addr);
     iface.first_ident = crate::link::seed::derive(seed, IDENT_STREAM) as u16;
     Ok((
         iface,
@@ -203,19 +254,49 @@ fn os_random_seed() -> io::Result<u64> {
     Ok(u64::from_ne_bytes(bytes))
 }
 
+/// Seed stream of the MAC a stack on a TAP device sends from.
+const MAC_STREAM: u64 = 0x3ac;
+
+/// A MAC of the stack's own for a TAP device (whose own MAC is the kernel's side):
+/// `02:xx:xx:xx:xx:xx`, locally administered and unicast (IEEE 802, first octet bit 1
+/// set, bit 0 clear), the rest derived from the stack seed.
+pub fn local_mac(seed: u64) -> [u8; 6] {
+    let b = crate::link::seed::derive(seed, MAC_STREAM).to_be_bytes();
+    [0x02, b[0], b[1], b[2], b[3], b[4]]
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(mac: [u8; 6]) -> String {
+    mac.map(|b| format!("{b:02x}")).join(":")
+}
+
 /// Opens the device the flags name and starts a stack on it, on the wall clock.
 pub fn bring_up(args: &DeviceArgs) -> Result<Device, DeviceError> {
-    let (name, addr) = args.target()?;
-    let tun = open(name, args.mtu)?;
+    let (kind, addr) = args.target()?;
+    let (mut iface_cfg, stack_cfg) = stack_config(args.interface_config(addr)?)?;
     let sink = capture(args.pcap.as_deref())?;
-    let link = tap(tun, sink.as_ref(), name)?;
-    let (iface_cfg, stack_cfg) = stack_config(addr)?;
+    let name = kind.name();
+    let (link, mac) = match &kind {
+        DeviceKind::Tun(_) => (tap(open(name, args.mtu)?, sink.as_ref(), name)?, None),
+        DeviceKind::Tap(_) => {
+            let dev = TunLink::open_tap(name, args.mtu).map_err(DeviceError::Open)?;
+            let mac = local_mac(stack_cfg.seed);
+            (tap(dev, sink.as_ref(), name)?, Some(mac))
+        }
+        DeviceKind::Raw(_) => {
+            let dev = RawLink::open(name, args.promisc).map_err(DeviceError::Open)?;
+            let mac = dev.mac();
+            (tap(dev, sink.as_ref(), name)?, Some(mac))
+        }
+    };
+    iface_cfg.mac = mac.map(MacAddr);
     let stack = Stack::new(Interface::new(link, iface_cfg), stack_cfg);
     let clock = Clock::wall();
     Ok(Device {
         runtime: Runtime::start_with_clock(stack, clock),
-        name: name.to_string(),
+        kind,
         addr,
+        mac,
         capture: sink,
         clock,
     })
@@ -294,10 +375,50 @@ mod tests {
             addr: US,
             prefix_len: 24,
         };
-        let a = isn(stack_config(addr).unwrap());
-        let b = isn(stack_config(addr).unwrap());
+        let a = isn(stack_config(Config::new(addr)).unwrap());
+        let b = isn(stack_config(Config::new(addr)).unwrap());
         assert_ne!(a, b);
         let sim = || (Config::new(addr), StackConfig::default());
         assert_eq!(isn(sim()), isn(sim()));
+    }
+
+    /// IEEE 802 addressing: the MAC a stack picks for a TAP device is unicast (first
+    /// octet bit 0 clear) and locally administered (bit 1 set), and follows the seed.
+    #[test]
+    fn a_tap_stack_picks_a_locally_administered_unicast_mac() {
+        let mac = local_mac(7);
+        assert_eq!(mac[0] & 0b11, 0b10, "{}", format_mac(mac));
+        assert_eq!(local_mac(7), mac);
+        assert_ne!(local_mac(8), mac);
+        assert_eq!(format_mac([2, 0, 0xab, 1, 2, 3]), "02:00:ab:01:02:03");
+    }
+
+    /// The flags name exactly one device; a gateway must be on our network (RFC 1122
+    /// section 3.3.1), and is not our own address.
+    #[test]
+    fn the_flags_name_one_device_and_an_on_link_gateway() {
+        let addr: Ipv4Cidr = "198.18.0.2/24".parse().unwrap();
+        let args = DeviceArgs {
+            raw: Some("veth0".into()),
+            addr: Some(addr),
+            gateway: Some(Ipv4Addr::new(198, 18, 0, 1)),
+            ..DeviceArgs::default()
+        };
+        assert_eq!(
+            args.target().unwrap(),
+            (DeviceKind::Raw("veth0".into()), addr)
+        );
+        for gateway in [Ipv4Addr::new(198, 18, 1, 1), addr.addr] {
+            let off = DeviceArgs {
+                gateway: Some(gateway),
+                ..args.clone()
+            };
+            assert!(matches!(off.target(), Err(DeviceError::Gateway(_))));
+        }
+        let none = DeviceArgs {
+            raw: None,
+            ..args.clone()
+        };
+        assert!(matches!(none.target(), Err(DeviceError::Unspecified)));
     }
 }

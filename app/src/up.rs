@@ -7,7 +7,9 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddrV4;
 use std::sync::atomic::Ordering;
 
-use crate::device::{bring_up, stop_signals, DeviceArgs, DeviceError, SHUTDOWN_GRACE};
+use crate::device::{
+    bring_up, format_mac, stop_signals, DeviceArgs, DeviceError, DeviceKind, SHUTDOWN_GRACE,
+};
 use crate::link::Duration;
 use crate::net::Ipv4Cidr;
 use crate::runtime::Caller;
@@ -89,20 +91,16 @@ pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> Result<(), UpError> {
     spawn("iperf3".into(), crate::iperf3::PORT, move || {
         let _ = crate::iperf3::serve(&iperf);
     })?;
-    let (name, addr) = (&device.name, device.addr);
-    let _ = writeln!(
+    let _ =
+        writeln!(
         out,
-        "ustack up on {name} as {addr}: answering ping, TCP echo (7), TCP discard (9), UDP echo (7), \
-         and an iperf3 server for TCP and UDP tests (5201)"
+        "ustack up on {} as {}{}: answering ping, TCP echo (7), TCP discard (9), UDP echo (7), \
+         and an iperf3 server for TCP and UDP tests (5201)",
+        device.kind.name(),
+        device.addr,
+        device.mac.map_or(String::new(), |mac| format!(" ({})", format_mac(mac))),
     );
-    let _ = writeln!(
-        out,
-        "give the kernel side an address in {}/{} and bring it up, e.g.: ip addr add {}/{} dev {name} && ip link set {name} up",
-        addr.network(),
-        addr.prefix_len,
-        peer_hint(addr),
-        addr.prefix_len,
-    );
+    let _ = writeln!(out, "{}", setup_hint(&device.kind, device.addr));
     let _ = out.flush();
     // The runtime and the service threads do the work; this thread only keeps them alive,
     // notices if the runtime stops (the device went away), and waits for the signal.
@@ -117,6 +115,24 @@ pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> Result<(), UpError> {
         "ustack up: stopped by a signal; connections closed, capture flushed"
     );
     Ok(())
+}
+
+/// What the kernel's side needs before it can talk to the stack.
+fn setup_hint(kind: &DeviceKind, addr: Ipv4Cidr) -> String {
+    let (peer, len) = (peer_hint(addr), addr.prefix_len);
+    match kind {
+        DeviceKind::Tun(name) | DeviceKind::Tap(name) => format!(
+            "give the kernel side an address in {}/{len} and bring it up, e.g.: \
+             ip addr add {peer}/{len} dev {name} && ip link set {name} up",
+            addr.network(),
+        ),
+        DeviceKind::Raw(name) => format!(
+            "the peers on {name}'s link need addresses in {}/{len} (e.g. {peer}); the kernel \
+             must not own {} on {name} itself",
+            addr.network(),
+            addr.addr,
+        ),
+    }
 }
 
 /// An address next to ours for the kernel's side of the device.

@@ -1,5 +1,6 @@
-//! `TunLink`: a Linux TUN device (bare IPv4 packets, `IFF_TUN | IFF_NO_PI`), read and
-//! written without blocking; a driver sleeps on [`Link::fd`] with [`crate::poll`].
+//! `TunLink`: a Linux TUN device (bare IPv4 packets, `IFF_TUN | IFF_NO_PI`) or TAP device
+//! (Ethernet II frames, `IFF_TAP | IFF_NO_PI`), read and written without blocking; a
+//! driver sleeps on [`Link::fd`] with [`crate::poll`].
 //!
 //! The device is opened with std and read and written as a file. The one call nix has no
 //! safe wrapper for is the TUNSETIFF ioctl: nix only generates the (unsafe) function for
@@ -10,7 +11,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-use crate::link::{Link, LinkError, Medium, TxInfo};
+use crate::link::{Link, LinkError, Medium, TxInfo, ETHERNET_HEADER_LEN};
 use crate::time::Instant;
 
 // TUNSETIFF is `_IOW('T', 202, int)` in linux/if_tun.h although the kernel reads a whole
@@ -22,17 +23,30 @@ nix::ioctl_write_ptr_bad!(
     libc::ifreq
 );
 
-/// A TUN device owned by this process; it disappears when dropped (unless persistent).
+/// A TUN or TAP device owned by this process; it disappears when dropped (unless
+/// persistent).
 #[derive(Debug)]
 pub struct TunLink {
     file: File,
     name: String,
     mtu: usize,
+    medium: Medium,
 }
 
 impl TunLink {
     /// Creates (or attaches to) the TUN device `name`. Needs CAP_NET_ADMIN.
     pub fn open(name: &str, mtu: usize) -> io::Result<TunLink> {
+        TunLink::open_as(name, mtu, Medium::Ip)
+    }
+
+    /// Creates (or attaches to) the TAP device `name`: Ethernet frames of up to `mtu`
+    /// bytes of payload. The device's own MAC is the kernel's side; the stack on it
+    /// picks another one for itself. Needs CAP_NET_ADMIN.
+    pub fn open_tap(name: &str, mtu: usize) -> io::Result<TunLink> {
+        TunLink::open_as(name, mtu, Medium::Ethernet)
+    }
+
+    fn open_as(name: &str, mtu: usize, medium: Medium) -> io::Result<TunLink> {
         if name.is_empty() || name.len() >= libc::IFNAMSIZ {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -46,6 +60,10 @@ impl TunLink {
             .custom_flags(libc::O_NONBLOCK)
             .open("/dev/net/tun")
             .map_err(|e| io::Error::new(e.kind(), format!("cannot open /dev/net/tun: {e}")))?;
+        let (mode, kind) = match medium {
+            Medium::Ip => (libc::IFF_TUN, "TUN"),
+            Medium::Ethernet => (libc::IFF_TAP, "TAP"),
+        };
         let mut ifr_name = [0 as libc::c_char; libc::IFNAMSIZ];
         for (dst, src) in ifr_name.iter_mut().zip(name.bytes()) {
             *dst = src as libc::c_char;
@@ -53,7 +71,7 @@ impl TunLink {
         let req = libc::ifreq {
             ifr_name,
             ifr_ifru: libc::__c_anonymous_ifr_ifru {
-                ifru_flags: (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short,
+                ifru_flags: (mode | libc::IFF_NO_PI) as libc::c_short,
             },
         };
         // SAFETY: `file` is an open /dev/net/tun descriptor and `req` a fully initialised
@@ -61,13 +79,14 @@ impl TunLink {
         unsafe { tun_set_iff(file.as_raw_fd(), &req) }.map_err(|e| {
             io::Error::new(
                 io::Error::from(e).kind(),
-                format!("cannot create TUN device {name}: {e}"),
+                format!("cannot create {kind} device {name}: {e}"),
             )
         })?;
         Ok(TunLink {
             file,
             name: name.to_string(),
             mtu,
+            medium,
         })
     }
 
@@ -78,7 +97,7 @@ impl TunLink {
 
 impl Link for TunLink {
     fn medium(&self) -> Medium {
-        Medium::Ip
+        self.medium
     }
 
     fn mtu(&self) -> usize {
@@ -86,10 +105,14 @@ impl Link for TunLink {
     }
 
     fn send(&mut self, _now: Instant, packet: &[u8]) -> Result<TxInfo, LinkError> {
-        if packet.len() > self.mtu {
+        let max = match self.medium {
+            Medium::Ip => self.mtu,
+            Medium::Ethernet => self.mtu + ETHERNET_HEADER_LEN,
+        };
+        if packet.len() > max {
             return Err(LinkError::TooBig {
                 len: packet.len(),
-                mtu: self.mtu,
+                mtu: max,
             });
         }
         match self.file.write(packet) {
@@ -139,5 +162,41 @@ mod tests {
                 .kind(),
             io::ErrorKind::InvalidInput
         );
+    }
+
+    /// A TAP device carries Ethernet frames: the kernel, pinging an address out of it,
+    /// broadcasts an ARP request (RFC 826) from the device's MAC, and the link refuses a
+    /// frame longer than MTU plus the Ethernet header.
+    #[test]
+    fn a_tap_device_carries_ethernet_frames_rfc826() {
+        use crate::testnet::{mac_of, must, own_netns, recv_ethertype, skip_unless_root};
+        if skip_unless_root() {
+            return;
+        }
+        own_netns();
+        let mut tap = TunLink::open_tap("utap0", 1500).unwrap();
+        assert_eq!(tap.medium(), Medium::Ethernet);
+        assert!(must(&["ip", "-d", "link", "show", "utap0"]).contains("tap"));
+        must(&["ip", "addr", "add", "198.18.9.1/24", "dev", "utap0"]);
+        must(&["ip", "link", "set", "utap0", "up"]);
+        let mut ping = std::process::Command::new("ping")
+            .args(["-c", "2", "-i", "0.3", "-W", "1", "198.18.9.2"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let request = recv_ethertype(&mut tap, 0x0806);
+        let _ = ping.kill();
+        let _ = ping.wait();
+        assert_eq!(&request[..6], &[0xff; 6]);
+        assert_eq!(&request[6..12], &mac_of("utap0"));
+        assert_eq!(&request[38..42], &[198, 18, 9, 2]);
+        assert!(matches!(
+            tap.send(Instant::ZERO, &[0; 1515]),
+            Err(LinkError::TooBig {
+                len: 1515,
+                mtu: 1514
+            })
+        ));
+        assert_eq!(TunLink::open("utun0", 1500).unwrap().medium(), Medium::Ip);
     }
 }
