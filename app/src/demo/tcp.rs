@@ -27,6 +27,7 @@ use crate::runtime::{Caller, RuntimeError, SimWorld, WorldError};
 use crate::sim::{host_addr, stack};
 use crate::socket::{SocketError, TcpListener, TcpStream};
 use crate::transport::stack::StackConfig;
+use crate::transport::tcp::{Algorithm, TcpConfig};
 
 const PORT: u16 = 5001;
 const MAGIC: &[u8; 4] = b"USTK";
@@ -50,6 +51,8 @@ pub struct TcpDemoConfig {
     pub give_up_after: Duration,
     /// Draw a progress bar on stderr (when it is a terminal).
     pub progress: bool,
+    /// The congestion control of both hosts.
+    pub congestion: Algorithm,
 }
 
 impl Default for TcpDemoConfig {
@@ -67,6 +70,7 @@ impl Default for TcpDemoConfig {
             pcap: None,
             give_up_after: Duration::from_secs(3600),
             progress: true,
+            congestion: Algorithm::default(),
         }
     }
 }
@@ -161,6 +165,10 @@ pub fn run(cfg: &TcpDemoConfig, out: &mut dyn Write) -> Result<TcpDemoReport, De
     let mut world = SimWorld::new();
     let stack_cfg = |seed| StackConfig {
         seed,
+        tcp: TcpConfig {
+            congestion: cfg.congestion,
+            ..TcpConfig::default()
+        },
         ..StackConfig::default()
     };
     let a = world.add_host(stack(la, host_addr(1), stack_cfg(cfg.seed.wrapping_mul(2))));
