@@ -18,9 +18,9 @@ const SWS_FRACTION: usize = 2;
 /// Longest override timeout of sender silly-window avoidance (RFC 1122 section 4.2.3.4
 /// suggests 0.1 to 1 s); it is the RTO when that is shorter.
 const MAX_SWS_OVERRIDE: Duration = Duration::from_secs(1);
-/// Sending time a paced connection that was woken late may catch up on at once (Linux's
-/// pacing lets a late segment go without pushing the next one later either).
-const MAX_PACING_CREDIT: Duration = Duration::from_millis(1);
+/// Data segments a paced connection sends before pacing starts: the initial window goes
+/// out at once (Linux `tcp_update_skb_after_send`: `data_segs_out >= 10`).
+const UNPACED_SEGMENTS: usize = 10;
 
 impl Connection {
     /// Free receive buffer space, measured from rcv_nxt.
@@ -244,14 +244,19 @@ impl Connection {
     }
 
     /// The segment in `tx_payload` went out at `now`: the next may leave once this one
-    /// has at the pacing rate (Linux `tcp_update_skb_after_send`).
+    /// has at the pacing rate. As Linux's `tcp_update_skb_after_send`: a segment sent
+    /// late (the caller woke after its time) shortens the next gap by up to half.
     fn paced(&mut self, now: Instant) {
+        if self.stats.bytes_out < (UNPACED_SEGMENTS * self.snd_mss) as u64 {
+            return;
+        }
         let Some(rate) = self.cc.pacing_rate(self.rtt.srtt()).filter(|&r| r > 0) else {
             return;
         };
-        let len = self.tx_payload.len() as u64;
-        let start = self.next_send_time.max(now - MAX_PACING_CREDIT);
-        self.next_send_time = start + Duration::from_micros(len * 1_000_000 / rate);
+        let gap = Duration::from_micros(self.tx_payload.len() as u64 * 1_000_000 / rate);
+        let start = self.next_send_time.max(now);
+        let late = start - self.next_send_time;
+        self.next_send_time = start + (gap - late.min(gap / 2));
     }
 
     /// Draft-cheng-iccrg-delivery-rate-estimation section 3.5: nothing is left to send

@@ -1,0 +1,115 @@
+//! Pacing: a paced connection says when its next data segment may leave
+//! (`poll_timeout` includes it) and holds data until then; ACKs are never held.
+
+use super::*;
+use crate::tcp::Algorithm;
+
+const SEG: usize = MSS as usize;
+
+/// Without pacing (CUBIC's default here) the initial window leaves at once.
+#[test]
+fn unpaced_cubic_sends_its_window_at_once() {
+    let mut s = established(cfg());
+    let data = pattern(3 * SEG, 1);
+    s.send(&data).unwrap();
+    recv!(
+        s,
+        [
+            our_data(ISS + 1, ACK, &data[..SEG]),
+            our_data(ISS + 1 + SEG, ACK, &data[SEG..2 * SEG]),
+            our_data(ISS + 1 + 2 * SEG, PSH_ACK, &data[2 * SEG..]),
+        ]
+    );
+}
+
+/// Drives the connection to `until`, its timers included; the times data segments left.
+fn data_times(s: &mut TestConn, until: Instant) -> Vec<Instant> {
+    let mut times = Vec::new();
+    loop {
+        while let Some(seg) = s.conn.poll_transmit(s.now) {
+            if !seg.payload.is_empty() {
+                times.push(s.now);
+            }
+        }
+        match s.poll_timeout() {
+            Some(at) if at <= until => s.advance(at - s.now),
+            _ => break,
+        }
+    }
+    s.now = until;
+    times
+}
+
+/// Sends 14 segments: the initial window (10, never paced), then the peer acknowledges
+/// two of them one round trip later, which opens cwnd by two and lets 4 more go, paced.
+/// Returns when those 4 left.
+fn initial_window_then_four(s: &mut TestConn) -> Vec<Instant> {
+    let data = pattern(14 * SEG, 1);
+    s.send(&data).unwrap();
+    let start = s.now;
+    assert_eq!(data_times(s, start), vec![start; 10]);
+    s.now += RTT;
+    send!(s, peer_ack(ISS + 1 + 2 * SEG));
+    let times = data_times(s, s.now + ms(100));
+    assert_eq!(times.len(), 4);
+    times
+}
+
+/// The gaps between the times, the first (which may be shortened by up to half, as the
+/// first segment after the initial window was "late") left out.
+fn gaps(times: &[Instant]) -> Vec<Duration> {
+    times.windows(2).skip(1).map(|w| w[1] - w[0]).collect()
+}
+
+/// Linux `tcp_update_pacing_rate`: paced CUBIC in slow start sends at 2 cwnd / SRTT:
+/// 2 x 17520 bytes per 100 ms after the ACK, a 1460-byte segment every 4.166 ms.
+#[test]
+fn paced_cubic_sends_at_twice_cwnd_per_srtt_in_slow_start() {
+    let mut s = established(TcpConfig {
+        pacing: true,
+        ..cfg()
+    });
+    let times = initial_window_then_four(&mut s);
+    assert_eq!(s.cwnd(), 12 * SEG);
+    assert_eq!(gaps(&times), vec![Duration::from_micros(4166); 2]);
+    assert!(s.stats().pacing_waits >= 3);
+}
+
+/// While data waits for its pacing time, an ACK owed to the peer goes out at once.
+#[test]
+fn acks_are_not_paced() {
+    let mut s = established(TcpConfig {
+        pacing: true,
+        ..cfg()
+    });
+    initial_window_then_four(&mut s);
+    s.send(&pattern(4 * SEG, 3)).unwrap();
+    send!(s, peer_ack(ISS + 1 + 8 * SEG));
+    // The first of the newly allowed segments leaves; the next waits.
+    assert!(s
+        .conn
+        .poll_transmit(s.now)
+        .is_some_and(|seg| !seg.payload.is_empty()));
+    recv_nothing!(s);
+    assert!(s.poll_timeout().is_some_and(|at| at > s.now));
+    let incoming = pattern(2 * SEG, 2);
+    send!(s, peer_data(IRS + 1, &incoming[..SEG]));
+    send!(s, peer_data(IRS + 1 + SEG, &incoming[SEG..]));
+    let ack = s.conn.poll_transmit(s.now).expect("the ACK");
+    assert!(ack.payload.is_empty());
+    assert_eq!(ack.ack, IRS + 1 + 2 * SEG);
+    recv_nothing!(s);
+}
+
+/// BBR paces at its Startup gain (2/ln 2, less 1%) times the initial window per SRTT
+/// (Linux `bbr_init_pacing_rate_from_rtt`): 2.885 x 0.99 x 14600 bytes per 100 ms, a
+/// 1460-byte segment every 3.501 ms; one round's samples do not lower it in Startup.
+#[test]
+fn bbr_paces_at_its_startup_rate() {
+    let mut s = established(TcpConfig {
+        congestion: Algorithm::Bbr,
+        ..cfg()
+    });
+    let times = initial_window_then_four(&mut s);
+    assert_eq!(gaps(&times), vec![Duration::from_micros(3501); 2]);
+}
