@@ -14,6 +14,7 @@ use crate::net::{Config, Interface, Ipv4Cidr};
 use crate::options::cidr;
 use crate::runtime::{BoxLink, Runtime};
 use crate::transport::stack::{Stack, StackConfig};
+use crate::transport::tcp::Algorithm;
 
 /// The MTU of a device unless `--mtu` says otherwise (Ethernet's).
 pub const DEFAULT_MTU: usize = 1500;
@@ -39,6 +40,10 @@ pub struct DeviceArgs {
     /// Write a pcapng capture of the device.
     #[arg(long)]
     pub pcap: Option<PathBuf>,
+    /// Congestion control of the stack's TCP connections: cubic, reno or bbr (iperf3's
+    /// -C).
+    #[arg(short = 'C', long)]
+    pub congestion: Option<Algorithm>,
 }
 
 /// Why a device could not be brought up.
@@ -209,7 +214,10 @@ pub fn bring_up(args: &DeviceArgs) -> Result<Device, DeviceError> {
     let tun = open(name, args.mtu)?;
     let sink = capture(args.pcap.as_deref())?;
     let link = tap(tun, sink.as_ref(), name)?;
-    let (iface_cfg, stack_cfg) = stack_config(addr)?;
+    let (iface_cfg, mut stack_cfg) = stack_config(addr)?;
+    if let Some(congestion) = args.congestion {
+        stack_cfg.tcp.congestion = congestion;
+    }
     let stack = Stack::new(Interface::new(link, iface_cfg), stack_cfg);
     let clock = Clock::wall();
     Ok(Device {
