@@ -438,6 +438,12 @@ impl CongestionControl for Bbr {
         self.set_cwnd(w, rs);
     }
 
+    /// `bbr_update_min_rtt`: ProbeRTT's samples are application-limited, so they do not
+    /// push the bandwidth estimate down (nor age it out).
+    fn app_limited(&self) -> bool {
+        self.mode == Mode::ProbeRtt
+    }
+
     fn pacing_rate(&self, w: &Window, srtt: Option<Duration>) -> Option<u64> {
         if self.pacing_rate > 0 {
             Some(self.pacing_rate)
@@ -584,6 +590,9 @@ mod tests {
             assert!(path.now - start < Duration::from_secs(12), "no ProbeRTT");
         }
         assert!(path.now - start >= MIN_RTT_WINDOW);
+        // Its samples are application-limited: they keep the bandwidth estimate.
+        assert!(bbr.app_limited());
+        let bw = bbr.bw();
         let entered = path.now;
         while bbr.mode() == Mode::ProbeRtt {
             path.round(&mut bbr, &mut w);
@@ -592,6 +601,8 @@ mod tests {
         assert!(path.now - entered >= PROBE_RTT_DURATION);
         assert!(path.now - entered < Duration::from_millis(400));
         assert_eq!(bbr.mode(), Mode::ProbeBw);
+        assert!(!bbr.app_limited());
+        assert_eq!(bbr.bw(), bw);
         // Back to ProbeBW's window: twice the BDP.
         assert!(w.cwnd >= 2 * path.bdp(), "cwnd {}", w.cwnd);
     }

@@ -75,6 +75,12 @@ pub(crate) trait CongestionControl: fmt::Debug + Send {
     /// Every ACK, after loss recovery has processed it, with its delivery-rate sample
     /// (draft-cheng-iccrg-delivery-rate-estimation section 3.4).
     fn on_rate_sample(&mut self, _w: &mut Window, _now: Instant, _rs: &RateSample) {}
+    /// Whether the sender is to count as application-limited now (BBR in ProbeRTT:
+    /// its small window says nothing about the path, draft-cheng-iccrg-delivery-rate-
+    /// estimation section 3.5).
+    fn app_limited(&self) -> bool {
+        false
+    }
     /// The algorithm's own pacing rate in bytes per second, if it paces.
     fn pacing_rate(&self, _w: &Window, _srtt: Option<Duration>) -> Option<u64> {
         None
@@ -161,6 +167,10 @@ impl Congestion {
 
     pub(crate) fn on_rate_sample(&mut self, now: Instant, rs: &RateSample) {
         self.algorithm.on_rate_sample(&mut self.window, now, rs);
+    }
+
+    pub(crate) fn app_limited(&self) -> bool {
+        self.algorithm.app_limited()
     }
 
     /// Bytes per second the connection may send at, `None` when it is not paced.

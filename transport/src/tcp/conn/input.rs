@@ -468,6 +468,11 @@ impl Connection {
         rs.ca_state = self.ca_state();
         rs.srtt = self.rtt.srtt();
         self.cc.on_rate_sample(now, &rs);
+        if self.cc.app_limited() {
+            if let Some(rate) = self.rate.as_mut() {
+                rate.on_app_limited(rs.in_flight);
+            }
+        }
     }
 
     /// TIME-WAIT keeps only what recognises the peer's retransmitted FIN (RFC 9293
