@@ -155,6 +155,7 @@ fn tcp_demo_takes_a_congestion_control() {
             "--json",
         ]));
         assert_eq!(v["sha256_match"], true, "{cc}: {v}");
+        assert_eq!(v["congestion"], cc, "{v}");
     }
     fails(&["demo", "tcp", "--cc", "vegas"], 2, "newreno, cubic, bbr");
 }

@@ -188,6 +188,23 @@ impl Congestion {
     }
 }
 
+impl Algorithm {
+    /// The name `FromStr` takes (Linux's `tcp_congestion_control` names).
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::NewReno => "reno",
+            Algorithm::Cubic => "cubic",
+            Algorithm::Bbr => "bbr",
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl FromStr for Algorithm {
     type Err = String;
     fn from_str(s: &str) -> Result<Algorithm, String> {
