@@ -21,6 +21,11 @@ const MAX_SWS_OVERRIDE: Duration = Duration::from_secs(1);
 /// Data segments a paced connection sends before pacing starts: the initial window goes
 /// out at once (Linux `tcp_update_skb_after_send`: `data_segs_out >= 10`).
 const UNPACED_SEGMENTS: usize = 10;
+/// Linux `sk_pacing_shift` = 10: a paced sender may run ahead of its schedule by about
+/// 1/1024 s of data (the TSO autosizing quantum, at least 2 segments, at most 64 KiB), so
+/// that a caller whose timers fire only every millisecond still sends at the pacing rate.
+const PACING_QUANTUM_SHIFT: u32 = 10;
+const MAX_PACING_QUANTUM: usize = 64 * 1024;
 
 impl Connection {
     /// Free receive buffer space, measured from rcv_nxt.
@@ -229,18 +234,27 @@ impl Connection {
     }
 
     /// Pacing (draft-ietf-ccwg-bbr section 4.6.2; Linux `tcp_pacing_check`): when data
-    /// is ready but must wait for its time, that time.
+    /// is ready but must wait for its time, that time: when the schedule is no more than
+    /// one quantum ahead of `now`.
     fn pacing_wait(&self, now: Instant) -> Option<Instant> {
         if self.next_send_time <= now {
             return None;
         }
-        self.cc.pacing_rate(self.rtt.srtt())?;
+        let rate = self.cc.pacing_rate(self.rtt.srtt())?.max(1);
+        let quantum = ((rate >> PACING_QUANTUM_SHIFT) as usize)
+            .min(MAX_PACING_QUANTUM)
+            .max(2 * self.snd_mss);
+        let lead = Duration::from_micros(quantum as u64 * 1_000_000 / rate);
+        let release = self.next_send_time - lead;
+        if release <= now {
+            return None;
+        }
         let unsent = self.snd_una + self.send_buf.len() > self.snd_nxt;
         let ready = (unsent && self.usable_window() > 0)
             || self.pending.retransmit_una
             || self.next_hole().is_some()
             || (self.fin_queued && !self.fin_sent);
-        ready.then_some(self.next_send_time)
+        ready.then_some(release)
     }
 
     /// The segment in `tx_payload` went out at `now`: the next may leave once this one
