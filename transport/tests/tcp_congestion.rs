@@ -161,3 +161,49 @@ fn bbr_resumes_at_full_rate_after_an_outage() {
         "{run:?}"
     );
 }
+
+/// A caller whose timers fire only every millisecond (the wall-clock runtime sleeps in
+/// poll(2), whose resolution is 1 ms): pacing runs up to a quantum (about 1 ms of data)
+/// ahead of its schedule, so BBR still fills a 200 Mbit/s link (17 segments a
+/// millisecond) instead of sending one segment per wake-up.
+#[test]
+fn bbr_on_a_millisecond_clock_still_fills_the_link() {
+    let imp = Impairments {
+        delay: Duration::from_millis(5),
+        rate_bps: Some(200_000_000),
+        queue_bytes: 512 * 1024,
+        ..Impairments::none()
+    };
+    let stack = StackConfig {
+        tcp: TcpConfig {
+            congestion: Algorithm::Bbr,
+            ..TcpConfig::default()
+        },
+        ..StackConfig::default()
+    };
+    let mut p = Pair::new(SimConfig::symmetric(imp), stack, 7);
+    let (c, s) = p.connect(5001);
+    let chunk = pattern(256 * 1024, 3);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut received = 0;
+    // 3 s in 1 ms ticks; the last 2 s are measured.
+    for tick in 0..3000 {
+        while p.a.tcp_send(c, &chunk).unwrap_or(0) > 0 {}
+        while let Ok(n) = p.b.tcp_recv(s, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            if tick >= 1000 {
+                received += n;
+            }
+        }
+        p.now += Duration::from_millis(1);
+        p.settle();
+    }
+    let capacity = 200_000_000 / 8 * 2;
+    println!(
+        "{:.0}% of the link",
+        received as f64 * 100.0 / capacity as f64
+    );
+    assert!(received > capacity * 7 / 10, "{received} of {capacity}");
+}
