@@ -14,7 +14,7 @@ use crate::tcp::config::mss_for_mtu;
 use crate::tcp::error::ConnectionError;
 use crate::tcp::seq::SeqNumber;
 use crate::tcp::timer::Timer;
-use crate::tcp::wire::{Segment, MAX_WINDOW_SCALE};
+use crate::tcp::wire::{Segment, MAX_SACK_BLOCKS, MAX_WINDOW_SCALE};
 
 /// Largest RTT sample taken from a timestamp echo, in milliseconds: an older echo is
 /// more likely a stale or forged one than a real round trip (RFC 6298 section 2.5 puts
@@ -456,7 +456,7 @@ impl Connection {
         let blocks = if self.sack_enabled {
             seg.options.sack_blocks
         } else {
-            [None; 4]
+            [None; MAX_SACK_BLOCKS]
         };
         let Some(rate) = self.rate.as_mut() else {
             return;
