@@ -157,6 +157,29 @@ fn tcp_demo_json_through_a_long_outage_reconnects_and_matches() {
     assert!(v["virtual_s"].as_f64().unwrap() > 122.0);
 }
 
+/// `demo tcp --cc`: each congestion control carries the file through loss; an unknown
+/// one is a usage error that names the choices.
+#[test]
+fn tcp_demo_takes_a_congestion_control() {
+    for cc in ["reno", "cubic", "bbr"] {
+        let v = last_json(&succeeds(&[
+            "demo",
+            "tcp",
+            "--size",
+            "1M",
+            "--cc",
+            cc,
+            "--loss",
+            "0.01",
+            "--no-outage",
+            "--json",
+        ]));
+        assert_eq!(v["sha256_match"], true, "{cc}: {v}");
+        assert_eq!(v["congestion"], cc, "{v}");
+    }
+    fails(&["demo", "tcp", "--cc", "vegas"], 2, "newreno, cubic, bbr");
+}
+
 #[test]
 fn tcp_demo_bad_size_is_one_clear_error() {
     fails(&["demo", "tcp", "--size", "12X"], 2, "is not a size");

@@ -16,6 +16,7 @@ use crate::net::{Config, GatewayError, Interface, Ipv4Cidr, MacAddr};
 use crate::options::cidr;
 use crate::runtime::{BoxLink, Runtime};
 use crate::transport::stack::{Stack, StackConfig};
+use crate::transport::tcp::Algorithm;
 
 /// The MTU of a device unless `--mtu` says otherwise (Ethernet's).
 pub const DEFAULT_MTU: usize = 1500;
@@ -53,6 +54,10 @@ pub struct DeviceArgs {
     /// Write a pcapng capture of the device.
     #[arg(long)]
     pub pcap: Option<PathBuf>,
+    /// Congestion control of the stack's TCP connections: cubic, reno or bbr (iperf3's
+    /// -C).
+    #[arg(short = 'C', long)]
+    pub congestion: Option<Algorithm>,
 }
 
 /// Why a device could not be brought up.
@@ -273,7 +278,10 @@ pub fn format_mac(mac: [u8; 6]) -> String {
 /// Opens the device the flags name and starts a stack on it, on the wall clock.
 pub fn bring_up(args: &DeviceArgs) -> Result<Device, DeviceError> {
     let (kind, addr) = args.target()?;
-    let (mut iface_cfg, stack_cfg) = stack_config(args.interface_config(addr)?)?;
+    let (mut iface_cfg, mut stack_cfg) = stack_config(args.interface_config(addr)?)?;
+    if let Some(congestion) = args.congestion {
+        stack_cfg.tcp.congestion = congestion;
+    }
     let sink = capture(args.pcap.as_deref())?;
     let name = kind.name();
     let (link, mac) = match &kind {

@@ -17,6 +17,7 @@ use crate::link::time::{parse_duration, ParseDurationError};
 use crate::link::{Duration, ImpairError, Impairments, Outage};
 use crate::net::route::ParseCidrError;
 use crate::net::Ipv4Cidr;
+use crate::transport::tcp::Algorithm;
 
 /// The impairment flags, shared by the demos and `ustack impair`.
 #[derive(Args, Debug, Clone, Default, PartialEq)]
@@ -129,6 +130,9 @@ pub struct TcpDemoArgs {
     /// Give up after this much virtual time without the whole file across.
     #[arg(long, value_parser = duration)]
     pub give_up_after: Option<Duration>,
+    /// Congestion control of both hosts: cubic, reno or bbr.
+    #[arg(long)]
+    pub cc: Option<Algorithm>,
     #[command(flatten)]
     pub faults: FaultArgs,
     #[command(flatten)]
@@ -145,6 +149,7 @@ impl TcpDemoArgs {
             pcap: self.demo.pcap.clone(),
             give_up_after: self.give_up_after.unwrap_or(d.give_up_after),
             progress: !self.demo.json,
+            congestion: self.cc.unwrap_or(d.congestion),
         }
     }
 }

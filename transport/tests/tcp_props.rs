@@ -1,6 +1,7 @@
 //! The delivery property: any schedule of loss, reordering, duplication, corruption and
 //! jitter delivers the same bytes, across many seeds. `USTACK_TCP_SEEDS` sets how many
-//! (default 24, enough for CI; run 200+ locally) and `USTACK_TCP_BYTES` the size per run.
+//! (default 24, enough for CI; run 200+ locally) and `USTACK_TCP_BYTES` the size per run;
+//! `USTACK_TCP_CC` (cubic, reno, bbr) the congestion control, CUBIC by default.
 //!
 //! Every connection runs with the default settings, the 60 s user timeout included: RTT
 //! samples stay honest through lost retransmissions and lost ACKs (see `sample_rtt`), so
@@ -14,24 +15,40 @@ mod common;
 use common::{pattern, transfer, Pair};
 use ustack_transport::net::link::{Duration, SimConfig};
 use ustack_transport::stack::StackConfig;
+use ustack_transport::tcp::{Algorithm, TcpConfig};
 
 fn pair(seed: u64) -> Pair {
+    pair_with(seed, congestion())
+}
+
+fn pair_with(seed: u64, congestion: Algorithm) -> Pair {
     Pair::new(
         SimConfig::symmetric(common::all_impairments()),
-        StackConfig::default(),
+        StackConfig {
+            tcp: TcpConfig {
+                congestion,
+                ..TcpConfig::default()
+            },
+            ..StackConfig::default()
+        },
         seed,
     )
 }
 
-#[test]
-fn every_seed_delivers_the_same_bytes_under_all_impairments() {
-    let seeds = common::env("USTACK_TCP_SEEDS", 24) as u64;
-    let size = common::env("USTACK_TCP_BYTES", 4 << 20);
-    let first = common::env("USTACK_TCP_FIRST_SEED", 1000) as u64;
+/// The congestion control under test: `USTACK_TCP_CC` (cubic, reno or bbr), CUBIC by
+/// default.
+fn congestion() -> Algorithm {
+    std::env::var("USTACK_TCP_CC")
+        .map(|cc| cc.parse().expect("USTACK_TCP_CC"))
+        .unwrap_or_default()
+}
+
+/// Byte-exact delivery of `size` bytes for each seed, with `congestion`.
+fn deliver_every_seed(seeds: std::ops::Range<u64>, size: usize, congestion: Algorithm) {
     let data = pattern(size, 7);
     let mut failures = Vec::new();
-    for seed in first..first + seeds {
-        let mut p = pair(seed);
+    for seed in seeds {
+        let mut p = pair_with(seed, congestion);
         let (c, s) = p.connect(5001);
         let got = transfer(&mut p, c, s, &data, Duration::from_secs(3600));
         if got != data {
@@ -47,9 +64,27 @@ fn every_seed_delivers_the_same_bytes_under_all_impairments() {
     }
     assert!(
         failures.is_empty(),
-        "failing seeds (rerun with USTACK_TCP_FIRST_SEED):\n{}",
+        "failing seeds with {congestion:?} (rerun with USTACK_TCP_FIRST_SEED):\n{}",
         failures.join("\n")
     );
+}
+
+#[test]
+fn every_seed_delivers_the_same_bytes_under_all_impairments() {
+    let seeds = common::env("USTACK_TCP_SEEDS", 24) as u64;
+    let size = common::env("USTACK_TCP_BYTES", 4 << 20);
+    let first = common::env("USTACK_TCP_FIRST_SEED", 1000) as u64;
+    deliver_every_seed(first..first + seeds, size, congestion());
+}
+
+/// The same with BBR (paced, model-based) whatever `USTACK_TCP_CC` says, CI-sized:
+/// `USTACK_TCP_BBR_SEEDS` seeds (default 8) of a quarter of `USTACK_TCP_BYTES`.
+#[test]
+fn every_seed_delivers_the_same_bytes_with_bbr() {
+    let seeds = common::env("USTACK_TCP_BBR_SEEDS", 8) as u64;
+    let size = common::env("USTACK_TCP_BYTES", 4 << 20) / 4;
+    let first = common::env("USTACK_TCP_FIRST_SEED", 1000) as u64;
+    deliver_every_seed(first..first + seeds, size, Algorithm::Bbr);
 }
 
 #[test]

@@ -27,6 +27,7 @@ use crate::runtime::{Caller, RuntimeError, SimWorld, WorldError};
 use crate::sim::{host_addr, stack};
 use crate::socket::{SocketError, TcpListener, TcpStream};
 use crate::transport::stack::StackConfig;
+use crate::transport::tcp::{Algorithm, TcpConfig};
 
 const PORT: u16 = 5001;
 const MAGIC: &[u8; 4] = b"USTK";
@@ -50,6 +51,8 @@ pub struct TcpDemoConfig {
     pub give_up_after: Duration,
     /// Draw a progress bar on stderr (when it is a terminal).
     pub progress: bool,
+    /// The congestion control of both hosts.
+    pub congestion: Algorithm,
 }
 
 impl Default for TcpDemoConfig {
@@ -67,6 +70,7 @@ impl Default for TcpDemoConfig {
             pcap: None,
             give_up_after: Duration::from_secs(3600),
             progress: true,
+            congestion: Algorithm::default(),
         }
     }
 }
@@ -87,6 +91,8 @@ pub struct TcpDemoReport {
     pub wall_time: std::time::Duration,
     pub link_lost: u64,
     pub link_outage_dropped: u64,
+    /// The congestion control both hosts ran.
+    pub congestion: Algorithm,
     /// Why the sender gave up, if it did.
     pub failure: Option<String>,
 }
@@ -111,6 +117,7 @@ impl TcpDemoReport {
             "wall_s": self.wall_time.as_secs_f64(),
             "link_lost": self.link_lost,
             "link_outage_dropped": self.link_outage_dropped,
+            "congestion": self.congestion.name(),
             "failure": self.failure,
         })
     }
@@ -161,6 +168,10 @@ pub fn run(cfg: &TcpDemoConfig, out: &mut dyn Write) -> Result<TcpDemoReport, De
     let mut world = SimWorld::new();
     let stack_cfg = |seed| StackConfig {
         seed,
+        tcp: TcpConfig {
+            congestion: cfg.congestion,
+            ..TcpConfig::default()
+        },
         ..StackConfig::default()
     };
     let a = world.add_host(stack(la, host_addr(1), stack_cfg(cfg.seed.wrapping_mul(2))));
@@ -174,7 +185,7 @@ pub fn run(cfg: &TcpDemoConfig, out: &mut dyn Write) -> Result<TcpDemoReport, De
     let digest: [u8; 32] = Sha256::digest(&file[..]).into();
     let _ = writeln!(
         out,
-        "TCP demo: {} bytes from {} to {} over a simulated {} link, {:?} each way, loss {:.1}%, outages {}, seed {}",
+        "TCP demo: {} bytes from {} to {} over a simulated {} link, {:?} each way, loss {:.1}%, outages {}, seed {}, congestion control {}",
         cfg.size,
         host_addr(1),
         host_addr(2),
@@ -182,7 +193,8 @@ pub fn run(cfg: &TcpDemoConfig, out: &mut dyn Write) -> Result<TcpDemoReport, De
         imp.delay,
         imp.loss * 100.0,
         if imp.outages.is_empty() { "none".to_string() } else { imp.outages.iter().map(|o| format!("{}s+{}s", o.start.as_secs_f64(), o.len.as_secs_f64())).collect::<Vec<_>>().join(", ") },
-        cfg.seed
+        cfg.seed,
+        cfg.congestion
     );
     let _ = writeln!(out, "sender sha256   {}", hex(&digest));
 
@@ -257,6 +269,7 @@ pub fn run(cfg: &TcpDemoConfig, out: &mut dyn Write) -> Result<TcpDemoReport, De
         wall_time: wall.elapsed(),
         link_lost: link.0,
         link_outage_dropped: link.1,
+        congestion: cfg.congestion,
         failure,
     };
     if let Some(sink) = &sink {

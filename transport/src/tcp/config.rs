@@ -54,6 +54,9 @@ pub struct TcpConfig {
     pub keepalive_interval: Duration,
     pub keepalive_probes: u32,
     pub congestion: Algorithm,
+    /// Pace CUBIC and NewReno at cwnd / SRTT (2x in slow start, 1.2x after), as Linux
+    /// does with `fq` or its internal pacing. BBR always paces, at its own rate.
+    pub pacing: bool,
     /// Out-of-order blocks kept before further ones are dropped.
     pub max_ooo_blocks: usize,
     /// RFC 5961 section 7: challenge ACKs per second per connection.
@@ -84,6 +87,7 @@ impl Default for TcpConfig {
             keepalive_interval: Duration::from_secs(75),
             keepalive_probes: 9,
             congestion: Algorithm::Cubic,
+            pacing: false,
             max_ooo_blocks: 64,
             challenge_ack_limit: 10,
         }

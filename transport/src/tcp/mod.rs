@@ -10,6 +10,7 @@ pub mod assembler;
 mod config;
 mod congestion;
 pub(crate) mod conn;
+mod delivery;
 pub(crate) mod error;
 mod rtt;
 mod sack;

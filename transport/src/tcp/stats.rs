@@ -52,5 +52,7 @@ crate::net::link::counters! {
         /// Times the path MTU shrank under the segments we send (RFC 1191), lowering the
         /// send MSS.
         pub path_mtu_reductions: u64,
+        /// Times data waited for its pacing time (BBR, or `TcpConfig::pacing`).
+        pub pacing_waits: u64,
     }
 }

@@ -20,16 +20,20 @@ pub(crate) enum Timer {
     /// RFC 9293 section 3.8.3 / RFC 5482 user timeout: give up when data stays
     /// unacknowledged this long.
     UserTimeout,
+    /// When the next data segment may leave under pacing (draft-ietf-ccwg-bbr section
+    /// 4.6.2, Linux's internal pacing).
+    Pacing,
 }
 
 impl Timer {
-    pub(crate) const ALL: [Timer; 6] = [
+    pub(crate) const ALL: [Timer; 7] = [
         Timer::Retransmit,
         Timer::DelayedAck,
         Timer::ZeroWindowProbe,
         Timer::KeepAlive,
         Timer::TimeWait,
         Timer::UserTimeout,
+        Timer::Pacing,
     ];
 
     fn index(self) -> usize {
@@ -40,7 +44,7 @@ impl Timer {
 /// Deadlines of every [`Timer`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct TimerTable {
-    deadlines: [Option<Instant>; 6],
+    deadlines: [Option<Instant>; 7],
 }
 
 impl TimerTable {
@@ -61,7 +65,7 @@ impl TimerTable {
     }
 
     pub(crate) fn stop_all(&mut self) {
-        self.deadlines = [None; 6];
+        self.deadlines = [None; 7];
     }
 
     /// The earliest deadline of all.

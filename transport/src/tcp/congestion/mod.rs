@@ -1,12 +1,18 @@
 //! Congestion control behind one trait (RFC 5681 shape): the connection reports ACKs,
 //! losses and timeouts to its [`Congestion`], whose algorithm moves cwnd and ssthresh. Fast-recovery window
-//! inflation (RFC 6582) stays in the connection, common to all algorithms.
+//! inflation (RFC 6582) stays in the connection, common to all algorithms. A model-based
+//! algorithm (BBR) also gets a delivery-rate sample on every ACK and sets the pacing rate;
+//! the others may be paced by cwnd / SRTT as Linux does (`TcpConfig::pacing`).
 
+mod bbr;
 mod cubic;
 mod newreno;
 
+use bbr::Bbr;
 use cubic::Cubic;
 use newreno::NewReno;
+
+use super::delivery::RateSample;
 
 use core::fmt;
 use core::str::FromStr;
@@ -61,6 +67,24 @@ pub(crate) trait CongestionControl: fmt::Debug + Send {
     /// held when the segment was already resent by the timer): back to one segment,
     /// ssthresh and the algorithm's memory of the loss kept.
     fn on_repeated_rto(&mut self, w: &mut Window);
+    /// Whether the connection must measure delivery rates for
+    /// [`CongestionControl::on_rate_sample`].
+    fn wants_rate_samples(&self) -> bool {
+        false
+    }
+    /// Every ACK, after loss recovery has processed it, with its delivery-rate sample
+    /// (draft-cheng-iccrg-delivery-rate-estimation section 3.4).
+    fn on_rate_sample(&mut self, _w: &mut Window, _now: Instant, _rs: &RateSample) {}
+    /// Whether the sender is to count as application-limited now (BBR in ProbeRTT:
+    /// its small window says nothing about the path, draft-cheng-iccrg-delivery-rate-
+    /// estimation section 3.5).
+    fn app_limited(&self) -> bool {
+        false
+    }
+    /// The algorithm's own pacing rate in bytes per second, if it paces.
+    fn pacing_rate(&self, _w: &Window, _srtt: Option<Duration>) -> Option<u64> {
+        None
+    }
 }
 
 /// Which algorithm a connection uses.
@@ -69,6 +93,8 @@ pub enum Algorithm {
     NewReno,
     #[default]
     Cubic,
+    /// BBRv1 as Linux's `tcp_bbr.c` implements it.
+    Bbr,
 }
 
 /// A connection's congestion state: the window and the algorithm that moves it.
@@ -76,6 +102,9 @@ pub enum Algorithm {
 pub(crate) struct Congestion {
     window: Window,
     algorithm: Box<dyn CongestionControl>,
+    /// Pace an algorithm that sets no pacing rate of its own (Linux's default pacing
+    /// of CUBIC and Reno).
+    pacing: bool,
 }
 
 impl Congestion {
@@ -83,11 +112,21 @@ impl Congestion {
         let algorithm: Box<dyn CongestionControl> = match algorithm {
             Algorithm::NewReno => Box::new(NewReno::default()),
             Algorithm::Cubic => Box::new(Cubic::default()),
+            Algorithm::Bbr => Box::new(Bbr::new()),
         };
         Congestion {
             window: Window::new(mss),
             algorithm,
+            pacing: false,
         }
+    }
+
+    /// Paces an algorithm without a pacing rate of its own at cwnd / SRTT, times 2 in
+    /// slow start and 1.2 after (Linux `tcp_update_pacing_rate`, `tcp_pacing_ss_ratio`
+    /// and `tcp_pacing_ca_ratio`).
+    pub(crate) fn with_pacing(mut self, pacing: bool) -> Congestion {
+        self.pacing = pacing;
+        self
     }
 
     pub(crate) fn cwnd(&self) -> usize {
@@ -121,6 +160,49 @@ impl Congestion {
     pub(crate) fn on_repeated_rto(&mut self) {
         self.algorithm.on_repeated_rto(&mut self.window);
     }
+
+    pub(crate) fn wants_rate_samples(&self) -> bool {
+        self.algorithm.wants_rate_samples()
+    }
+
+    pub(crate) fn on_rate_sample(&mut self, now: Instant, rs: &RateSample) {
+        self.algorithm.on_rate_sample(&mut self.window, now, rs);
+    }
+
+    pub(crate) fn app_limited(&self) -> bool {
+        self.algorithm.app_limited()
+    }
+
+    /// Bytes per second the connection may send at, `None` when it is not paced.
+    pub(crate) fn pacing_rate(&self, srtt: Option<Duration>) -> Option<u64> {
+        if let Some(rate) = self.algorithm.pacing_rate(&self.window, srtt) {
+            return Some(rate);
+        }
+        if !self.pacing {
+            return None;
+        }
+        let srtt = srtt?.as_micros().max(1);
+        let w = &self.window;
+        let percent = if w.cwnd < w.ssthresh / 2 { 200 } else { 120 };
+        Some((w.cwnd as u128 * 1_000_000 * percent / 100 / srtt) as u64)
+    }
+}
+
+impl Algorithm {
+    /// The name `FromStr` takes (Linux's `tcp_congestion_control` names).
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::NewReno => "reno",
+            Algorithm::Cubic => "cubic",
+            Algorithm::Bbr => "bbr",
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl FromStr for Algorithm {
@@ -129,8 +211,9 @@ impl FromStr for Algorithm {
         match s {
             "newreno" | "reno" => Ok(Algorithm::NewReno),
             "cubic" => Ok(Algorithm::Cubic),
+            "bbr" => Ok(Algorithm::Bbr),
             _ => Err(format!(
-                "`{s}` is not a congestion control (newreno, cubic)"
+                "`{s}` is not a congestion control (newreno, cubic, bbr)"
             )),
         }
     }

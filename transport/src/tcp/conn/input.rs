@@ -14,7 +14,7 @@ use crate::tcp::config::mss_for_mtu;
 use crate::tcp::error::ConnectionError;
 use crate::tcp::seq::SeqNumber;
 use crate::tcp::timer::Timer;
-use crate::tcp::wire::{Segment, MAX_WINDOW_SCALE};
+use crate::tcp::wire::{Segment, MAX_SACK_BLOCKS, MAX_WINDOW_SCALE};
 
 /// Largest RTT sample taken from a timestamp echo, in milliseconds: an older echo is
 /// more likely a stale or forged one than a real round trip (RFC 6298 section 2.5 puts
@@ -366,6 +366,13 @@ impl Connection {
             self.challenge_ack(now);
             return false;
         }
+        // Delivery-rate sampling: what was in the network and presumed lost before.
+        let before = self.rate.is_some().then(|| {
+            (
+                self.in_flight(),
+                self.scoreboard.hole_bytes(ack.max(self.snd_una)),
+            )
+        });
         if ack > self.snd_una {
             let acked = ack - self.snd_una;
             // The send buffer may already hold data queued in SYN-RECEIVED.
@@ -403,6 +410,9 @@ impl Connection {
                 .update(self.snd_una, self.snd_max, &seg.options.sack_blocks);
             self.recovery_on_sack(now);
         }
+        if let Some((prior_in_flight, holes_before)) = before {
+            self.take_rate_sample(now, seg, prior_in_flight, holes_before);
+        }
         // Window update (RFC 9293 3.10.7.4, SND.WL1/SND.WL2 rule).
         if self.snd_wl1 < seg.seq || (self.snd_wl1 == seg.seq && self.snd_wl2 <= ack) {
             self.snd_wnd = usize::from(seg.window) << self.snd_shift;
@@ -430,6 +440,39 @@ impl Connection {
             _ => {}
         }
         true
+    }
+
+    /// Draft-cheng-iccrg-delivery-rate-estimation section 3.4: the rate sample of this
+    /// ACK goes to the congestion control with the state it acts on. Newly presumed lost
+    /// are the holes below the highest SACK that this ACK added.
+    fn take_rate_sample(
+        &mut self,
+        now: Instant,
+        seg: &Segment<'_>,
+        prior_in_flight: usize,
+        holes_before: usize,
+    ) {
+        let holes = self.scoreboard.hole_bytes(self.snd_una);
+        let blocks = if self.sack_enabled {
+            seg.options.sack_blocks
+        } else {
+            [None; MAX_SACK_BLOCKS]
+        };
+        let Some(rate) = self.rate.as_mut() else {
+            return;
+        };
+        let mut rs = rate.on_ack(now, self.snd_una, &blocks);
+        rs.losses = holes.saturating_sub(holes_before);
+        rs.prior_in_flight = prior_in_flight;
+        rs.in_flight = self.in_flight();
+        rs.ca_state = self.ca_state();
+        rs.srtt = self.rtt.srtt();
+        self.cc.on_rate_sample(now, &rs);
+        if self.cc.app_limited() {
+            if let Some(rate) = self.rate.as_mut() {
+                rate.on_app_limited(rs.in_flight);
+            }
+        }
     }
 
     /// TIME-WAIT keeps only what recognises the peer's retransmitted FIN (RFC 9293

@@ -47,6 +47,7 @@ use self::recovery::Recovery;
 use super::assembler::Assembler;
 use super::config::TcpConfig;
 use super::congestion::Congestion;
+use super::delivery::DeliveryRate;
 use super::error::{ConnectionError, RecvError, SendError};
 use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
@@ -199,6 +200,10 @@ pub struct Connection {
     timers: TimerTable,
     rtt: RttEstimator,
     cc: Congestion,
+    /// Delivery-rate samples, when the congestion control uses them (BBR).
+    rate: Option<DeliveryRate>,
+    /// Pacing: when the next data segment may leave.
+    next_send_time: Instant,
     /// Retransmissions of the current oldest unacknowledged data (or SYN).
     retries: u32,
     /// Karn: the segment being timed, `(end seq, sent at)`, cleared on retransmission.
@@ -249,7 +254,8 @@ impl Connection {
         } = opening;
         let mss = usize::from(cfg.mss);
         let rtt = RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto);
-        let cc = Congestion::new(cfg.congestion, mss);
+        let cc = Congestion::new(cfg.congestion, mss).with_pacing(cfg.pacing);
+        let rate = cc.wants_rate_samples().then(DeliveryRate::default);
         let rcv_shift = if cfg.window_scaling {
             window_shift(cfg.recv_buffer)
         } else {
@@ -290,6 +296,8 @@ impl Connection {
             timers: TimerTable::default(),
             rtt,
             cc,
+            rate,
+            next_send_time: now,
             retries: 0,
             timed: None,
             retransmitted: None,

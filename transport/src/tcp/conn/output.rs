@@ -18,6 +18,14 @@ const SWS_FRACTION: usize = 2;
 /// Longest override timeout of sender silly-window avoidance (RFC 1122 section 4.2.3.4
 /// suggests 0.1 to 1 s); it is the RTO when that is shorter.
 const MAX_SWS_OVERRIDE: Duration = Duration::from_secs(1);
+/// Data segments a paced connection sends before pacing starts: the initial window goes
+/// out at once (Linux `tcp_update_skb_after_send`: `data_segs_out >= 10`).
+const UNPACED_SEGMENTS: usize = 10;
+/// Linux `sk_pacing_shift` = 10: a paced sender may run ahead of its schedule by about
+/// 1/1024 s of data (the TSO autosizing quantum, at least 2 segments, at most 64 KiB), so
+/// that a caller whose timers fire only every millisecond still sends at the pacing rate.
+const PACING_QUANTUM_SHIFT: u32 = 10;
+const MAX_PACING_QUANTUM: usize = 64 * 1024;
 
 impl Connection {
     /// Free receive buffer space, measured from rcv_nxt.
@@ -199,8 +207,16 @@ impl Connection {
                 | State::Closing
                 | State::LastAck
         ) {
-            if let Some((seq, flags)) = self.next_data(now) {
+            if let Some(at) = self.pacing_wait(now) {
+                if self.timers.get(Timer::Pacing) != Some(at) {
+                    self.timers.set(Timer::Pacing, at);
+                    self.stats.pacing_waits += 1;
+                }
+            } else if let Some((seq, flags)) = self.next_data(now) {
+                self.paced(now);
                 return Some(self.segment(now, seq, flags));
+            } else {
+                self.check_app_limited();
             }
         }
         if self.pending.probe {
@@ -215,6 +231,64 @@ impl Connection {
             return Some(self.segment(now, seq, Flags::default()));
         }
         None
+    }
+
+    /// Pacing (draft-ietf-ccwg-bbr section 4.6.2; Linux `tcp_pacing_check`): when data
+    /// is ready but must wait for its time, that time: when the schedule is no more than
+    /// one quantum ahead of `now`.
+    fn pacing_wait(&self, now: Instant) -> Option<Instant> {
+        if self.next_send_time <= now {
+            return None;
+        }
+        let rate = self.cc.pacing_rate(self.rtt.srtt())?.max(1);
+        let quantum = ((rate >> PACING_QUANTUM_SHIFT) as usize)
+            .min(MAX_PACING_QUANTUM)
+            .max(2 * self.snd_mss);
+        let lead = Duration::from_micros(quantum as u64 * 1_000_000 / rate);
+        let release = self.next_send_time - lead;
+        if release <= now {
+            return None;
+        }
+        let unsent = self.snd_una + self.send_buf.len() > self.snd_nxt;
+        let ready = (unsent && self.usable_window() > 0)
+            || self.pending.retransmit_una
+            || self.next_hole().is_some()
+            || (self.fin_queued && !self.fin_sent);
+        ready.then_some(release)
+    }
+
+    /// The segment in `tx_payload` went out at `now`: the next may leave once this one
+    /// has at the pacing rate. As Linux's `tcp_update_skb_after_send`: a segment sent
+    /// late (the caller woke after its time) shortens the next gap by up to half.
+    fn paced(&mut self, now: Instant) {
+        if self.stats.bytes_out < (UNPACED_SEGMENTS * self.snd_mss) as u64 {
+            return;
+        }
+        let Some(rate) = self.cc.pacing_rate(self.rtt.srtt()).filter(|&r| r > 0) else {
+            return;
+        };
+        let gap = Duration::from_micros(self.tx_payload.len() as u64 * 1_000_000 / rate);
+        let start = self.next_send_time.max(now);
+        let late = start - self.next_send_time;
+        self.next_send_time = start + (gap - late.min(gap / 2));
+    }
+
+    /// Draft-cheng-iccrg-delivery-rate-estimation section 3.5: nothing is left to send
+    /// while cwnd has room and no loss is being repaired, so rate samples until what is
+    /// in flight now is delivered measure the application, not the path.
+    fn check_app_limited(&mut self) {
+        if self.rate.is_none()
+            || self.snd_una + self.send_buf.len() > self.snd_nxt
+            || self.recovery.recover().is_some()
+        {
+            return;
+        }
+        let in_flight = self.in_flight();
+        if in_flight < self.cc.cwnd() {
+            if let Some(rate) = self.rate.as_mut() {
+                rate.on_app_limited(in_flight);
+            }
+        }
     }
 
     /// Whether our FIN, at sequence number `at`, may go out. RFC 1122 section 4.2.2.17
@@ -307,6 +381,9 @@ impl Connection {
             self.tx_payload.extend_from_slice(&b[..range.end - a.len()]);
         }
         let end = seq + len + usize::from(fin);
+        if let Some(rate) = self.rate.as_mut() {
+            rate.on_send(now, seq, end, self.snd_max == self.snd_una);
+        }
         if seq < self.snd_max {
             self.stats.retransmits += 1;
             self.note_retransmission(now, end);

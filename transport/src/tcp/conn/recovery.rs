@@ -3,6 +3,7 @@
 
 use super::Connection;
 use crate::net::link::Instant;
+use crate::tcp::delivery::CaState;
 use crate::tcp::seq::SeqNumber;
 
 /// Duplicate ACKs that trigger fast retransmit (RFC 5681 section 3.2).
@@ -76,6 +77,26 @@ impl Connection {
             .saturating_sub(self.scoreboard.sacked_below(self.snd_nxt));
         let by_cwnd = cwnd.saturating_sub(in_network);
         by_cwnd.min(self.snd_wnd.saturating_sub(self.flight()))
+    }
+
+    /// Bytes in the network as the congestion control sees them (Linux
+    /// `tcp_packets_in_flight`): RFC 6675 pipe in SACK recovery, else what was sent and
+    /// is neither acknowledged nor SACKed.
+    pub(super) fn in_flight(&self) -> usize {
+        if let Recovery::Sack { .. } = self.recovery {
+            return self.pipe();
+        }
+        self.flight()
+            .saturating_sub(self.scoreboard.sacked_below(self.snd_nxt))
+    }
+
+    /// The recovery mode as a congestion control sees it.
+    pub(super) fn ca_state(&self) -> CaState {
+        match self.recovery {
+            Recovery::Open => CaState::Open,
+            Recovery::NewReno { .. } | Recovery::Sack { .. } => CaState::Recovery,
+            Recovery::Timeout { .. } => CaState::Loss,
+        }
     }
 
     /// RFC 6675 section 4 SetPipe, simplified: bytes in flight are those sent and not

@@ -79,6 +79,8 @@ impl Connection {
                     self.abort_orphan(ConnectionError::TimedOut);
                 }
                 Timer::TimeWait => self.end_time_wait(),
+                // The segment it held goes out with the next `poll_transmit`.
+                Timer::Pacing => {}
                 Timer::UserTimeout => {
                     let waiting = self.snd_max > self.snd_una
                         || matches!(self.state, State::SynSent | State::SynReceived);

@@ -405,6 +405,7 @@ impl Owned {
 }
 
 mod handshake;
+mod pacing;
 mod receive;
 mod recovery;
 mod reset;

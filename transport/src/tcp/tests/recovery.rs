@@ -317,3 +317,41 @@ fn a_timeout_in_fast_recovery_reduces_once_rfc5681_3_1() {
     recv!(s, [seg(0)]);
     assert_eq!((s.cwnd(), s.ssthresh()), (1460, 7154));
 }
+
+/// BBR in SACK recovery (Linux `bbr_set_cwnd_to_recover_or_restore`): the ACK that
+/// starts recovery sets cwnd to what is in flight plus what it delivered (packet
+/// conservation), so the hole is resent at once; the ACK that ends recovery gives back
+/// the cwnd from before. Ten segments, the first lost, the other nine SACKed in one ACK:
+/// nothing is left in the network, nine were delivered, cwnd = 9 segments.
+#[test]
+fn bbr_conserves_packets_in_recovery_then_restores_cwnd() {
+    let mut s = established(TcpConfig {
+        sack: true,
+        congestion: crate::tcp::Algorithm::Bbr,
+        ..cfg()
+    });
+    let seg = usize::from(MSS);
+    let data = pattern(20 * seg, 4);
+    s.send(&data).unwrap();
+    for _ in 0..10 {
+        assert!(s.conn.poll_transmit(s.now).is_some());
+    }
+    recv_nothing!(s);
+    let before = s.cwnd();
+    assert_eq!(before, 10 * seg);
+    s.now += RTT;
+    send!(
+        s,
+        Segment {
+            options: sack(&[(ISS + 1 + seg, ISS + 1 + 10 * seg)]),
+            ..peer_ack(ISS + 1)
+        }
+    );
+    assert_eq!(s.cwnd(), 9 * seg);
+    let first = s.conn.poll_transmit(s.now).expect("the hole");
+    assert_eq!((first.seq, first.payload.len()), (ISS + 1, seg));
+    while s.conn.poll_transmit(s.now).is_some() {}
+    s.now += RTT;
+    send!(s, peer_ack(ISS + 1 + 10 * seg));
+    assert!(s.cwnd() >= before, "{}", s.cwnd());
+}
