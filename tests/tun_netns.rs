@@ -879,7 +879,8 @@ fn kernel_iperf3_against(ns: &Netns, addr: &str) {
 
 /// `ustack up --raw` on one end of a veth pair answers the kernel on the other end as it
 /// does on TUN: ping (also 8000-byte, fragmented), 4 MiB of TCP echo with every byte
-/// checked, discard, UDP echo, and the kernel's iperf3 (normal, -R, -P 4). Then `ustack iperf3 -c` on the
+/// checked, discard, UDP echo, and the kernel's iperf3 (normal, -R, -P 4, and UDP with
+/// -R and -l 8000). Then `ustack iperf3 -c` on the
 /// same interface measures against the kernel's server. The kernel side's capture shows
 /// ARP both ways (RFC 826): the kernel asks for ustack's MAC and ustack answers, ustack
 /// asks for the kernel's and the kernel answers; it and ustack's own Ethernet capture
@@ -929,6 +930,22 @@ fn kernel_tools_talk_to_ustack_on_a_raw_veth_and_arp_runs_both_ways_rfc826() {
         "echo True 1048576 udp True"
     );
     kernel_iperf3_against(&k, RAW_OURS);
+    // UDP tests as on TUN, one datagram per frame and 8000-byte datagrams (fragmented
+    // into Ethernet frames and reassembled by each side), both directions.
+    for flags in [&["-R"][..], &["-l", "8000"]] {
+        let mut args = vec![
+            "timeout", "30", "iperf3", "-c", RAW_OURS, "-u", "-b", "50M", "-t", "1", "-J",
+        ];
+        args.extend_from_slice(flags);
+        let out = k.exec(&args).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "iperf3 -u {flags:?} on raw failed:\n{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).expect("iperf3 -J prints JSON");
+        check_udp_sum(&v["end"]["sum"], &format!("iperf3 -u {flags:?} on raw"));
+    }
     assert_eq!(up.terminate().code(), Some(0), "ustack up on SIGTERM");
 
     // Now ustack starts the conversation: it must ask for the kernel's MAC.
