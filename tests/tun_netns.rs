@@ -45,16 +45,24 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-fn skip_unless_root() -> bool {
-    if is_root() {
-        return false;
+/// The tests of this file take turns: each moves real traffic through the kernel and a
+/// ustack process, and two at once on a 2-core machine starve each other (a UDP test
+/// beside a throughput test lost 39% of its datagrams to a busy CPU, not to ustack).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `None` when not root (the test is skipped, which fails under CI=true); otherwise this
+/// test's turn, held until it ends.
+fn root_only() -> Option<std::sync::MutexGuard<'static, ()>> {
+    if !is_root() {
+        eprintln!("SKIPPED: tun_netns needs root (network namespaces and /dev/net/tun)");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "a root-only test was skipped under CI=true"
+        );
+        return None;
     }
-    eprintln!("SKIPPED: tun_netns needs root (network namespaces and /dev/net/tun)");
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "a root-only test was skipped under CI=true"
-    );
-    true
+    // A test that failed while holding the turn poisons it; the next one still runs.
+    Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// Python, run inside the namespace, printing one line to check.
@@ -83,9 +91,9 @@ print("echo", back == data, len(back), "udp", reply == b"ticket?")
 
 #[test]
 fn kernel_ping_and_python_sockets_talk_to_ustack_on_tun() {
-    if skip_unless_root() {
+    let Some(_turn) = root_only() else {
         return;
-    }
+    };
     let ns = ustack_up("tun");
     let ping = ns
         .exec(&["ping", "-c", "3", "-i", "0.2", "-W", "2", OURS])
@@ -107,9 +115,9 @@ fn kernel_ping_and_python_sockets_talk_to_ustack_on_tun() {
 
 #[test]
 fn a_connect_to_a_closed_port_is_refused_like_the_kernel_would() {
-    if skip_unless_root() {
+    let Some(_turn) = root_only() else {
         return;
-    }
+    };
     let ns = ustack_up("rst");
     let probe = r#"
 import socket, sys
@@ -163,9 +171,9 @@ impl ImpairedPair {
 
 #[test]
 fn kernel_traffic_crosses_the_impairment_engine() {
-    if skip_unless_root() {
+    let Some(_turn) = root_only() else {
         return;
-    }
+    };
     let pair = ImpairedPair::new("imp", &["--delay", "20ms", "--loss", "0.05", "--seed", "3"]);
     // The delay is applied each way: no reply can come back in under 40 ms.
     let ping = pair
@@ -227,9 +235,9 @@ print(s.recv(100).decode())
 
 #[test]
 fn total_loss_in_the_engine_silences_the_kernel() {
-    if skip_unless_root() {
+    let Some(_turn) = root_only() else {
         return;
-    }
+    };
     let pair = ImpairedPair::new("los", &["--loss", "1"]);
     let ping = pair
         .a
@@ -248,9 +256,9 @@ fn total_loss_in_the_engine_silences_the_kernel() {
 /// checked in `the_kernel_iperf3_udp_client_measures_ustack_both_ways`).
 #[test]
 fn the_kernel_iperf3_client_runs_tcp_tests_against_ustack() {
-    if skip_unless_root() {
+    let Some(_turn) = root_only() else {
         return;
-    }
+    };
     let ns = ustack_up("ipf");
     for flags in [
         &["-t", "1"][..],
@@ -286,9 +294,9 @@ fn the_kernel_iperf3_client_runs_tcp_tests_against_ustack() {
 /// the bytes (the kernel up to TEST_END, so never more than ustack).
 #[test]
 fn ustack_iperf3_client_measures_against_the_kernel_server() {
-    if skip_unless_root() {
+    let Some(_turn) = root_only() else {
         return;
-    }
+    };
     let ns = Netns::new("ipc").unwrap();
     for (i, reverse) in [false, true].into_iter().enumerate() {
         let mut server = ns
@@ -348,9 +356,9 @@ fn ustack_iperf3_client_measures_against_the_kernel_server() {
 /// speed is asserted (the machine is shared), only that every number was measured.
 #[test]
 fn bench_quick_measures_every_row_and_writes_json() {
-    if skip_unless_root() {
+    let Some(_turn) = root_only() else {
         return;
-    }
+    };
     let path = std::env::temp_dir().join(format!("ustack-bench-{}.json", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_ustack"))
         .args(["bench", "--quick", "--json"])
@@ -391,9 +399,9 @@ fn bench_quick_measures_every_row_and_writes_json() {
 /// the capture and exits 0, so the pcap holds the whole run.
 #[test]
 fn ustack_up_stops_on_sigterm_with_exit_0_and_a_complete_capture() {
-    if skip_unless_root() {
+    let Some(_turn) = root_only() else {
         return;
-    }
+    };
     let ns = Netns::new("sig").unwrap();
     let pcap = std::env::temp_dir().join(format!("ustack-sig-{}.pcapng", std::process::id()));
     let pcap_arg = pcap.to_string_lossy().to_string();
@@ -503,9 +511,9 @@ fn check_udp_sum(sum: &serde_json::Value, what: &str) {
 /// as iperf3 computes them from what ustack's server reported or sent.
 #[test]
 fn the_kernel_iperf3_udp_client_measures_ustack_both_ways() {
-    if skip_unless_root() {
+    let Some(_turn) = root_only() else {
         return;
-    }
+    };
     let ns = ustack_up("ipu");
     for flags in [&[][..], &["-R"], &["-l", "8000"], &["-l", "8000", "-R"]] {
         let mut args = vec![
@@ -534,9 +542,9 @@ fn the_kernel_iperf3_udp_client_measures_ustack_both_ways() {
 /// the kernel's count of the same bytes beside ours.
 #[test]
 fn ustack_iperf3_udp_client_measures_against_the_kernel_server() {
-    if skip_unless_root() {
+    let Some(_turn) = root_only() else {
         return;
-    }
+    };
     let ns = Netns::new("ipcu").unwrap();
     for (i, flags) in [&[][..], &["-R"], &["-l", "8000"], &["-l", "8000", "-R"]]
         .into_iter()
@@ -598,9 +606,9 @@ fn ustack_iperf3_udp_client_measures_against_the_kernel_server() {
 /// /24 (one the kernel owns on its loopback); without a gateway it has no route back.
 #[test]
 fn a_gateway_on_tun_reaches_hosts_off_our_network_rfc1122_3_3_1() {
-    if skip_unless_root() {
+    let Some(_turn) = root_only() else {
         return;
-    }
+    };
     for (i, gateway) in [Some(KERNEL), None].into_iter().enumerate() {
         let mut ns = Netns::new(&format!("tgw{i}")).unwrap();
         let addr = format!("{OURS}/24");
@@ -887,9 +895,9 @@ fn kernel_iperf3_against(ns: &Netns, addr: &str) {
 /// (LINKTYPE_ETHERNET) read without expert errors in tshark.
 #[test]
 fn kernel_tools_talk_to_ustack_on_a_raw_veth_and_arp_runs_both_ways_rfc826() {
-    if skip_unless_root() {
+    let Some(_turn) = root_only() else {
         return;
-    }
+    };
     let (u, k) = (quiet_netns("rawu"), quiet_netns("rawk"));
     veth(&u, "ur0", &k, "kr0", &format!("{RAW_KERNEL}/24"));
     let dir = std::env::temp_dir();
@@ -994,9 +1002,9 @@ fn kernel_tools_talk_to_ustack_on_a_raw_veth_and_arp_runs_both_ways_rfc826() {
 /// server, resolving the router's MAC with ARP itself.
 #[test]
 fn a_gateway_on_a_raw_link_reaches_a_host_behind_a_router_rfc1122_3_3_1() {
-    if skip_unless_root() {
+    let Some(_turn) = root_only() else {
         return;
-    }
+    };
     let (u, r, h) = (quiet_netns("gwu"), quiet_netns("gwr"), quiet_netns("gwh"));
     veth(&u, "ur0", &r, "rr0", &format!("{RAW_KERNEL}/24"));
     veth(&h, "hr0", &r, "rh0", "198.18.7.1/24");
@@ -1075,9 +1083,9 @@ fn a_gateway_on_a_raw_link_reaches_a_host_behind_a_router_rfc1122_3_3_1() {
 /// its own. Then `ustack iperf3 -c --tap` measures against the kernel's server.
 #[test]
 fn the_kernel_pings_ustack_through_a_tap_device_rfc826() {
-    if skip_unless_root() {
+    let Some(_turn) = root_only() else {
         return;
-    }
+    };
     let ns = quiet_netns("tap");
     let addr = format!("{RAW_OURS}/24");
     let up = start_ustack(&ns, &["up", "--tap", "utap0", "--addr", &addr]);
@@ -1157,9 +1165,9 @@ fn the_kernel_pings_ustack_through_a_tap_device_rfc826() {
 /// `USTACK_LINK_BENCH_SECS` for longer runs); asserts only that every cell was measured.
 #[test]
 fn iperf3_throughput_over_raw_tap_and_tun_side_by_side() {
-    if skip_unless_root() {
+    let Some(_turn) = root_only() else {
         return;
-    }
+    };
     let secs = std::env::var("USTACK_LINK_BENCH_SECS").unwrap_or_else(|_| "1".into());
     let addr = format!("{RAW_OURS}/24");
     let gbits = |ns: &Netns, reverse: bool| {
@@ -1217,9 +1225,9 @@ fn iperf3_throughput_over_raw_tap_and_tun_side_by_side() {
 /// 2.4) and never learns (it still answers ping).
 #[test]
 fn arping_probes_are_answered_and_claims_on_our_address_defended_rfc5227() {
-    if skip_unless_root() {
+    let Some(_turn) = root_only() else {
         return;
-    }
+    };
     let (u, k) = (quiet_netns("arpu"), quiet_netns("arpk"));
     veth(&u, "ur0", &k, "kr0", &format!("{RAW_KERNEL}/24"));
     let wire = std::env::temp_dir().join(format!("ustack-arp-{}.pcap", std::process::id()));
