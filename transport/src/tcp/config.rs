@@ -27,6 +27,11 @@ pub struct TcpConfig {
     pub window_scaling: bool,
     pub timestamps: bool,
     pub sack: bool,
+    /// RFC 8985 RACK: with SACK, time-based loss detection replaces the three-duplicate-
+    /// ACK trigger (Linux `tcp_recovery` bit 1).
+    pub rack: bool,
+    /// RFC 8985 section 7 tail loss probe, with RACK and SACK (Linux `tcp_early_retrans`).
+    pub tlp: bool,
     /// RFC 6298: initial, minimum and maximum retransmission timeout.
     pub initial_rto: Duration,
     pub min_rto: Duration,
@@ -69,6 +74,8 @@ impl Default for TcpConfig {
             window_scaling: true,
             timestamps: true,
             sack: true,
+            rack: true,
+            tlp: true,
             initial_rto: Duration::from_secs(1),
             min_rto: Duration::from_millis(200),
             max_rto: Duration::from_secs(60),

@@ -11,6 +11,7 @@ mod config;
 mod congestion;
 pub(crate) mod conn;
 pub(crate) mod error;
+mod rack;
 mod rtt;
 mod sack;
 pub(crate) mod seq;

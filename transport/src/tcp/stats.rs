@@ -15,6 +15,12 @@ crate::net::link::counters! {
         /// Segments sent again (timeouts, fast retransmits, partial ACKs).
         pub retransmits: u64,
         pub fast_retransmits: u64,
+        /// Segments RACK marked lost (RFC 8985 section 6.2).
+        pub rack_lost: u64,
+        /// Tail loss probes sent (RFC 8985 section 7.3).
+        pub tlp_probes: u64,
+        /// Probes that repaired a loss: the window was reduced (RFC 8985 section 7.4).
+        pub tlp_recoveries: u64,
         /// Retransmission timer expiries.
         pub timeouts: u64,
         pub dup_acks_in: u64,

@@ -94,7 +94,6 @@ impl Congestion {
         self.window.cwnd
     }
 
-    #[cfg(test)]
     pub(crate) fn ssthresh(&self) -> usize {
         self.window.ssthresh
     }

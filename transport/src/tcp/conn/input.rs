@@ -335,7 +335,9 @@ impl Connection {
                 if tsecr != 0 && fresh {
                     let ms = self.ts_now(now).wrapping_sub(tsecr);
                     if ms < MAX_TIMESTAMP_RTT_MS {
-                        self.rtt.sample(Duration::from_millis(u64::from(ms.max(1))));
+                        let rtt = Duration::from_millis(u64::from(ms.max(1)));
+                        self.rtt.sample(rtt);
+                        self.rack.on_rtt_sample(rtt);
                         self.timed = None;
                         return;
                     }
@@ -345,6 +347,7 @@ impl Connection {
         if let Some((end, sent_at)) = self.timed {
             if seg.ack >= end {
                 self.rtt.sample(now - sent_at);
+                self.rack.on_rtt_sample(now - sent_at);
                 self.timed = None;
             }
         }
@@ -366,6 +369,7 @@ impl Connection {
             self.challenge_ack(now);
             return false;
         }
+        let snd_una_before = self.snd_una;
         if ack > self.snd_una {
             let acked = ack - self.snd_una;
             // The send buffer may already hold data queued in SYN-RECEIVED.
@@ -374,6 +378,9 @@ impl Connection {
             super::shrink_drained(&mut self.send_buf);
             self.snd_una = ack;
             self.scoreboard.prune(ack);
+            if self.rack_enabled() {
+                self.rack.on_cumulative_ack(ack, now);
+            }
             if self.snd_nxt < self.snd_una {
                 self.snd_nxt = self.snd_una;
             }
@@ -383,6 +390,7 @@ impl Connection {
             self.retries = 0;
             self.keepalive_probes_sent = 0;
             self.recovery_on_new_ack(now, ack, acked);
+            self.tlp_on_ack(now, ack);
             if self.snd_una == self.snd_max {
                 self.timers.stop(Timer::Retransmit);
                 self.timers.stop(Timer::UserTimeout);
@@ -399,9 +407,18 @@ impl Connection {
             self.recovery_on_dup_ack(now);
         }
         if self.sack_enabled && ack >= self.snd_una {
-            self.scoreboard
-                .update(self.snd_una, self.snd_max, &seg.options.sack_blocks);
-            self.recovery_on_sack(now);
+            let newly_sacked =
+                self.scoreboard
+                    .update(self.snd_una, self.snd_max, &seg.options.sack_blocks);
+            if self.rack_enabled() {
+                self.rack_on_ack(now, seg);
+                self.prr_on_ack((self.snd_una - snd_una_before) + newly_sacked);
+            } else {
+                self.recovery_on_sack(now);
+            }
+        }
+        if ack > snd_una_before {
+            self.arm_tlp(now);
         }
         // Window update (RFC 9293 3.10.7.4, SND.WL1/SND.WL2 rule).
         if self.snd_wl1 < seg.seq || (self.snd_wl1 == seg.seq && self.snd_wl2 <= ack) {
@@ -441,6 +458,7 @@ impl Connection {
         self.set_state(State::TimeWait);
         self.send_buf = VecDeque::new();
         self.ooo.release();
+        self.rack.clear();
         self.tx_payload = Vec::new();
         if self.recv_buf.is_empty() {
             self.recv_buf = VecDeque::new();

@@ -24,7 +24,8 @@
 //! - `output.rs`: the windows we advertise and the segments we send.
 //! - `timers.rs`: retransmission, delayed ACK, probes, keep-alive, TIME-WAIT, user
 //!   timeout.
-//! - `recovery.rs`: loss recovery (RFC 5681, RFC 6582 NewReno, RFC 6675 SACK).
+//! - `recovery.rs`: loss recovery (RFC 5681, RFC 6582 NewReno, RFC 6675 SACK, RFC 8985
+//!   RACK-TLP).
 //!
 //! # Debugging a seed
 //!
@@ -48,6 +49,7 @@ use super::assembler::Assembler;
 use super::config::TcpConfig;
 use super::congestion::Congestion;
 use super::error::{ConnectionError, RecvError, SendError};
+use super::rack::Rack;
 use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
 use super::seq::SeqNumber;
@@ -107,6 +109,8 @@ struct PendingOutput {
     /// The RFC 1122 section 4.2.3.4 override timeout passed: the next data segment may
     /// be smaller than sender silly-window avoidance allows.
     sws_override: bool,
+    /// The tail loss probe timeout passed: send one probe (RFC 8985 section 7.3).
+    tlp: bool,
     /// The ACK for received data.
     ack: AckPending,
 }
@@ -119,6 +123,7 @@ impl Default for PendingOutput {
             probe: false,
             retransmit_una: false,
             sws_override: false,
+            tlp: false,
             ack: AckPending::None,
         }
     }
@@ -212,6 +217,11 @@ pub struct Connection {
     recovery: Recovery,
     /// What the peer SACKed above snd_una (RFC 6675 scoreboard).
     scoreboard: Scoreboard,
+    /// RFC 8985 RACK: when each segment in flight was sent (kept only with RACK on).
+    rack: Rack,
+    /// RFC 8985 section 7: the outstanding tail loss probe, `(TLP.end_seq,
+    /// TLP.is_retrans)`; no other probe is sent until an ACK covers it.
+    tlp_probe: Option<(SeqNumber, bool)>,
     /// Zero-window probes sent since the window last opened: their backoff exponent.
     zero_window_backoff: u32,
     keepalive_probes_sent: u32,
@@ -296,6 +306,8 @@ impl Connection {
             dupacks: 0,
             recovery: Recovery::Open,
             scoreboard: Scoreboard::new(MAX_SCOREBOARD_BLOCKS),
+            rack: Rack::default(),
+            tlp_probe: None,
             zero_window_backoff: 0,
             keepalive_probes_sent: 0,
             pending: PendingOutput::default(),
@@ -492,6 +504,7 @@ impl Connection {
         self.timers.stop_all();
         self.send_buf.clear();
         self.ooo.clear();
+        self.rack.clear();
         self.set_state(State::Closed);
     }
 

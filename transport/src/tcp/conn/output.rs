@@ -232,7 +232,10 @@ impl Connection {
         // RFC 6691: the MSS excludes options, so SACK blocks riding on a data segment
         // take their room from the payload (timestamps are already in snd_mss).
         let max_len = self.snd_mss - self.sack_option_len();
-        let (seq, len) = if let Some((start, hole_len)) = self.next_hole() {
+        let tlp = self.take_tlp(max_len);
+        let (seq, len) = if let Some((seq, len)) = tlp {
+            (seq, len)
+        } else if let Some((start, hole_len)) = self.next_hole() {
             // RFC 6675 NextSeg rule 1: the first hole not yet retransmitted.
             let len = max_len
                 .min(hole_len)
@@ -307,6 +310,11 @@ impl Connection {
             self.tx_payload.extend_from_slice(&b[..range.end - a.len()]);
         }
         let end = seq + len + usize::from(fin);
+        let new_data = seq >= self.snd_max;
+        if self.rack_enabled() {
+            self.rack.on_sent(seq, end, now);
+            self.prr_sent(end - seq);
+        }
         if seq < self.snd_max {
             self.stats.retransmits += 1;
             self.note_retransmission(now, end);
@@ -331,6 +339,11 @@ impl Connection {
         }
         if !self.timers.is_armed(Timer::UserTimeout) {
             self.arm_user_timeout(now);
+        }
+        if tlp.is_some() {
+            self.tlp_sent(now, self.snd_max, !new_data);
+        } else if new_data {
+            self.arm_tlp(now);
         }
         Some((
             seq,

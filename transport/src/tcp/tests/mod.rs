@@ -181,7 +181,8 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-/// Every option off, 64000-byte buffers (no scaling needed), default timers.
+/// Every option off (RACK-TLP too, so the RFC 6675 traces stay those of duplicate
+/// ACKs), 64000-byte buffers (no scaling needed), default timers.
 fn cfg() -> TcpConfig {
     TcpConfig {
         mss: MSS,
@@ -190,6 +191,8 @@ fn cfg() -> TcpConfig {
         window_scaling: false,
         timestamps: false,
         sack: false,
+        rack: false,
+        tlp: false,
         ..TcpConfig::default()
     }
 }
@@ -405,6 +408,7 @@ impl Owned {
 }
 
 mod handshake;
+mod rack;
 mod receive;
 mod recovery;
 mod reset;
