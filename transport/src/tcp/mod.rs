@@ -7,6 +7,7 @@
 /// Public only for `benches/assembler.rs`.
 #[doc(hidden)]
 pub mod assembler;
+mod autotune;
 mod config;
 mod congestion;
 pub(crate) mod conn;

@@ -41,6 +41,8 @@ crate::net::link::counters! {
         /// Segments with both SYN and FIN, dropped in SYN-SENT (as Linux does).
         pub syn_fin_drops: u64,
         pub window_updates: u64,
+        /// Times receive-buffer autotuning grew the buffer (Linux `tcp_rcv_space_adjust`).
+        pub recv_buffer_grown: u64,
         pub zero_window_probes: u64,
         /// Connections reset because data arrived after the application closed them
         /// (RFC 1122 section 4.2.2.13; Linux TCPAbortOnData).

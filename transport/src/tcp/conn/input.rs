@@ -10,6 +10,7 @@ use super::{
     TIMESTAMP_OPTION_LEN,
 };
 use crate::net::link::{Duration, Instant};
+use crate::tcp::autotune::send_buffer_for;
 use crate::tcp::config::mss_for_mtu;
 use crate::tcp::error::ConnectionError;
 use crate::tcp::seq::SeqNumber;
@@ -391,6 +392,12 @@ impl Connection {
             self.keepalive_probes_sent = 0;
             self.recovery_on_new_ack(now, ack, acked);
             self.tlp_on_ack(now, ack);
+            if self.flight() < self.cc.cwnd() {
+                // Linux `tcp_should_expand_sndbuf`: the window has room the buffer may
+                // be what limits.
+                self.snd_buf_limit =
+                    send_buffer_for(self.snd_buf_limit, self.cc.cwnd(), self.cfg.send_buffer_max);
+            }
             if self.snd_una == self.snd_max {
                 self.timers.stop(Timer::Retransmit);
                 self.timers.stop(Timer::UserTimeout);
@@ -449,6 +456,30 @@ impl Connection {
         true
     }
 
+    /// Receive-buffer autotuning after in-order data (Linux `tcp_rcv_rtt_measure_ts` and
+    /// `tcp_rcv_space_adjust`): the echo of our timestamp on the peer's data is a
+    /// receiver-side round trip (capped at the RTO, so an echo of an ACK sent before an
+    /// idle spell does not count for long); without timestamps the sender-side SRTT
+    /// stands in.
+    fn autotune_receive(&mut self, now: Instant, seg: &Segment<'_>) {
+        if self.ts_enabled {
+            if let Some((_, tsecr)) = seg.options.timestamps {
+                let ms = self.ts_now(now).wrapping_sub(tsecr);
+                if tsecr != 0 && ms < MAX_TIMESTAMP_RTT_MS {
+                    let rtt = Duration::from_millis(u64::from(ms.max(1)));
+                    self.rcv_space.rtt_sample(rtt.min(self.rtt.rto()));
+                }
+            }
+        }
+        let srtt = self.rtt.srtt();
+        if self
+            .rcv_space
+            .on_data(now, self.rcv_nxt, srtt, usize::from(self.cfg.mss))
+        {
+            self.stats.recv_buffer_grown += 1;
+        }
+    }
+
     /// TIME-WAIT keeps only what recognises the peer's retransmitted FIN (RFC 9293
     /// section 3.10.7.4): the send and reassembly buffers are freed, and the receive
     /// buffer too once the application has read it.
@@ -504,6 +535,7 @@ impl Connection {
                     self.rcv_nxt += data.len();
                     self.recv_buf.extend(data);
                 }
+                self.autotune_receive(now, seg);
                 if filled_hole {
                     self.pending.ack = AckPending::Now;
                 } else {

@@ -46,6 +46,7 @@ use std::net::SocketAddrV4;
 
 use self::recovery::Recovery;
 use super::assembler::Assembler;
+use super::autotune::RecvAutotune;
 use super::config::TcpConfig;
 use super::congestion::Congestion;
 use super::error::{ConnectionError, RecvError, SendError};
@@ -183,6 +184,11 @@ pub struct Connection {
     /// Right edge of the window we last advertised.
     rcv_adv: SeqNumber,
     recv_buf: VecDeque<u8>,
+    /// The receive buffer's size, grown by autotuning.
+    rcv_space: RecvAutotune,
+    /// The send buffer's size, grown with the congestion window (Linux
+    /// `tcp_sndbuf_expand`).
+    snd_buf_limit: usize,
     ooo: Assembler,
     /// Sequence number of the peer's FIN, if seen (perhaps beyond a hole).
     fin_seq: Option<SeqNumber>,
@@ -260,8 +266,9 @@ impl Connection {
         let mss = usize::from(cfg.mss);
         let rtt = RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto);
         let cc = Congestion::new(cfg.congestion, mss);
+        let rcv_space = RecvAutotune::new(cfg.recv_buffer, cfg.recv_buffer_max, mss);
         let rcv_shift = if cfg.window_scaling {
-            window_shift(cfg.recv_buffer)
+            window_shift(rcv_space.max())
         } else {
             0
         };
@@ -285,6 +292,8 @@ impl Connection {
             rcv_nxt: SeqNumber(0),
             rcv_adv: SeqNumber(0),
             recv_buf: VecDeque::new(),
+            rcv_space,
+            snd_buf_limit: cfg.send_buffer,
             ooo: Assembler::new(cfg.max_ooo_blocks),
             fin_seq: None,
             fin_received: false,
@@ -364,7 +373,7 @@ impl Connection {
         let mut c = Connection::accept(now, opening, syn, cfg);
         c.snd_nxt = c.iss + 1;
         c.snd_max = c.snd_nxt;
-        c.rcv_adv = c.rcv_nxt + c.cfg.recv_buffer.min(usize::from(u16::MAX));
+        c.rcv_adv = c.rcv_nxt + c.rcv_space.limit().min(usize::from(u16::MAX));
         c
     }
 
@@ -453,7 +462,20 @@ impl Connection {
 
     /// Bytes the application may still queue.
     pub fn send_capacity(&self) -> usize {
-        self.cfg.send_buffer.saturating_sub(self.send_buf.len())
+        self.snd_buf_limit.saturating_sub(self.send_buf.len())
+    }
+
+    /// The receive buffer's size now (the most we advertise), grown by autotuning from
+    /// [`TcpConfig::recv_buffer`] up to [`TcpConfig::recv_buffer_max`]. A limit, not
+    /// memory: see [`Connection::buffer_capacity`].
+    pub fn recv_buffer_size(&self) -> usize {
+        self.rcv_space.limit()
+    }
+
+    /// The send buffer's size now, grown with the congestion window from
+    /// [`TcpConfig::send_buffer`] up to [`TcpConfig::send_buffer_max`].
+    pub fn send_buffer_size(&self) -> usize {
+        self.snd_buf_limit
     }
 
     /// Bytes queued and not yet acknowledged.

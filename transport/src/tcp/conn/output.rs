@@ -22,7 +22,7 @@ const MAX_SWS_OVERRIDE: Duration = Duration::from_secs(1);
 impl Connection {
     /// Free receive buffer space, measured from rcv_nxt.
     pub(super) fn window_to_advertise(&self) -> usize {
-        self.cfg.recv_buffer.saturating_sub(self.recv_buf.len())
+        self.rcv_space.limit().saturating_sub(self.recv_buf.len())
     }
 
     /// What the peer believes our window is now.
@@ -33,7 +33,7 @@ impl Connection {
     /// RFC 9293 section 3.8.6.2.2 receiver silly-window avoidance: the right edge of the
     /// window moves only by min(Fr * RCV.BUFF, `segments` * MSS), Fr = 1/2.
     pub(super) fn receive_sws_threshold(&self, segments: usize) -> usize {
-        (self.cfg.recv_buffer / SWS_FRACTION).min(segments * usize::from(self.cfg.mss))
+        (self.rcv_space.limit() / SWS_FRACTION).min(segments * usize::from(self.cfg.mss))
     }
 
     /// The window field of the next segment, never moving the right edge left.
@@ -109,7 +109,7 @@ impl Connection {
         flags.ack = has_ack;
         let window = if syn {
             // RFC 7323 section 2.2: the window in a SYN is never scaled.
-            let window = self.cfg.recv_buffer.min(usize::from(u16::MAX));
+            let window = self.rcv_space.limit().min(usize::from(u16::MAX));
             if self.state == State::SynReceived {
                 self.rcv_adv = self.rcv_nxt + window;
             }

@@ -182,12 +182,14 @@ fn secs(n: u64) -> Duration {
 }
 
 /// Every option off (RACK-TLP too, so the RFC 6675 traces stay those of duplicate
-/// ACKs), 64000-byte buffers (no scaling needed), default timers.
+/// ACKs), fixed 64000-byte buffers (no scaling needed, no autotuning), default timers.
 fn cfg() -> TcpConfig {
     TcpConfig {
         mss: MSS,
         recv_buffer: usize::from(WINDOW),
+        recv_buffer_max: usize::from(WINDOW),
         send_buffer: usize::from(WINDOW),
+        send_buffer_max: usize::from(WINDOW),
         window_scaling: false,
         timestamps: false,
         sack: false,
