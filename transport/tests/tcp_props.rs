@@ -1,6 +1,7 @@
 //! The delivery property: any schedule of loss, reordering, duplication, corruption and
 //! jitter delivers the same bytes, across many seeds. `USTACK_TCP_SEEDS` sets how many
-//! (default 24, enough for CI; run 200+ locally) and `USTACK_TCP_BYTES` the size per run.
+//! (default 24, enough for CI; run 200+ locally) and `USTACK_TCP_BYTES` the size per run;
+//! `USTACK_TCP_RACK=0` turns RACK-TLP off.
 //!
 //! Every connection runs with the default settings, the 60 s user timeout included: RTT
 //! samples stay honest through lost retransmissions and lost ACKs (see `sample_rtt`), so
@@ -14,24 +15,54 @@ mod common;
 use common::{pattern, transfer, Pair};
 use ustack_transport::net::link::{Duration, SimConfig};
 use ustack_transport::stack::StackConfig;
+use ustack_transport::tcp::TcpConfig;
+
+/// The stacks' settings: the defaults, with RACK-TLP off if `USTACK_TCP_RACK=0`
+/// (duplicate-ACK recovery, RFC 6675).
+fn stack_config() -> StackConfig {
+    let rack = common::env("USTACK_TCP_RACK", 1) != 0;
+    StackConfig {
+        tcp: TcpConfig {
+            rack,
+            tlp: rack,
+            ..TcpConfig::default()
+        },
+        ..StackConfig::default()
+    }
+}
+
+fn pair_with(seed: u64, stack: StackConfig) -> Pair {
+    Pair::new(SimConfig::symmetric(common::all_impairments()), stack, seed)
+}
 
 fn pair(seed: u64) -> Pair {
-    Pair::new(
-        SimConfig::symmetric(common::all_impairments()),
-        StackConfig::default(),
-        seed,
-    )
+    pair_with(seed, stack_config())
 }
 
 #[test]
 fn every_seed_delivers_the_same_bytes_under_all_impairments() {
     let seeds = common::env("USTACK_TCP_SEEDS", 24) as u64;
+    delivers_the_same_bytes(seeds, stack_config());
+}
+
+/// A CI-sized run of the same property with RACK-TLP off (`USTACK_TCP_RACK=0` runs the
+/// full one).
+#[test]
+fn every_seed_delivers_the_same_bytes_without_rack() {
+    let seeds = (common::env("USTACK_TCP_SEEDS", 24) / 3).max(1) as u64;
+    let mut stack = stack_config();
+    stack.tcp.rack = false;
+    stack.tcp.tlp = false;
+    delivers_the_same_bytes(seeds, stack);
+}
+
+fn delivers_the_same_bytes(seeds: u64, stack: StackConfig) {
     let size = common::env("USTACK_TCP_BYTES", 4 << 20);
     let first = common::env("USTACK_TCP_FIRST_SEED", 1000) as u64;
     let data = pattern(size, 7);
     let mut failures = Vec::new();
     for seed in first..first + seeds {
-        let mut p = pair(seed);
+        let mut p = pair_with(seed, stack.clone());
         let (c, s) = p.connect(5001);
         let got = transfer(&mut p, c, s, &data, Duration::from_secs(3600));
         if got != data {
