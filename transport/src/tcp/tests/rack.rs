@@ -197,3 +197,46 @@ fn a_lost_retransmission_is_detected_without_a_timeout_rfc8985_6_2() {
     recv_nothing!(s);
     assert_eq!(s.stats().timeouts, 0);
 }
+
+/// Segments sent in the 50 ms after segment 0 of ten is lost (segments 1 to 9 SACKed, so
+/// RACK marks it at once), with ten more segments queued and no further ACK.
+fn sent_after_rack_loss(congestion: crate::tcp::Algorithm) -> Vec<SeqNumber> {
+    let mut s = established(TcpConfig {
+        congestion,
+        ..rack_cfg()
+    });
+    let data = pattern(20 * 1460, 0);
+    s.send(&data).unwrap();
+    for _ in 0..10 {
+        assert!(s.conn.poll_transmit(s.now).is_some());
+    }
+    recv_nothing!(s);
+    s.now += RTT;
+    send!(s, dup_sack(0, 1, 10));
+    let mut sent = Vec::new();
+    for _ in 0..50 {
+        while let Some(seg) = s.conn.poll_transmit(s.now) {
+            if !seg.payload.is_empty() {
+                sent.push(seg.seq);
+            }
+        }
+        s.advance(ms(1));
+    }
+    assert_eq!(s.stats().rack_lost, 1);
+    sent
+}
+
+/// PRR (RFC 6937) in RACK's recovery: the ACK that SACKs nine segments and lets RACK
+/// mark the first lost delivered nine, with pipe at zero below ssthresh (7 segments from
+/// CUBIC's 0.7), so the slow start reduction bound sends ssthresh's worth: the hole and
+/// six new segments. BBR bypasses PRR (as Linux's `cong_control`) and sets cwnd itself:
+/// packet conservation, in flight (nothing) plus the nine delivered, so the hole and
+/// eight new segments.
+#[test]
+fn prr_applies_to_rack_recovery_but_bbr_sets_its_own_window() {
+    let new = |n: usize| (10..10 + n).map(at);
+    let cubic: Vec<_> = std::iter::once(at(0)).chain(new(6)).collect();
+    assert_eq!(sent_after_rack_loss(crate::tcp::Algorithm::Cubic), cubic);
+    let bbr: Vec<_> = std::iter::once(at(0)).chain(new(8)).collect();
+    assert_eq!(sent_after_rack_loss(crate::tcp::Algorithm::Bbr), bbr);
+}
