@@ -1,7 +1,8 @@
 //! The delivery property: any schedule of loss, reordering, duplication, corruption and
 //! jitter delivers the same bytes, across many seeds. `USTACK_TCP_SEEDS` sets how many
 //! (default 24, enough for CI; run 200+ locally) and `USTACK_TCP_BYTES` the size per run;
-//! `USTACK_TCP_CC` (cubic, reno, bbr) the congestion control, CUBIC by default.
+//! `USTACK_TCP_CC` (cubic, reno, bbr) the congestion control, CUBIC by default;
+//! `USTACK_TCP_RACK=1` turns RACK-TLP on (off by default, as in `TcpConfig::default()`).
 //!
 //! Every connection runs with the default settings, the 60 s user timeout included: RTT
 //! samples stay honest through lost retransmissions and lost ACKs (see `sample_rtt`), so
@@ -17,22 +18,26 @@ use ustack_transport::net::link::{Duration, SimConfig};
 use ustack_transport::stack::StackConfig;
 use ustack_transport::tcp::{Algorithm, TcpConfig};
 
-fn pair(seed: u64) -> Pair {
-    pair_with(seed, congestion())
+/// The stacks' settings: the defaults, with `congestion`, and RACK-TLP on if `rack`
+/// (else duplicate-ACK recovery, RFC 6675).
+fn stack_config(congestion: Algorithm, rack: bool) -> StackConfig {
+    StackConfig {
+        tcp: TcpConfig {
+            congestion,
+            rack,
+            tlp: rack,
+            ..TcpConfig::default()
+        },
+        ..StackConfig::default()
+    }
 }
 
-fn pair_with(seed: u64, congestion: Algorithm) -> Pair {
-    Pair::new(
-        SimConfig::symmetric(common::all_impairments()),
-        StackConfig {
-            tcp: TcpConfig {
-                congestion,
-                ..TcpConfig::default()
-            },
-            ..StackConfig::default()
-        },
-        seed,
-    )
+fn pair_with(seed: u64, stack: StackConfig) -> Pair {
+    Pair::new(SimConfig::symmetric(common::all_impairments()), stack, seed)
+}
+
+fn pair(seed: u64) -> Pair {
+    pair_with(seed, stack_config(congestion(), rack()))
 }
 
 /// The congestion control under test: `USTACK_TCP_CC` (cubic, reno or bbr), CUBIC by
@@ -43,12 +48,18 @@ fn congestion() -> Algorithm {
         .unwrap_or_default()
 }
 
-/// Byte-exact delivery of `size` bytes for each seed, with `congestion`.
-fn deliver_every_seed(seeds: std::ops::Range<u64>, size: usize, congestion: Algorithm) {
+/// Whether RACK-TLP is under test: `USTACK_TCP_RACK=1`; off by default, as in
+/// `TcpConfig::default()`.
+fn rack() -> bool {
+    common::env("USTACK_TCP_RACK", 0) != 0
+}
+
+/// Byte-exact delivery of `size` bytes for each seed, with `stack`.
+fn deliver_every_seed(seeds: std::ops::Range<u64>, size: usize, stack: StackConfig) {
     let data = pattern(size, 7);
     let mut failures = Vec::new();
     for seed in seeds {
-        let mut p = pair_with(seed, congestion);
+        let mut p = pair_with(seed, stack.clone());
         let (c, s) = p.connect(5001);
         let got = transfer(&mut p, c, s, &data, Duration::from_secs(3600));
         if got != data {
@@ -64,7 +75,9 @@ fn deliver_every_seed(seeds: std::ops::Range<u64>, size: usize, congestion: Algo
     }
     assert!(
         failures.is_empty(),
-        "failing seeds with {congestion:?} (rerun with USTACK_TCP_FIRST_SEED):\n{}",
+        "failing seeds with {:?}, RACK-TLP {} (rerun with USTACK_TCP_FIRST_SEED):\n{}",
+        stack.tcp.congestion,
+        if stack.tcp.rack { "on" } else { "off" },
         failures.join("\n")
     );
 }
@@ -74,7 +87,21 @@ fn every_seed_delivers_the_same_bytes_under_all_impairments() {
     let seeds = common::env("USTACK_TCP_SEEDS", 24) as u64;
     let size = common::env("USTACK_TCP_BYTES", 4 << 20);
     let first = common::env("USTACK_TCP_FIRST_SEED", 1000) as u64;
-    deliver_every_seed(first..first + seeds, size, congestion());
+    deliver_every_seed(
+        first..first + seeds,
+        size,
+        stack_config(congestion(), rack()),
+    );
+}
+
+/// A CI-sized run of the same property with RACK-TLP on whatever `USTACK_TCP_RACK`
+/// says (`USTACK_TCP_RACK=1` runs the full one): a third of `USTACK_TCP_SEEDS`.
+#[test]
+fn every_seed_delivers_the_same_bytes_with_rack() {
+    let seeds = (common::env("USTACK_TCP_SEEDS", 24) / 3).max(1) as u64;
+    let size = common::env("USTACK_TCP_BYTES", 4 << 20);
+    let first = common::env("USTACK_TCP_FIRST_SEED", 1000) as u64;
+    deliver_every_seed(first..first + seeds, size, stack_config(congestion(), true));
 }
 
 /// The same with BBR (paced, model-based) whatever `USTACK_TCP_CC` says, CI-sized:
@@ -84,7 +111,11 @@ fn every_seed_delivers_the_same_bytes_with_bbr() {
     let seeds = common::env("USTACK_TCP_BBR_SEEDS", 8) as u64;
     let size = common::env("USTACK_TCP_BYTES", 4 << 20) / 4;
     let first = common::env("USTACK_TCP_FIRST_SEED", 1000) as u64;
-    deliver_every_seed(first..first + seeds, size, Algorithm::Bbr);
+    deliver_every_seed(
+        first..first + seeds,
+        size,
+        stack_config(Algorithm::Bbr, rack()),
+    );
 }
 
 #[test]

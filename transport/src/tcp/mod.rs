@@ -7,11 +7,13 @@
 /// Public only for `benches/assembler.rs`.
 #[doc(hidden)]
 pub mod assembler;
+mod autotune;
 mod config;
 mod congestion;
 pub(crate) mod conn;
 mod delivery;
 pub(crate) mod error;
+mod rack;
 mod rtt;
 mod sack;
 pub(crate) mod seq;

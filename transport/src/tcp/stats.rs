@@ -15,6 +15,12 @@ crate::net::link::counters! {
         /// Segments sent again (timeouts, fast retransmits, partial ACKs).
         pub retransmits: u64,
         pub fast_retransmits: u64,
+        /// Segments RACK marked lost (RFC 8985 section 6.2).
+        pub rack_lost: u64,
+        /// Tail loss probes sent (RFC 8985 section 7.3).
+        pub tlp_probes: u64,
+        /// Probes that repaired a loss: the window was reduced (RFC 8985 section 7.4).
+        pub tlp_recoveries: u64,
         /// Retransmission timer expiries.
         pub timeouts: u64,
         pub dup_acks_in: u64,
@@ -35,6 +41,8 @@ crate::net::link::counters! {
         /// Segments with both SYN and FIN, dropped in SYN-SENT (as Linux does).
         pub syn_fin_drops: u64,
         pub window_updates: u64,
+        /// Times receive-buffer autotuning grew the buffer (Linux `tcp_rcv_space_adjust`).
+        pub recv_buffer_grown: u64,
         pub zero_window_probes: u64,
         /// Connections reset because data arrived after the application closed them
         /// (RFC 1122 section 4.2.2.13; Linux TCPAbortOnData).

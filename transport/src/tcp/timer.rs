@@ -6,8 +6,15 @@ use crate::net::link::Instant;
 /// Every timer a TCP connection runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Timer {
+    /// RFC 8985 section 7.2 tail loss probe timeout (PTO). Before `Retransmit`, so that
+    /// when both are due the probe goes out and re-arms the retransmission timer (as
+    /// Linux fires the probe in place of the RTO when the RTO comes first).
+    Tlp,
     /// RFC 6298 retransmission timer (also SYN and FIN retransmission).
     Retransmit,
+    /// RFC 8985 section 6.2 step 5 reordering timer: segments sent before the latest
+    /// one delivered become lost when it fires.
+    Reorder,
     /// RFC 9293 section 3.8.6.3 delayed acknowledgement.
     DelayedAck,
     /// RFC 9293 section 3.8.6.1 zero-window probe (persist timer).
@@ -26,8 +33,10 @@ pub(crate) enum Timer {
 }
 
 impl Timer {
-    pub(crate) const ALL: [Timer; 7] = [
+    pub(crate) const ALL: [Timer; 9] = [
+        Timer::Tlp,
         Timer::Retransmit,
+        Timer::Reorder,
         Timer::DelayedAck,
         Timer::ZeroWindowProbe,
         Timer::KeepAlive,
@@ -44,7 +53,7 @@ impl Timer {
 /// Deadlines of every [`Timer`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct TimerTable {
-    deadlines: [Option<Instant>; 7],
+    deadlines: [Option<Instant>; Timer::ALL.len()],
 }
 
 impl TimerTable {
@@ -65,7 +74,7 @@ impl TimerTable {
     }
 
     pub(crate) fn stop_all(&mut self) {
-        self.deadlines = [None; 7];
+        self.deadlines = [None; Timer::ALL.len()];
     }
 
     /// The earliest deadline of all.

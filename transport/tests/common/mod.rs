@@ -100,6 +100,16 @@ impl Pair {
         true
     }
 
+    /// As [`Pair::step`], but when nothing at all is scheduled the clock stays where it
+    /// is (and `false` is returned): the application may still have something to queue.
+    pub fn step_unless_idle(&mut self, limit: Instant) -> bool {
+        self.settle();
+        if self.a.poll_at(self.now).is_none() && self.b.poll_at(self.now).is_none() {
+            return false;
+        }
+        self.step(limit)
+    }
+
     /// Drives until `done` holds or `limit` of virtual time passes; returns whether done.
     pub fn drive_until(
         &mut self,
@@ -159,6 +169,10 @@ pub fn transfer(
     let mut last_round = false;
     let end = p.now + limit;
     loop {
+        // What the application queues now needs another step even when the pair was
+        // idle: an ACK may have drained the sender's buffer (all of it in flight, as
+        // with a small autotuned buffer) and left no timer armed.
+        let queued_before = (sent, closed);
         while sent < data.len() {
             match p.a.tcp_send(client, &data[sent..]) {
                 Ok(0) => break,
@@ -177,10 +191,13 @@ pub fn transfer(
                 Err(e) => panic!("seed {}: recv failed: {e}", p.seed),
             }
         }
-        if (got.len() == data.len() && p.b.tcp(server).unwrap().at_eof()) || last_round {
+        if got.len() == data.len() && p.b.tcp(server).unwrap().at_eof() {
             return got;
         }
-        last_round = !p.step(end);
+        if last_round && (sent, closed) == queued_before {
+            return got;
+        }
+        last_round = !p.step_unless_idle(end);
     }
 }
 

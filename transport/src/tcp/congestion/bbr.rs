@@ -416,6 +416,12 @@ impl CongestionControl for Bbr {
         true
     }
 
+    /// `bbr_set_cwnd` runs on every ACK (Linux `cong_control`, which bypasses PRR) and
+    /// keeps to packet conservation in recovery.
+    fn controls_recovery_window(&self) -> bool {
+        true
+    }
+
     /// `bbr_main`: update the model, then the pacing rate and cwnd from it.
     fn on_rate_sample(&mut self, w: &mut Window, now: Instant, rs: &RateSample) {
         if !self.has_seen_rtt && rs.srtt.is_some() {

@@ -72,6 +72,12 @@ pub(crate) trait CongestionControl: fmt::Debug + Send {
     fn wants_rate_samples(&self) -> bool {
         false
     }
+    /// Whether the algorithm sets the window itself on every ACK, in recovery too (Linux
+    /// `cong_control`, as BBR's packet conservation): then proportional rate reduction
+    /// (RFC 6937) does not apply, and recovery sends while pipe is below cwnd.
+    fn controls_recovery_window(&self) -> bool {
+        false
+    }
     /// Every ACK, after loss recovery has processed it, with its delivery-rate sample
     /// (draft-cheng-iccrg-delivery-rate-estimation section 3.4).
     fn on_rate_sample(&mut self, _w: &mut Window, _now: Instant, _rs: &RateSample) {}
@@ -133,7 +139,6 @@ impl Congestion {
         self.window.cwnd
     }
 
-    #[cfg(test)]
     pub(crate) fn ssthresh(&self) -> usize {
         self.window.ssthresh
     }
@@ -163,6 +168,10 @@ impl Congestion {
 
     pub(crate) fn wants_rate_samples(&self) -> bool {
         self.algorithm.wants_rate_samples()
+    }
+
+    pub(crate) fn controls_recovery_window(&self) -> bool {
+        self.algorithm.controls_recovery_window()
     }
 
     pub(crate) fn on_rate_sample(&mut self, now: Instant, rs: &RateSample) {

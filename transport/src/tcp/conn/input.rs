@@ -10,6 +10,7 @@ use super::{
     TIMESTAMP_OPTION_LEN,
 };
 use crate::net::link::{Duration, Instant};
+use crate::tcp::autotune::send_buffer_for;
 use crate::tcp::config::mss_for_mtu;
 use crate::tcp::error::ConnectionError;
 use crate::tcp::seq::SeqNumber;
@@ -335,7 +336,9 @@ impl Connection {
                 if tsecr != 0 && fresh {
                     let ms = self.ts_now(now).wrapping_sub(tsecr);
                     if ms < MAX_TIMESTAMP_RTT_MS {
-                        self.rtt.sample(Duration::from_millis(u64::from(ms.max(1))));
+                        let rtt = Duration::from_millis(u64::from(ms.max(1)));
+                        self.rtt.sample(rtt);
+                        self.rack.on_rtt_sample(rtt);
                         self.timed = None;
                         return;
                     }
@@ -345,6 +348,7 @@ impl Connection {
         if let Some((end, sent_at)) = self.timed {
             if seg.ack >= end {
                 self.rtt.sample(now - sent_at);
+                self.rack.on_rtt_sample(now - sent_at);
                 self.timed = None;
             }
         }
@@ -366,6 +370,7 @@ impl Connection {
             self.challenge_ack(now);
             return false;
         }
+        let snd_una_before = self.snd_una;
         // Delivery-rate sampling: what was in the network and presumed lost before.
         let before = self.rate.is_some().then(|| {
             (
@@ -381,6 +386,9 @@ impl Connection {
             super::shrink_drained(&mut self.send_buf);
             self.snd_una = ack;
             self.scoreboard.prune(ack);
+            if self.rack_enabled() {
+                self.rack.on_cumulative_ack(ack, now);
+            }
             if self.snd_nxt < self.snd_una {
                 self.snd_nxt = self.snd_una;
             }
@@ -390,6 +398,13 @@ impl Connection {
             self.retries = 0;
             self.keepalive_probes_sent = 0;
             self.recovery_on_new_ack(now, ack, acked);
+            self.tlp_on_ack(now, ack);
+            if self.flight() < self.cc.cwnd() {
+                // Linux `tcp_should_expand_sndbuf`: the window has room the buffer may
+                // be what limits.
+                self.snd_buf_limit =
+                    send_buffer_for(self.snd_buf_limit, self.cc.cwnd(), self.cfg.send_buffer_max);
+            }
             if self.snd_una == self.snd_max {
                 self.timers.stop(Timer::Retransmit);
                 self.timers.stop(Timer::UserTimeout);
@@ -406,9 +421,18 @@ impl Connection {
             self.recovery_on_dup_ack(now);
         }
         if self.sack_enabled && ack >= self.snd_una {
-            self.scoreboard
-                .update(self.snd_una, self.snd_max, &seg.options.sack_blocks);
-            self.recovery_on_sack(now);
+            let newly_sacked =
+                self.scoreboard
+                    .update(self.snd_una, self.snd_max, &seg.options.sack_blocks);
+            if self.rack_enabled() {
+                self.rack_on_ack(now, seg);
+                self.prr_on_ack((self.snd_una - snd_una_before) + newly_sacked);
+            } else {
+                self.recovery_on_sack(now);
+            }
+        }
+        if ack > snd_una_before {
+            self.arm_tlp(now);
         }
         if let Some((prior_in_flight, holes_before)) = before {
             self.take_rate_sample(now, seg, prior_in_flight, holes_before);
@@ -475,6 +499,30 @@ impl Connection {
         }
     }
 
+    /// Receive-buffer autotuning after in-order data (Linux `tcp_rcv_rtt_measure_ts` and
+    /// `tcp_rcv_space_adjust`): the echo of our timestamp on the peer's data is a
+    /// receiver-side round trip (capped at the RTO, so an echo of an ACK sent before an
+    /// idle spell does not count for long); without timestamps the sender-side SRTT
+    /// stands in.
+    fn autotune_receive(&mut self, now: Instant, seg: &Segment<'_>) {
+        if self.ts_enabled {
+            if let Some((_, tsecr)) = seg.options.timestamps {
+                let ms = self.ts_now(now).wrapping_sub(tsecr);
+                if tsecr != 0 && ms < MAX_TIMESTAMP_RTT_MS {
+                    let rtt = Duration::from_millis(u64::from(ms.max(1)));
+                    self.rcv_space.rtt_sample(rtt.min(self.rtt.rto()));
+                }
+            }
+        }
+        let srtt = self.rtt.srtt();
+        if self
+            .rcv_space
+            .on_data(now, self.rcv_nxt, srtt, usize::from(self.cfg.mss))
+        {
+            self.stats.recv_buffer_grown += 1;
+        }
+    }
+
     /// TIME-WAIT keeps only what recognises the peer's retransmitted FIN (RFC 9293
     /// section 3.10.7.4): the send and reassembly buffers are freed, and the receive
     /// buffer too once the application has read it.
@@ -484,6 +532,7 @@ impl Connection {
         self.set_state(State::TimeWait);
         self.send_buf = VecDeque::new();
         self.ooo.release();
+        self.rack.clear();
         self.tx_payload = Vec::new();
         if self.recv_buf.is_empty() {
             self.recv_buf = VecDeque::new();
@@ -529,6 +578,7 @@ impl Connection {
                     self.rcv_nxt += data.len();
                     self.recv_buf.extend(data);
                 }
+                self.autotune_receive(now, seg);
                 if filled_hole {
                     self.pending.ack = AckPending::Now;
                 } else {

@@ -24,7 +24,8 @@
 //! - `output.rs`: the windows we advertise and the segments we send.
 //! - `timers.rs`: retransmission, delayed ACK, probes, keep-alive, TIME-WAIT, user
 //!   timeout.
-//! - `recovery.rs`: loss recovery (RFC 5681, RFC 6582 NewReno, RFC 6675 SACK).
+//! - `recovery.rs`: loss recovery (RFC 5681, RFC 6582 NewReno, RFC 6675 SACK, RFC 8985
+//!   RACK-TLP).
 //!
 //! # Debugging a seed
 //!
@@ -45,10 +46,12 @@ use std::net::SocketAddrV4;
 
 use self::recovery::Recovery;
 use super::assembler::Assembler;
+use super::autotune::RecvAutotune;
 use super::config::TcpConfig;
 use super::congestion::Congestion;
 use super::delivery::DeliveryRate;
 use super::error::{ConnectionError, RecvError, SendError};
+use super::rack::Rack;
 use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
 use super::seq::SeqNumber;
@@ -108,6 +111,8 @@ struct PendingOutput {
     /// The RFC 1122 section 4.2.3.4 override timeout passed: the next data segment may
     /// be smaller than sender silly-window avoidance allows.
     sws_override: bool,
+    /// The tail loss probe timeout passed: send one probe (RFC 8985 section 7.3).
+    tlp: bool,
     /// The ACK for received data.
     ack: AckPending,
 }
@@ -120,6 +125,7 @@ impl Default for PendingOutput {
             probe: false,
             retransmit_una: false,
             sws_override: false,
+            tlp: false,
             ack: AckPending::None,
         }
     }
@@ -179,6 +185,11 @@ pub struct Connection {
     /// Right edge of the window we last advertised.
     rcv_adv: SeqNumber,
     recv_buf: VecDeque<u8>,
+    /// The receive buffer's size, grown by autotuning.
+    rcv_space: RecvAutotune,
+    /// The send buffer's size, grown with the congestion window (Linux
+    /// `tcp_sndbuf_expand`).
+    snd_buf_limit: usize,
     ooo: Assembler,
     /// Sequence number of the peer's FIN, if seen (perhaps beyond a hole).
     fin_seq: Option<SeqNumber>,
@@ -217,6 +228,11 @@ pub struct Connection {
     recovery: Recovery,
     /// What the peer SACKed above snd_una (RFC 6675 scoreboard).
     scoreboard: Scoreboard,
+    /// RFC 8985 RACK: when each segment in flight was sent (kept only with RACK on).
+    rack: Rack,
+    /// RFC 8985 section 7: the outstanding tail loss probe, `(TLP.end_seq,
+    /// TLP.is_retrans)`; no other probe is sent until an ACK covers it.
+    tlp_probe: Option<(SeqNumber, bool)>,
     /// Zero-window probes sent since the window last opened: their backoff exponent.
     zero_window_backoff: u32,
     keepalive_probes_sent: u32,
@@ -256,8 +272,9 @@ impl Connection {
         let rtt = RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto);
         let cc = Congestion::new(cfg.congestion, mss).with_pacing(cfg.pacing);
         let rate = cc.wants_rate_samples().then(DeliveryRate::default);
+        let rcv_space = RecvAutotune::new(cfg.recv_buffer, cfg.recv_buffer_max, mss);
         let rcv_shift = if cfg.window_scaling {
-            window_shift(cfg.recv_buffer)
+            window_shift(rcv_space.max())
         } else {
             0
         };
@@ -281,6 +298,8 @@ impl Connection {
             rcv_nxt: SeqNumber(0),
             rcv_adv: SeqNumber(0),
             recv_buf: VecDeque::new(),
+            rcv_space,
+            snd_buf_limit: cfg.send_buffer,
             ooo: Assembler::new(cfg.max_ooo_blocks),
             fin_seq: None,
             fin_received: false,
@@ -304,6 +323,8 @@ impl Connection {
             dupacks: 0,
             recovery: Recovery::Open,
             scoreboard: Scoreboard::new(MAX_SCOREBOARD_BLOCKS),
+            rack: Rack::default(),
+            tlp_probe: None,
             zero_window_backoff: 0,
             keepalive_probes_sent: 0,
             pending: PendingOutput::default(),
@@ -360,7 +381,7 @@ impl Connection {
         let mut c = Connection::accept(now, opening, syn, cfg);
         c.snd_nxt = c.iss + 1;
         c.snd_max = c.snd_nxt;
-        c.rcv_adv = c.rcv_nxt + c.cfg.recv_buffer.min(usize::from(u16::MAX));
+        c.rcv_adv = c.rcv_nxt + c.rcv_space.limit().min(usize::from(u16::MAX));
         c
     }
 
@@ -449,7 +470,20 @@ impl Connection {
 
     /// Bytes the application may still queue.
     pub fn send_capacity(&self) -> usize {
-        self.cfg.send_buffer.saturating_sub(self.send_buf.len())
+        self.snd_buf_limit.saturating_sub(self.send_buf.len())
+    }
+
+    /// The receive buffer's size now (the most we advertise), grown by autotuning from
+    /// [`TcpConfig::recv_buffer`] up to [`TcpConfig::recv_buffer_max`]. A limit, not
+    /// memory: see [`Connection::buffer_capacity`].
+    pub fn recv_buffer_size(&self) -> usize {
+        self.rcv_space.limit()
+    }
+
+    /// The send buffer's size now, grown with the congestion window from
+    /// [`TcpConfig::send_buffer`] up to [`TcpConfig::send_buffer_max`].
+    pub fn send_buffer_size(&self) -> usize {
+        self.snd_buf_limit
     }
 
     /// Bytes queued and not yet acknowledged.
@@ -500,6 +534,7 @@ impl Connection {
         self.timers.stop_all();
         self.send_buf.clear();
         self.ooo.clear();
+        self.rack.clear();
         self.set_state(State::Closed);
     }
 

@@ -30,7 +30,7 @@ const MAX_PACING_QUANTUM: usize = 64 * 1024;
 impl Connection {
     /// Free receive buffer space, measured from rcv_nxt.
     pub(super) fn window_to_advertise(&self) -> usize {
-        self.cfg.recv_buffer.saturating_sub(self.recv_buf.len())
+        self.rcv_space.limit().saturating_sub(self.recv_buf.len())
     }
 
     /// What the peer believes our window is now.
@@ -41,7 +41,7 @@ impl Connection {
     /// RFC 9293 section 3.8.6.2.2 receiver silly-window avoidance: the right edge of the
     /// window moves only by min(Fr * RCV.BUFF, `segments` * MSS), Fr = 1/2.
     pub(super) fn receive_sws_threshold(&self, segments: usize) -> usize {
-        (self.cfg.recv_buffer / SWS_FRACTION).min(segments * usize::from(self.cfg.mss))
+        (self.rcv_space.limit() / SWS_FRACTION).min(segments * usize::from(self.cfg.mss))
     }
 
     /// The window field of the next segment, never moving the right edge left.
@@ -117,7 +117,7 @@ impl Connection {
         flags.ack = has_ack;
         let window = if syn {
             // RFC 7323 section 2.2: the window in a SYN is never scaled.
-            let window = self.cfg.recv_buffer.min(usize::from(u16::MAX));
+            let window = self.rcv_space.limit().min(usize::from(u16::MAX));
             if self.state == State::SynReceived {
                 self.rcv_adv = self.rcv_nxt + window;
             }
@@ -252,6 +252,7 @@ impl Connection {
         let unsent = self.snd_una + self.send_buf.len() > self.snd_nxt;
         let ready = (unsent && self.usable_window() > 0)
             || self.pending.retransmit_una
+            || self.pending.tlp
             || self.next_hole().is_some()
             || (self.fin_queued && !self.fin_sent);
         ready.then_some(release)
@@ -306,7 +307,10 @@ impl Connection {
         // RFC 6691: the MSS excludes options, so SACK blocks riding on a data segment
         // take their room from the payload (timestamps are already in snd_mss).
         let max_len = self.snd_mss - self.sack_option_len();
-        let (seq, len) = if let Some((start, hole_len)) = self.next_hole() {
+        let tlp = self.take_tlp(max_len);
+        let (seq, len) = if let Some((seq, len)) = tlp {
+            (seq, len)
+        } else if let Some((start, hole_len)) = self.next_hole() {
             // RFC 6675 NextSeg rule 1: the first hole not yet retransmitted.
             let len = max_len
                 .min(hole_len)
@@ -384,6 +388,11 @@ impl Connection {
         if let Some(rate) = self.rate.as_mut() {
             rate.on_send(now, seq, end, self.snd_max == self.snd_una);
         }
+        let new_data = seq >= self.snd_max;
+        if self.rack_enabled() {
+            self.rack.on_sent(seq, end, now);
+            self.prr_sent(end - seq);
+        }
         if seq < self.snd_max {
             self.stats.retransmits += 1;
             self.note_retransmission(now, end);
@@ -408,6 +417,11 @@ impl Connection {
         }
         if !self.timers.is_armed(Timer::UserTimeout) {
             self.arm_user_timeout(now);
+        }
+        if tlp.is_some() {
+            self.tlp_sent(now, self.snd_max, !new_data);
+        } else if new_data {
+            self.arm_tlp(now);
         }
         Some((
             seq,

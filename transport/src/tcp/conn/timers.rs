@@ -29,6 +29,12 @@ impl Connection {
         while let Some(timer) = self.timers.expire(now) {
             match timer {
                 Timer::Retransmit => self.on_retransmit_timeout(now),
+                Timer::Tlp => self.on_tlp_timeout(now),
+                Timer::Reorder => {
+                    if self.rack_enabled() {
+                        self.rack_detect_loss(now);
+                    }
+                }
                 Timer::DelayedAck => {
                     if self.pending.ack == AckPending::Delayed {
                         self.pending.ack = AckPending::Now;
@@ -120,6 +126,7 @@ impl Connection {
         // recovers from a receiver that did renege.
         if self.retries > 1 {
             self.scoreboard.clear();
+            self.rack.forget_sacks();
         }
         // Go back N: resend from the oldest unacknowledged byte (or the SYN).
         self.snd_nxt = if handshake { self.iss } else { self.snd_una };

@@ -332,6 +332,8 @@ fn run(case: Case) {
         window_scaling: case.window_scaling,
         timestamps: case.timestamps,
         sack: case.sack,
+        rack: true,
+        tlp: true,
         nodelay: case.nodelay,
         recv_buffer: case.recv_buffer,
         ..cfg()

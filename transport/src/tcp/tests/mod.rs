@@ -181,15 +181,20 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-/// Every option off, 64000-byte buffers (no scaling needed), default timers.
+/// Every option off (RACK-TLP too, so the RFC 6675 traces stay those of duplicate
+/// ACKs), fixed 64000-byte buffers (no scaling needed, no autotuning), default timers.
 fn cfg() -> TcpConfig {
     TcpConfig {
         mss: MSS,
         recv_buffer: usize::from(WINDOW),
+        recv_buffer_max: usize::from(WINDOW),
         send_buffer: usize::from(WINDOW),
+        send_buffer_max: usize::from(WINDOW),
         window_scaling: false,
         timestamps: false,
         sack: false,
+        rack: false,
+        tlp: false,
         ..TcpConfig::default()
     }
 }
@@ -406,6 +411,7 @@ impl Owned {
 
 mod handshake;
 mod pacing;
+mod rack;
 mod receive;
 mod recovery;
 mod reset;

@@ -327,3 +327,59 @@ fn delayed_ack_full_size_is_the_peers_segment_size_rfc9293_3_8_6_3() {
     s.advance(ms(40));
     recv!(s, [our_ack(IRS + 3601, WINDOW - 3600)]);
 }
+
+/// Receive-buffer autotuning (Linux `tcp_rcv_space_adjust`): a peer in slow start
+/// doubles what it sends every 20 ms round trip, the application reads everything, and
+/// the window we advertise (scaled by the shift chosen for the 6 MiB maximum) grows from
+/// 64 KiB past 1 MiB, each round trip's data fitting the window of the last.
+#[test]
+fn the_advertised_window_grows_with_the_receive_rate() {
+    let mut s = established(TcpConfig {
+        window_scaling: true,
+        timestamps: true,
+        recv_buffer: 64 * 1024,
+        recv_buffer_max: 6 << 20,
+        ..cfg()
+    });
+    // RFC 7323 section 2.2: 65535 << 7 is the least that covers 6 MiB.
+    let shift = 7;
+    let payload = [7u8; 1448];
+    let mut seq = IRS + 1;
+    let mut window = usize::from(u16::MAX);
+    let mut our_ts = TS0 + 100;
+    let mut segments = 10;
+    let mut windows = Vec::new();
+    for round in 0..10u32 {
+        let n = segments.min(window / payload.len());
+        for _ in 0..n {
+            send!(
+                s,
+                Segment {
+                    seq,
+                    options: ts(PEER_TS + round, our_ts),
+                    ..peer_data(seq, &payload)
+                }
+            );
+            seq += payload.len();
+        }
+        assert_eq!(s.read_all().len(), n * payload.len());
+        let mut last = None;
+        while let Some(ack) = s.conn.poll_transmit(s.now) {
+            assert_eq!(ack.ack, seq.min(ack.ack));
+            last = Some((ack.window, ack.options.timestamps));
+        }
+        let (field, stamps) = last.expect("an ACK");
+        window = usize::from(field) << shift;
+        our_ts = stamps.expect("timestamps").0;
+        windows.push(window);
+        segments *= 2;
+        s.now += ms(20);
+    }
+    assert!(
+        windows.iter().any(|&w| w > 1 << 20),
+        "windows advertised: {windows:?}"
+    );
+    assert!(windows.windows(2).all(|w| w[1] >= w[0]), "{windows:?}");
+    assert!(s.stats().recv_buffer_grown > 0);
+    assert!(s.recv_buffer_size() > 1 << 20);
+}
