@@ -77,6 +77,19 @@ pub enum State {
 }
 
 impl State {
+    /// States in which our data (or FIN) may still be in flight and be sent: after the
+    /// handshake, before our FIN is acknowledged (RFC 9293 section 3.3.2).
+    pub(crate) fn sends_data(self) -> bool {
+        matches!(
+            self,
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
+        )
+    }
+
     /// States after the handshake in which the peer's sequence numbers are known.
     pub fn is_synchronized(self) -> bool {
         !matches!(

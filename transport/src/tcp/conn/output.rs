@@ -199,14 +199,7 @@ impl Connection {
             }
             _ => {}
         }
-        if matches!(
-            self.state,
-            State::Established
-                | State::CloseWait
-                | State::FinWait1
-                | State::Closing
-                | State::LastAck
-        ) {
+        if self.state.sends_data() {
             if let Some(at) = self.pacing_wait(now) {
                 if self.timers.get(Timer::Pacing) != Some(at) {
                     self.timers.set(Timer::Pacing, at);

@@ -4,7 +4,7 @@
 //! reordering window instead of three duplicate ACKs (as Linux), and the tail loss probe.
 //! Without SACK, NewReno's duplicate ACKs remain the trigger.
 
-use super::{Connection, State};
+use super::Connection;
 use crate::net::link::{Duration, Instant};
 use crate::tcp::delivery::CaState;
 use crate::tcp::seq::SeqNumber;
@@ -339,14 +339,7 @@ impl Connection {
             && self.scoreboard.is_empty()
             && self.tlp_probe.is_none()
             && flight > 0
-            && matches!(
-                self.state,
-                State::Established
-                    | State::CloseWait
-                    | State::FinWait1
-                    | State::Closing
-                    | State::LastAck
-            );
+            && self.state.sends_data();
         let Some(srtt) = srtt.filter(|_| eligible) else {
             self.timers.stop(Timer::Tlp);
             return;
