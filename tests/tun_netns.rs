@@ -20,17 +20,23 @@ const KERNEL: &str = "198.18.1.1";
 /// A namespace with `ustack up` on TUN device `ustk0` (198.18.1.2) and the kernel's
 /// side of it configured (198.18.1.1).
 fn ustack_up(tag: &str) -> Netns {
+    ustack_up_with(tag, &[])
+}
+
+/// [`ustack_up`] with more flags for `ustack up`.
+fn ustack_up_with(tag: &str, flags: &[&str]) -> Netns {
     let mut ns = Netns::new(tag).unwrap();
     let addr = format!("{OURS}/24");
-    ns.spawn(&[
+    let mut args = vec![
         env!("CARGO_BIN_EXE_ustack"),
         "up",
         "--tun",
         "ustk0",
         "--addr",
         &addr,
-    ])
-    .unwrap();
+    ];
+    args.extend_from_slice(flags);
+    ns.spawn(&args).unwrap();
     ns.wait_for_link("ustk0").unwrap();
     ns.must(&["ip", "addr", "add", &format!("{KERNEL}/24"), "dev", "ustk0"])
         .unwrap();
@@ -1287,4 +1293,23 @@ fn arping_probes_are_answered_and_claims_on_our_address_defended_rfc5227() {
         .exec(&["ping", "-c", "2", "-i", "0.2", "-W", "2", RAW_OURS])
         .unwrap();
     assert!(ping.status.success());
+}
+
+/// `ustack up -C bbr` runs BBR and tells iperf3 so: the kernel's client reports the
+/// server side's congestion control as `receiver_tcp_congestion` (from the results'
+/// `congestion_used`), and the test moves data.
+#[test]
+fn the_kernel_iperf3_client_sees_the_congestion_control_ustack_runs() {
+    let Some(_turn) = root_only() else {
+        return;
+    };
+    let ns = ustack_up_with("ipcc", &["-C", "bbr"]);
+    let out = ns
+        .exec(&["timeout", "30", "iperf3", "-c", OURS, "-t", "1", "-J"])
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "iperf3 failed:\n{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("iperf3 -J prints JSON");
+    assert_eq!(v["end"]["receiver_tcp_congestion"], "bbr", "{}", v["end"]);
+    assert!(v["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0) > 1_000_000);
 }

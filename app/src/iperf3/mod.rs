@@ -120,6 +120,7 @@ fn results_json(
     ids: &[u64],
     elapsed: f64,
     sender_has_retransmits: i64,
+    congestion: &str,
 ) -> serde_json::Value {
     let streams: Vec<serde_json::Value> = results
         .iter()
@@ -132,9 +133,17 @@ fn results_json(
     serde_json::json!({
         "cpu_util_total": 0, "cpu_util_user": 0, "cpu_util_system": 0,
         "sender_has_retransmits": sender_has_retransmits,
-        "congestion_used": "cubic",
+        "congestion_used": congestion,
         "streams": streams,
     })
+}
+
+/// The congestion control the stack runs on `ctrl` (all of a test's connections share
+/// the stack's configuration), by Linux's name, for iperf3's `congestion_used`.
+fn congestion_of(ctrl: &TcpStream) -> &'static str {
+    ctrl.info()
+        .map(|i| i.congestion.name())
+        .unwrap_or(crate::transport::tcp::Algorithm::default().name())
 }
 
 /// iperf3's id for the `i`-th stream (0-based): 1, 3, 4, 5, ... (a quirk of
@@ -345,7 +354,14 @@ fn finish_server_test(
         .and_then(|v| v.as_array())
         .map(|a| a.iter().filter_map(|s| s.get("id")?.as_u64()).collect())
         .unwrap_or_default();
-    let ours = results_json(results, &client_ids, elapsed, sender_has_retransmits);
+    let congestion = congestion_of(ctrl);
+    let ours = results_json(
+        results,
+        &client_ids,
+        elapsed,
+        sender_has_retransmits,
+        congestion,
+    );
     write_json(ctrl, &ours)?;
     ctrl.write_all(&[DISPLAY_RESULTS])?;
     let mut done = [0u8; 1];
@@ -681,9 +697,10 @@ pub fn client(
         Protocol::Tcp { .. } if !reverse => 1,
         _ => -1,
     };
+    let congestion = congestion_of(&ctrl);
     write_json(
         &mut ctrl,
-        &results_json(&ours, &ids, elapsed, sender_has_retransmits),
+        &results_json(&ours, &ids, elapsed, sender_has_retransmits, congestion),
     )?;
     let theirs: Vec<StreamResult> = read_json(&mut ctrl)?
         .get("streams")

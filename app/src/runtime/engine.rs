@@ -88,6 +88,7 @@ pub struct TcpInfo {
     pub srtt: Option<Duration>,
     pub rto: Duration,
     pub cwnd: usize,
+    pub congestion: crate::transport::tcp::Algorithm,
     pub stats: crate::transport::tcp::stats::ConnStats,
 }
 
@@ -287,6 +288,7 @@ impl Engine {
                     srtt: c.srtt(),
                     rto: c.rto(),
                     cwnd: c.cwnd(),
+                    congestion: c.congestion(),
                     stats: *c.stats(),
                 })),
                 Err(e) => stack_err(e),

@@ -438,6 +438,11 @@ impl Connection {
         self.cc.cwnd()
     }
 
+    /// The congestion control this connection runs.
+    pub fn congestion(&self) -> crate::tcp::Algorithm {
+        self.cfg.congestion
+    }
+
     /// Turns Nagle's algorithm off (`true`) or on (RFC 9293 section 3.7.4).
     pub(crate) fn set_nodelay(&mut self, nodelay: bool) {
         self.cfg.nodelay = nodelay;
