@@ -147,7 +147,7 @@ pub struct Device {
     pub kind: DeviceKind,
     pub addr: Ipv4Cidr,
     /// The MAC the stack sends from, on an Ethernet device (TAP or raw).
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<MacAddr>,
     /// The capture, if one was asked for (the stack's link writes to it).
     pub capture: Option<PcapSink>,
     /// The runtime's clock, to drive the stack on after the runtime stopped.
@@ -265,14 +265,9 @@ const MAC_STREAM: u64 = 0x3ac;
 /// A MAC of the stack's own for a TAP device (whose own MAC is the kernel's side):
 /// `02:xx:xx:xx:xx:xx`, locally administered and unicast (IEEE 802, first octet bit 1
 /// set, bit 0 clear), the rest derived from the stack seed.
-pub fn local_mac(seed: u64) -> [u8; 6] {
+pub fn local_mac(seed: u64) -> MacAddr {
     let b = crate::link::seed::derive(seed, MAC_STREAM).to_be_bytes();
-    [0x02, b[0], b[1], b[2], b[3], b[4]]
-}
-
-/// `aa:bb:cc:dd:ee:ff`.
-pub fn format_mac(mac: [u8; 6]) -> String {
-    mac.map(|b| format!("{b:02x}")).join(":")
+    MacAddr([0x02, b[0], b[1], b[2], b[3], b[4]])
 }
 
 /// Opens the device the flags name and starts a stack on it, on the wall clock.
@@ -293,11 +288,11 @@ pub fn bring_up(args: &DeviceArgs) -> Result<Device, DeviceError> {
         }
         DeviceKind::Raw(_) => {
             let dev = RawLink::open(name, args.promisc).map_err(DeviceError::Open)?;
-            let mac = dev.mac();
+            let mac = MacAddr(dev.mac());
             (tap(dev, sink.as_ref(), name)?, Some(mac))
         }
     };
-    iface_cfg.mac = mac.map(MacAddr);
+    iface_cfg.mac = mac;
     let stack = Stack::new(Interface::new(link, iface_cfg), stack_cfg);
     let clock = Clock::wall();
     Ok(Device {
@@ -395,10 +390,13 @@ mod tests {
     #[test]
     fn a_tap_stack_picks_a_locally_administered_unicast_mac() {
         let mac = local_mac(7);
-        assert_eq!(mac[0] & 0b11, 0b10, "{}", format_mac(mac));
+        assert_eq!(mac.0[0] & 0b11, 0b10, "{mac}");
         assert_eq!(local_mac(7), mac);
         assert_ne!(local_mac(8), mac);
-        assert_eq!(format_mac([2, 0, 0xab, 1, 2, 3]), "02:00:ab:01:02:03");
+        assert_eq!(
+            MacAddr([2, 0, 0xab, 1, 2, 3]).to_string(),
+            "02:00:ab:01:02:03"
+        );
     }
 
     /// The flags name exactly one device; a gateway must be on our network (RFC 1122

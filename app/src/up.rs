@@ -7,9 +7,7 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddrV4;
 use std::sync::atomic::Ordering;
 
-use crate::device::{
-    bring_up, format_mac, stop_signals, DeviceArgs, DeviceError, DeviceKind, SHUTDOWN_GRACE,
-};
+use crate::device::{bring_up, stop_signals, DeviceArgs, DeviceError, DeviceKind, SHUTDOWN_GRACE};
 use crate::link::Duration;
 use crate::net::Ipv4Cidr;
 use crate::runtime::Caller;
@@ -91,14 +89,13 @@ pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> Result<(), UpError> {
     spawn("iperf3".into(), crate::iperf3::PORT, move || {
         let _ = crate::iperf3::serve(&iperf);
     })?;
-    let _ =
-        writeln!(
+    let _ = writeln!(
         out,
         "ustack up on {} as {}{}: answering ping, TCP echo (7), TCP discard (9), UDP echo (7), \
          and an iperf3 server for TCP and UDP tests (5201)",
         device.kind.name(),
         device.addr,
-        device.mac.map_or(String::new(), |mac| format!(" ({})", format_mac(mac))),
+        device.mac.map_or(String::new(), |mac| format!(" ({mac})")),
     );
     let _ = writeln!(out, "{}", setup_hint(&device.kind, device.addr));
     let _ = out.flush();
