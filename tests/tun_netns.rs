@@ -296,6 +296,51 @@ fn the_kernel_iperf3_client_runs_tcp_tests_against_ustack() {
     );
 }
 
+/// `ustack iperf3 -c KERNEL --tun DEV ... TEST EXTRA --json` in `ns` against the kernel's
+/// `iperf3 -s -1` there, the kernel's side of DEV set up once ustack opened it; the
+/// client's output.
+fn ustack_iperf3_client_on_tun(
+    ns: &Netns,
+    dev: &str,
+    test: &[&str],
+    extra: &[&str],
+) -> std::process::Output {
+    let mut server = ns
+        .command(&["timeout", "30", "iperf3", "-s", "-1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("iperf3 -s starts");
+    let mut args = vec![
+        "timeout",
+        "30",
+        env!("CARGO_BIN_EXE_ustack"),
+        "iperf3",
+        "-c",
+        KERNEL,
+        "--tun",
+        dev,
+        "--addr",
+        "198.18.1.2/24",
+        "--json",
+    ];
+    args.extend_from_slice(test);
+    args.extend_from_slice(extra);
+    let client = ns
+        .command(&args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ustack iperf3 starts");
+    ns.wait_for_link(dev).unwrap();
+    ns.must(&["ip", "addr", "add", &format!("{KERNEL}/24"), "dev", dev])
+        .unwrap();
+    ns.must(&["ip", "link", "set", dev, "up"]).unwrap();
+    let out = client.wait_with_output().expect("ustack iperf3 ends");
+    let _ = server.kill();
+    let _ = server.wait();
+    out
+}
+
 /// `ustack iperf3 -c` against the kernel's `iperf3 -s`, both directions: both sides count
 /// the bytes (the kernel up to TEST_END, so never more than ustack).
 #[test]
@@ -305,43 +350,8 @@ fn ustack_iperf3_client_measures_against_the_kernel_server() {
     };
     let ns = Netns::new("ipc").unwrap();
     for (i, reverse) in [false, true].into_iter().enumerate() {
-        let mut server = ns
-            .command(&["timeout", "30", "iperf3", "-s", "-1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("iperf3 -s starts");
-        let dev = format!("ustc{i}");
-        let mut args = vec![
-            "timeout",
-            "30",
-            env!("CARGO_BIN_EXE_ustack"),
-            "iperf3",
-            "-c",
-            KERNEL,
-            "--tun",
-            &dev,
-            "--addr",
-            "198.18.1.2/24",
-            "-t",
-            "1",
-            "--json",
-        ];
-        if reverse {
-            args.push("-R");
-        }
-        let client = ns
-            .command(&args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("ustack iperf3 starts");
-        ns.wait_for_link(&dev).unwrap();
-        ns.must(&["ip", "addr", "add", &format!("{KERNEL}/24"), "dev", &dev])
-            .unwrap();
-        ns.must(&["ip", "link", "set", &dev, "up"]).unwrap();
-        let out = client.wait_with_output().expect("ustack iperf3 ends");
-        let _ = server.kill();
-        let _ = server.wait();
+        let extra: &[&str] = if reverse { &["-R"] } else { &[] };
+        let out = ustack_iperf3_client_on_tun(&ns, &format!("ustc{i}"), &["-t", "1"], extra);
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "reverse={reverse}: {text}");
         let v: serde_json::Value =
@@ -511,6 +521,34 @@ fn check_udp_sum(sum: &serde_json::Value, what: &str) {
     assert!(loss < UDP_LOSS_PERCENT_BOUND, "{what}: {sum}");
 }
 
+/// The kernel's `iperf3 -c ADDR -u -b 50M -t SECONDS -J` with each of `runs`' flags:
+/// iperf3 completes, its `sum` passes [`check_udp_sum`], and what the receiving side
+/// counted never exceeds what was sent.
+fn kernel_iperf3_udp_against(ns: &Netns, addr: &str, seconds: &str, runs: &[&[&str]]) {
+    for flags in runs {
+        let mut args = vec![
+            "timeout", "30", "iperf3", "-c", addr, "-u", "-b", "50M", "-t", seconds, "-J",
+        ];
+        args.extend_from_slice(flags);
+        let out = ns.exec(&args).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "iperf3 -u {flags:?} to {addr} failed:\n{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).expect("iperf3 -J prints JSON");
+        assert!(v.get("error").is_none(), "{flags:?}: {}", v["error"]);
+        let what = format!("iperf3 -u {flags:?} to {addr}");
+        check_udp_sum(&v["end"]["sum"], &what);
+        let sent = v["end"]["sum_sent"]["bytes"].as_u64().unwrap_or(0);
+        let received = v["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
+        assert!(
+            received > 0 && received <= sent,
+            "{what}: sent {sent}, received {received}"
+        );
+    }
+}
+
 /// The kernel's `iperf3 -c -u -b 50M` against `ustack up`, both directions, with one
 /// datagram per packet and with 8000-byte datagrams (fragmented and reassembled on each
 /// side): iperf3 completes, and its `-J` summary holds bytes, packets, loss and jitter
@@ -521,26 +559,12 @@ fn the_kernel_iperf3_udp_client_measures_ustack_both_ways() {
         return;
     };
     let ns = ustack_up("ipu");
-    for flags in [&[][..], &["-R"], &["-l", "8000"], &["-l", "8000", "-R"]] {
-        let mut args = vec![
-            "timeout", "30", "iperf3", "-c", OURS, "-u", "-b", "50M", "-t", "2", "-J",
-        ];
-        args.extend_from_slice(flags);
-        let out = ns.exec(&args).unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "iperf3 -u {flags:?} failed:\n{text}");
-        let v: serde_json::Value = serde_json::from_str(&text).expect("iperf3 -J prints JSON");
-        assert!(v.get("error").is_none(), "{flags:?}: {}", v["error"]);
-        let what = format!("iperf3 -u {flags:?}");
-        check_udp_sum(&v["end"]["sum"], &what);
-        // What the receiving side counted never exceeds what was sent.
-        let sent = v["end"]["sum_sent"]["bytes"].as_u64().unwrap_or(0);
-        let received = v["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
-        assert!(
-            received > 0 && received <= sent,
-            "{what}: sent {sent}, received {received}"
-        );
-    }
+    kernel_iperf3_udp_against(
+        &ns,
+        OURS,
+        "2",
+        &[&[], &["-R"], &["-l", "8000"], &["-l", "8000", "-R"]],
+    );
 }
 
 /// `ustack iperf3 -c -u -b 50M` against the kernel's `iperf3 -s`, both directions, also
@@ -556,44 +580,8 @@ fn ustack_iperf3_udp_client_measures_against_the_kernel_server() {
         .into_iter()
         .enumerate()
     {
-        let mut server = ns
-            .command(&["timeout", "30", "iperf3", "-s", "-1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("iperf3 -s starts");
-        let dev = format!("ustu{i}");
-        let mut args = vec![
-            "timeout",
-            "30",
-            env!("CARGO_BIN_EXE_ustack"),
-            "iperf3",
-            "-c",
-            KERNEL,
-            "--tun",
-            &dev,
-            "--addr",
-            "198.18.1.2/24",
-            "-u",
-            "-b",
-            "50M",
-            "-t",
-            "2",
-            "--json",
-        ];
-        args.extend_from_slice(flags);
-        let client = ns
-            .command(&args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("ustack iperf3 starts");
-        ns.wait_for_link(&dev).unwrap();
-        ns.must(&["ip", "addr", "add", &format!("{KERNEL}/24"), "dev", &dev])
-            .unwrap();
-        ns.must(&["ip", "link", "set", &dev, "up"]).unwrap();
-        let out = client.wait_with_output().expect("ustack iperf3 ends");
-        let _ = server.kill();
-        let _ = server.wait();
+        let test = ["-u", "-b", "50M", "-t", "2"];
+        let out = ustack_iperf3_client_on_tun(&ns, &format!("ustu{i}"), &test, flags);
         let text = String::from_utf8_lossy(&out.stdout);
         let what = format!("ustack iperf3 -u {flags:?}");
         assert!(out.status.success(), "{what}: {text}");
@@ -946,20 +934,7 @@ fn kernel_tools_talk_to_ustack_on_a_raw_veth_and_arp_runs_both_ways_rfc826() {
     kernel_iperf3_against(&k, RAW_OURS);
     // UDP tests as on TUN, one datagram per frame and 8000-byte datagrams (fragmented
     // into Ethernet frames and reassembled by each side), both directions.
-    for flags in [&["-R"][..], &["-l", "8000"]] {
-        let mut args = vec![
-            "timeout", "30", "iperf3", "-c", RAW_OURS, "-u", "-b", "50M", "-t", "1", "-J",
-        ];
-        args.extend_from_slice(flags);
-        let out = k.exec(&args).unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "iperf3 -u {flags:?} on raw failed:\n{text}"
-        );
-        let v: serde_json::Value = serde_json::from_str(&text).expect("iperf3 -J prints JSON");
-        check_udp_sum(&v["end"]["sum"], &format!("iperf3 -u {flags:?} on raw"));
-    }
+    kernel_iperf3_udp_against(&k, RAW_OURS, "1", &[&["-R"], &["-l", "8000"]]);
     assert_eq!(up.terminate().code(), Some(0), "ustack up on SIGTERM");
 
     // Now ustack starts the conversation: it must ask for the kernel's MAC.
