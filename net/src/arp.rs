@@ -166,13 +166,7 @@ impl Arp {
     }
 
     fn packet(&self, op: ArpOperation, target_mac: MacAddr, target: Ipv4Addr) -> ArpEthIpv4Packet {
-        ArpEthIpv4Packet {
-            operation: op,
-            sender_mac: self.mac.0,
-            sender_ipv4: self.cidr.addr.octets(),
-            target_mac: target_mac.0,
-            target_ipv4: target.octets(),
-        }
+        arp_packet(op, (self.mac, self.cidr.addr), (target_mac, target))
     }
 
     /// A request for `target`, broadcast or (probing a stale entry) unicast to `to`.
@@ -510,6 +504,21 @@ pub fn validate(payload: &[u8]) -> Result<ArpEthIpv4Packet, RxDrop> {
         .map_err(|_| RxDrop::ArpBadHardware)
 }
 
+/// An Ethernet/IPv4 ARP packet from `sender` to `target`, `(MAC, IPv4)` each (RFC 826).
+pub(crate) fn arp_packet(
+    op: ArpOperation,
+    sender: (MacAddr, Ipv4Addr),
+    target: (MacAddr, Ipv4Addr),
+) -> ArpEthIpv4Packet {
+    ArpEthIpv4Packet {
+        operation: op,
+        sender_mac: sender.0 .0,
+        sender_ipv4: sender.1.octets(),
+        target_mac: target.0 .0,
+        target_ipv4: target.1.octets(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -537,28 +546,14 @@ mod tests {
         arp_with(ArpConfig::default())
     }
 
-    fn packet(
-        op: ArpOperation,
-        sender: (MacAddr, Ipv4Addr),
-        target: (MacAddr, Ipv4Addr),
-    ) -> ArpEthIpv4Packet {
-        ArpEthIpv4Packet {
-            operation: op,
-            sender_mac: sender.0 .0,
-            sender_ipv4: sender.1.octets(),
-            target_mac: target.0 .0,
-            target_ipv4: target.1.octets(),
-        }
-    }
-
     fn reply_from(mac: MacAddr, ip: Ipv4Addr) -> Vec<u8> {
-        packet(ArpOperation::REPLY, (mac, ip), (US_MAC, US))
+        arp_packet(ArpOperation::REPLY, (mac, ip), (US_MAC, US))
             .to_bytes()
             .to_vec()
     }
 
     fn request_from(mac: MacAddr, ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
-        packet(ArpOperation::REQUEST, (mac, ip), (MacAddr::ZERO, target))
+        arp_packet(ArpOperation::REQUEST, (mac, ip), (MacAddr::ZERO, target))
             .to_bytes()
             .to_vec()
     }
@@ -570,7 +565,7 @@ mod tests {
     fn our_request(to: MacAddr, target: Ipv4Addr) -> Action {
         Action::Arp {
             dst: to,
-            packet: packet(ArpOperation::REQUEST, (US_MAC, US), (MacAddr::ZERO, target)),
+            packet: arp_packet(ArpOperation::REQUEST, (US_MAC, US), (MacAddr::ZERO, target)),
         }
     }
 
@@ -702,7 +697,7 @@ mod tests {
         arp.receive(T0, &claim, &mut stats).unwrap();
         let announcement = Action::Arp {
             dst: MacAddr::BROADCAST,
-            packet: packet(ArpOperation::REQUEST, (US_MAC, US), (MacAddr::ZERO, US)),
+            packet: arp_packet(ArpOperation::REQUEST, (US_MAC, US), (MacAddr::ZERO, US)),
         };
         assert_eq!(actions(&mut arp), std::slice::from_ref(&announcement));
         arp.receive(secs(5), &reply_from(OTHER_MAC, US), &mut stats)
@@ -727,7 +722,7 @@ mod tests {
             actions(&mut arp),
             [Action::Arp {
                 dst: PEER_MAC,
-                packet: packet(
+                packet: arp_packet(
                     ArpOperation::REPLY,
                     (US_MAC, US),
                     (PEER_MAC, Ipv4Addr::UNSPECIFIED)

@@ -889,7 +889,7 @@ fn whole_header(fragment: &Ipv4HeaderSlice<'_>, payload_len: usize) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arp::NeighbourState;
+    use crate::arp::{arp_packet, NeighbourState};
     use etherparse::{ArpEthIpv4Packet, ArpOperation};
     use proptest::prelude::*;
     use ustack_link::{SimConfig, SimLink};
@@ -1277,20 +1277,6 @@ mod tests {
 
     fn arp_frame(dst: MacAddr, p: &ArpEthIpv4Packet) -> Vec<u8> {
         frame(dst, MacAddr(p.sender_mac), EtherType::ARP, &p.to_bytes())
-    }
-
-    fn arp_packet(
-        op: ArpOperation,
-        sender: (MacAddr, Ipv4Addr),
-        target: (MacAddr, Ipv4Addr),
-    ) -> ArpEthIpv4Packet {
-        ArpEthIpv4Packet {
-            operation: op,
-            sender_mac: sender.0 .0,
-            sender_ipv4: sender.1.octets(),
-            target_mac: target.0 .0,
-            target_ipv4: target.1.octets(),
-        }
     }
 
     /// A frame on the peer's wire, decoded: (destination, source, ARP packet or IPv4).
