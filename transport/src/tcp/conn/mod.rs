@@ -590,10 +590,9 @@ impl Connection {
             }
             return Ok(0);
         }
-        let n = buf.len().min(self.recv_buf.len());
-        for (dst, src) in buf.iter_mut().zip(self.recv_buf.drain(..n)) {
-            *dst = src;
-        }
+        // Slice copies from the ring's two halves (a byte-wise drain was a third of the
+        // runtime thread's time under iperf3); reading a VecDeque cannot fail.
+        let n = std::io::Read::read(&mut self.recv_buf, buf).unwrap_or(0);
         shrink_drained(&mut self.recv_buf);
         if self.state == State::TimeWait && self.recv_buf.is_empty() {
             self.recv_buf = VecDeque::new();
