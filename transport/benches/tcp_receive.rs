@@ -5,7 +5,7 @@
 //! `cargo bench -p ustack-transport --bench tcp_receive`.
 
 use std::collections::VecDeque;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use etherparse::{PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};

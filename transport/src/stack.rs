@@ -337,6 +337,16 @@ impl<L: Link> Stack<L> {
         Ok(n)
     }
 
+    /// Drops up to `max` bytes in order without copying them (a discard service);
+    /// results as [`Stack::tcp_recv`].
+    pub fn tcp_discard(&mut self, h: TcpHandle, max: usize) -> Result<usize, StackError> {
+        let n = self.slot_mut(h)?.conn.discard(max)?;
+        if n > 0 {
+            self.dirty.insert(h.index);
+        }
+        Ok(n)
+    }
+
     /// Closes the sending side (FIN after the queued data).
     pub fn tcp_shutdown(&mut self, h: TcpHandle) -> Result<(), StackError> {
         self.slot_mut(h)?.conn.shutdown_write();
@@ -577,7 +587,14 @@ impl<L: Link> Stack<L> {
         if let Some(&index) = self.by_tuple.get(&(local, remote)) {
             if let Some(slot) = self.slots[index].as_mut() {
                 slot.conn.handle_segment(now, &seg);
-                self.dirty.insert(index);
+                // The rest of the batch is acknowledged at the end of the poll, unless
+                // this segment's ACK cannot wait (RFC 5681 section 4.2, GRO's 64 KiB).
+                if slot.conn.ack_due() {
+                    self.dirty.remove(&index);
+                    self.flush(now, index);
+                } else {
+                    self.dirty.insert(index);
+                }
                 return;
             }
         }

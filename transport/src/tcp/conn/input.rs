@@ -105,6 +105,7 @@ impl Connection {
     fn ack_invalid(&mut self, now: Instant, seg: &Segment<'_>) {
         if seg.seq_len() > 0 && !seg.flags.syn {
             self.pending.ack = AckPending::Now;
+            self.ack_before_next = true;
         } else if !self.ack_within_limit(now) {
             self.stats.invalid_acks_suppressed += 1;
         }
@@ -113,6 +114,7 @@ impl Connection {
     /// A segment for this connection arrived (RFC 9293 section 3.10.7).
     pub fn handle_segment(&mut self, now: Instant, seg: &Segment<'_>) {
         self.stats.segs_in += 1;
+        self.ack_before_next = false;
         if seg.flags.rst {
             self.stats.rsts_in += 1;
         }
@@ -581,6 +583,7 @@ impl Connection {
                 self.autotune_receive(now, seg);
                 if filled_hole {
                     self.pending.ack = AckPending::Now;
+                    self.ack_before_next = true;
                 } else {
                     // RFC 9293 section 3.8.6.3: full-sized as the peer's segments go, so
                     // a smaller path MTU on its side still gets an ACK every second one.
@@ -611,9 +614,12 @@ impl Connection {
                 }
                 // RFC 5681 section 4.2: out-of-order data is acknowledged at once.
                 self.pending.ack = AckPending::Now;
+                self.ack_before_next = true;
             }
         } else if seg.seq_len() > 0 && !fin {
+            // A duplicate: its duplicate ACK goes out at once too.
             self.pending.ack = AckPending::Now;
+            self.ack_before_next = true;
         }
         if let Some(fin_seq) = self.fin_seq {
             if fin_seq == self.rcv_nxt && !self.fin_received {

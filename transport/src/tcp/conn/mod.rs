@@ -161,6 +161,9 @@ const MAX_SCOREBOARD_BLOCKS: usize = 256;
 /// the buffer empties, so an idle connection holds little while small reads and writes do
 /// not reallocate each time.
 const RETAINED_BUFFER: usize = 16 * 1024;
+/// In-order bytes a batch of arriving segments may hold its ACK back for: the 64 KiB of
+/// a GRO super-segment, which Linux acknowledges as one (see [`Connection::ack_due`]).
+pub const MAX_ACK_BATCH: usize = 64 * 1024;
 /// RFC 5961 section 7: challenge ACKs are limited per this interval.
 const CHALLENGE_ACK_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -250,6 +253,9 @@ pub struct Connection {
     zero_window_backoff: u32,
     keepalive_probes_sent: u32,
     pending: PendingOutput,
+    /// The last arriving segment asked for an ACK that must leave before the next one
+    /// is processed (see [`Connection::ack_due`]); valid until the next segment.
+    ack_before_next: bool,
     /// Full-sized segments received since the last ACK we sent.
     unacked_segments: u32,
     /// The largest segment the peer sent in order, at most our MSS: what counts as
@@ -341,6 +347,7 @@ impl Connection {
             zero_window_backoff: 0,
             keepalive_probes_sent: 0,
             pending: PendingOutput::default(),
+            ack_before_next: false,
             unacked_segments: 0,
             rcv_mss: DEFAULT_MSS.min(mss),
             challenge_window: (now, 0),
@@ -581,18 +588,45 @@ impl Connection {
     /// `Err(RecvError::Finished)` is the end of the stream (the peer sent FIN and
     /// everything before it was read).
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
-        if self.recv_buf.is_empty() {
-            if let Some(e) = self.error {
-                return Err(e.into());
-            }
-            if self.fin_received {
-                return Err(RecvError::Finished);
-            }
+        if !self.readable()? {
             return Ok(0);
         }
         // Slice copies from the ring's two halves (a byte-wise drain was a third of the
         // runtime thread's time under iperf3); reading a VecDeque cannot fail.
         let n = std::io::Read::read(&mut self.recv_buf, buf).unwrap_or(0);
+        self.consumed();
+        Ok(n)
+    }
+
+    /// Takes up to `max` received bytes in order and drops them, without copying: what
+    /// a discard service (RFC 863) does with its input. Same results as [`Connection::recv`].
+    pub fn discard(&mut self, max: usize) -> Result<usize, RecvError> {
+        if !self.readable()? {
+            return Ok(0);
+        }
+        let n = max.min(self.recv_buf.len());
+        self.recv_buf.drain(..n);
+        self.consumed();
+        Ok(n)
+    }
+
+    /// Whether there are bytes to read; the end of the stream or the connection's error
+    /// once everything was read.
+    fn readable(&self) -> Result<bool, RecvError> {
+        if !self.recv_buf.is_empty() {
+            return Ok(true);
+        }
+        if let Some(e) = self.error {
+            return Err(e.into());
+        }
+        if self.fin_received {
+            return Err(RecvError::Finished);
+        }
+        Ok(false)
+    }
+
+    /// After the application took bytes: memory back, and a window update if due.
+    fn consumed(&mut self) {
         shrink_drained(&mut self.recv_buf);
         if self.state == State::TimeWait && self.recv_buf.is_empty() {
             self.recv_buf = VecDeque::new();
@@ -607,7 +641,18 @@ impl Connection {
             self.pending.ack = AckPending::Now;
             self.stats.window_updates += 1;
         }
-        Ok(n)
+    }
+
+    /// Whether the ACK the last segment asked for must go out before the next segment of
+    /// the same batch is processed. A driver that reads many segments per wake-up
+    /// acknowledges in-order data once at the batch's end, as Linux does with GRO (one
+    /// ACK per coalesced segment: `tcp_ack_snd_check` sees more than one full-sized
+    /// segment), but not beyond [`MAX_ACK_BATCH`] bytes, GRO's largest segment. RFC 5681
+    /// section 4.2: out-of-order data, a segment filling a hole and a duplicate are
+    /// acknowledged at once, so each still yields its own duplicate ACK or SACK.
+    pub fn ack_due(&self) -> bool {
+        self.pending.ack == AckPending::Now
+            && (self.ack_before_next || self.rcv_nxt - self.last_ack_sent >= MAX_ACK_BATCH)
     }
 
     /// Whether the peer has closed its side and everything was read.

@@ -12,6 +12,26 @@ fn in_order_data_is_delivered() {
     assert_eq!(s.stats().bytes_in, 6);
 }
 
+/// RFC 863 (discard): dropping received bytes takes them in order, as reading them
+/// would, and reports the end of the stream the same way.
+#[test]
+fn discarded_bytes_are_taken_in_order() {
+    let mut s = established(cfg());
+    send!(s, peer_data(IRS + 1, b"abcdef"));
+    assert_eq!(s.conn.discard(4), Ok(4));
+    assert_eq!(s.read_all(), b"ef");
+    assert_eq!(s.conn.discard(10), Ok(0));
+    send!(
+        s,
+        Segment {
+            seq: IRS + 7,
+            flags: FIN_ACK,
+            ..SEND_TEMPL
+        }
+    );
+    assert_eq!(s.conn.discard(10), Err(RecvError::Finished));
+}
+
 /// RFC 5681 section 4.2 and RFC 2018 section 4: a segment beyond a hole is acknowledged at
 /// once (a duplicate ACK) with SACK blocks, the most recent first; the segment filling a
 /// hole is acknowledged at once too.
