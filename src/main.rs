@@ -32,8 +32,8 @@ enum Command {
         #[command(subcommand)]
         which: Option<Demo>,
     },
-    /// Run the stack on a TUN or TAP device or a raw interface (answers ping, ARP, echo,
-    /// discard, iperf3).
+    /// Run the stack on a TUN or TAP device or a raw interface (answers ping, ARP, echo 7,
+    /// discard 9, source 19, iperf3 5201).
     #[command(mut_arg("addr", |a| a.required(true)))]
     Up(DeviceArgs),
     /// iperf3-compatible server and client.

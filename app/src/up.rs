@@ -1,17 +1,20 @@
 //! `ustack up`: the stack on a real device, on the wall clock, serving the classic test
 //! services until the process is stopped: ICMP echo (the network layer answers ping),
-//! TCP echo (port 7, RFC 862), TCP discard (port 9, RFC 863), UDP echo (port 7) and an
-//! iperf3 server for TCP and UDP tests (port 5201).
+//! TCP echo (port 7, RFC 862), TCP discard (port 9, RFC 863), TCP source (port 19, RFC
+//! 864's character generator), UDP echo (port 7) and an iperf3 server for TCP and UDP
+//! tests (port 5201). The three TCP services run inside the runtime's poll loop
+//! ([`crate::runtime::service`]); UDP echo and iperf3 run on threads of their own.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::SocketAddrV4;
 use std::sync::atomic::Ordering;
 
 use crate::device::{bring_up, stop_signals, DeviceArgs, DeviceError, DeviceKind, SHUTDOWN_GRACE};
 use crate::link::Duration;
 use crate::net::Ipv4Cidr;
+use crate::runtime::service::{self, ServiceKind};
 use crate::runtime::Caller;
-use crate::socket::{TcpListener, UdpSocket};
+use crate::socket::UdpSocket;
 
 /// Why the stack could not come up, or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -44,21 +47,12 @@ fn spawn(name: String, port: u16, serve: impl FnOnce() + Send + 'static) -> Resu
         .map_err(listen_error(port))
 }
 
-fn serve_tcp(caller: &Caller, port: u16, echo: bool) -> Result<(), UpError> {
-    let listener =
-        TcpListener::bind(caller, port, 64).map_err(|e| listen_error(port)(io::Error::from(e)))?;
-    spawn(format!("tcp-{port}"), port, move || {
-        while let Ok((mut s, _)) = listener.accept() {
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 16 * 1024];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 || (echo && s.write_all(&buf[..n]).is_err()) {
-                        break;
-                    }
-                }
-            });
-        }
-    })
+/// Accept queue of each built-in TCP service.
+const SERVICE_BACKLOG: usize = 64;
+
+fn serve_tcp(caller: &Caller, kind: ServiceKind) -> Result<(), UpError> {
+    let port = kind.port();
+    service::serve(caller, kind, SERVICE_BACKLOG).map_err(|e| listen_error(port)(e.into()))
 }
 
 fn serve_udp_echo(caller: &Caller, local: SocketAddrV4) -> Result<(), UpError> {
@@ -82,8 +76,9 @@ pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> Result<(), UpError> {
     let stop = stop_signals()?;
     let device = bring_up(args)?;
     let caller = device.runtime.caller();
-    serve_tcp(&caller, 7, true)?;
-    serve_tcp(&caller, 9, false)?;
+    for kind in [ServiceKind::Echo, ServiceKind::Discard, ServiceKind::Source] {
+        serve_tcp(&caller, kind)?;
+    }
     serve_udp_echo(&caller, SocketAddrV4::new(device.addr.addr, 7))?;
     let iperf = caller.clone();
     spawn("iperf3".into(), crate::iperf3::PORT, move || {
@@ -91,8 +86,8 @@ pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> Result<(), UpError> {
     })?;
     let _ = writeln!(
         out,
-        "ustack up on {} as {}{}: answering ping, TCP echo (7), TCP discard (9), UDP echo (7), \
-         and an iperf3 server for TCP and UDP tests (5201)",
+        "ustack up on {} as {}{}: answering ping, TCP echo (7), TCP discard (9), TCP source \
+         (19), UDP echo (7), and an iperf3 server for TCP and UDP tests (5201)",
         device.kind.name(),
         device.addr,
         device.mac.map_or(String::new(), |mac| format!(" ({mac})")),

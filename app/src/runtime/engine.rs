@@ -6,6 +6,7 @@ use std::net::SocketAddrV4;
 
 use crossbeam_channel::Sender;
 
+use super::service::{ServiceKind, TcpService};
 use super::RuntimeError;
 use crate::link::{Duration, Instant, Link};
 use crate::transport::stack::{Stack, StackError, TcpHandle, UdpSendFailure};
@@ -32,6 +33,11 @@ pub(crate) enum Op {
     },
     TcpUnlisten {
         port: u16,
+    },
+    /// Runs a built-in service on its well-known port inside the runtime.
+    TcpServe {
+        kind: ServiceKind,
+        backlog: usize,
     },
     TcpAccept {
         port: u16,
@@ -161,11 +167,17 @@ pub(crate) struct Call {
     pub reply: Sender<Reply>,
 }
 
-/// The hosts and their clock.
+/// The hosts, their clock, and the built-in services running on them.
 pub(crate) struct Engine {
     pub hosts: Vec<Stack<BoxLink>>,
     pub now: Instant,
+    services: Vec<TcpService>,
+    /// Echo's bytes on their way from a receive buffer to a send buffer.
+    scratch: Vec<u8>,
 }
+
+/// How much one echo connection moves per step.
+const ECHO_CHUNK: usize = 64 * 1024;
 
 /// How many link receive errors one [`Engine::settle`] round takes from one host before
 /// it leaves the host for the next round (a device that fails on every read must not
@@ -181,6 +193,8 @@ impl Engine {
         Engine {
             hosts: Vec::new(),
             now,
+            services: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -218,6 +232,13 @@ impl Engine {
                 stack.tcp_unlisten(*port);
                 Some(Reply::Done)
             }
+            Op::TcpServe { kind, backlog } => Some(match stack.tcp_listen(kind.port(), *backlog) {
+                Ok(()) => {
+                    self.services.push(TcpService::new(call.host, *kind));
+                    Reply::Done
+                }
+                Err(e) => stack_err(e),
+            }),
             Op::TcpAccept { port } => stack.tcp_accept(*port).map(|h| {
                 let conn = stack.tcp(h).expect("accepted handle is live");
                 Reply::Stream {
@@ -375,10 +396,12 @@ impl Engine {
         stacks.chain(deadlines).min()
     }
 
-    /// Polls every stack until none has work at the current time.
+    /// Polls every stack until none has work at the current time. After each round the
+    /// built-in services take what arrived and queue what they send; the next round
+    /// sends it, so one wake-up reads a batch of segments, consumes it, and acknowledges
+    /// (or answers) it in one flush.
     pub fn settle(&mut self) {
         for _ in 0..1_000_000 {
-            let mut busy = false;
             for stack in &mut self.hosts {
                 // A link receive error (never on a simulated link) is counted by the
                 // interface and ends that poll's reading, after its timers and output
@@ -388,10 +411,29 @@ impl Engine {
                         break;
                     }
                 }
-                busy |= stack.poll_at(self.now).is_some_and(|t| t <= self.now);
             }
+            self.run_services();
+            let now = self.now;
+            let busy = self
+                .hosts
+                .iter()
+                .any(|stack| stack.poll_at(now).is_some_and(|t| t <= now));
             if !busy {
                 return;
+            }
+        }
+    }
+
+    fn run_services(&mut self) {
+        if self.services.is_empty() {
+            return;
+        }
+        if self.scratch.len() < ECHO_CHUNK {
+            self.scratch.resize(ECHO_CHUNK, 0);
+        }
+        for service in &mut self.services {
+            if let Some(stack) = self.hosts.get_mut(service.host()) {
+                service.poll(stack, &mut self.scratch);
             }
         }
     }

@@ -14,6 +14,7 @@
 //! and the messages it sends.
 
 mod engine;
+pub mod service;
 mod sim_world;
 mod wall_clock;
 

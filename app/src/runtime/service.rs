@@ -1,0 +1,373 @@
+//! Built-in TCP services that run inside the runtime's poll loop, against the stack
+//! itself: echo (RFC 862), discard (RFC 863) and character generator (RFC 864, "source").
+//! After every round of polling the engine lets each service move bytes between its
+//! connections' buffers and accept new connections. No channel hop, no thread per
+//! connection, no `Vec` per read: a received segment is consumed in the same wake-up
+//! that read it from the device, and the ACK or the echoed data goes out in that
+//! wake-up's flush.
+
+use crate::runtime::{CallError, Caller, Op, Reply, RuntimeError};
+use crate::socket::BindError;
+use crate::transport::stack::{Stack, TcpHandle};
+
+use super::engine::{BoxLink, HostId};
+
+/// Which service a port runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceKind {
+    /// RFC 862: every byte received is sent back.
+    Echo,
+    /// RFC 863: every byte received is thrown away.
+    Discard,
+    /// RFC 864 (character generator, "source" in benchmarks): sends a repeating pattern
+    /// as fast as the peer's window and the congestion window allow; what it receives is
+    /// thrown away.
+    Source,
+}
+
+impl ServiceKind {
+    /// The well-known port of the service.
+    pub fn port(self) -> u16 {
+        match self {
+            ServiceKind::Echo => 7,
+            ServiceKind::Discard => 9,
+            ServiceKind::Source => 19,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceKind::Echo => "echo",
+            ServiceKind::Discard => "discard",
+            ServiceKind::Source => "source",
+        }
+    }
+}
+
+/// Starts `kind` on its well-known port of the caller's host, with an accept queue of
+/// `backlog`; it runs inside the runtime until the runtime stops.
+pub fn serve(caller: &Caller, kind: ServiceKind, backlog: usize) -> Result<(), BindError> {
+    match caller.call(Op::TcpServe { kind, backlog }, None) {
+        Reply::Done => Ok(()),
+        Reply::Err(e) => Err(e.into()),
+        other => Err(CallError::Ended(RuntimeError::WrongReply(other.name())).into()),
+    }
+}
+
+/// RFC 864: lines of 72 printable characters, each starting one character further along
+/// the 95 printable ASCII characters, ending in CR LF; after 95 lines the pattern repeats.
+const LINE: usize = 72;
+const PRINTABLE: usize = 95;
+const CYCLE: usize = PRINTABLE * (LINE + 2);
+
+/// Two cycles of the RFC 864 pattern, so that one cycle starts at any offset below
+/// [`CYCLE`].
+fn chargen_pattern() -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 * CYCLE);
+    for line in 0..2 * PRINTABLE {
+        out.extend((0..LINE).map(|i| b' ' + ((line + i) % PRINTABLE) as u8));
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// One connection of a service.
+#[derive(Debug)]
+struct ServiceConn {
+    h: TcpHandle,
+    /// Where the next byte of the pattern starts (source only), below [`CYCLE`].
+    offset: usize,
+}
+
+/// A service on one port of one host, and the connections it accepted.
+#[derive(Debug)]
+pub(crate) struct TcpService {
+    host: HostId,
+    kind: ServiceKind,
+    conns: Vec<ServiceConn>,
+    /// The RFC 864 pattern (source only).
+    pattern: Vec<u8>,
+}
+
+/// What a connection's turn came to.
+enum Turn {
+    Open,
+    /// The peer finished, or the connection failed: closed and let go.
+    Closed,
+}
+
+impl TcpService {
+    pub fn new(host: HostId, kind: ServiceKind) -> TcpService {
+        TcpService {
+            host,
+            kind,
+            conns: Vec::new(),
+            pattern: if kind == ServiceKind::Source {
+                chargen_pattern()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    pub fn host(&self) -> HostId {
+        self.host
+    }
+
+    /// Accepts what is queued and gives every connection its turn. `scratch` carries
+    /// echoed bytes from the receive buffer to the send buffer.
+    pub fn poll(&mut self, stack: &mut Stack<BoxLink>, scratch: &mut [u8]) {
+        let port = self.kind.port();
+        while let Some(h) = stack.tcp_accept(port) {
+            // Echo answers each request at once: a ping-pong must not wait for Nagle.
+            if self.kind == ServiceKind::Echo {
+                let _ = stack.tcp_set_nodelay(h, true);
+            }
+            self.conns.push(ServiceConn { h, offset: 0 });
+        }
+        let (kind, pattern) = (self.kind, &self.pattern);
+        self.conns.retain_mut(|c| {
+            let turn = match kind {
+                ServiceKind::Discard => discard(stack, c.h),
+                ServiceKind::Echo => echo(stack, c.h, scratch),
+                ServiceKind::Source => match discard(stack, c.h) {
+                    Turn::Open => source(stack, c, pattern),
+                    Turn::Closed => Turn::Closed,
+                },
+            };
+            matches!(turn, Turn::Open)
+        });
+    }
+}
+
+/// A failed read or write ends the connection: FIN after anything queued once the peer
+/// finished (RFC 9293 section 3.10.4), and the handle is let go; the stack reaps it.
+fn end(stack: &mut Stack<BoxLink>, h: TcpHandle) -> Turn {
+    let _ = stack.tcp_close(h);
+    Turn::Closed
+}
+
+fn discard(stack: &mut Stack<BoxLink>, h: TcpHandle) -> Turn {
+    match stack.tcp_discard(h, usize::MAX) {
+        Ok(_) => Turn::Open,
+        Err(_) => end(stack, h),
+    }
+}
+
+/// Reads no more than the send buffer takes, so everything read is queued at once.
+fn echo(stack: &mut Stack<BoxLink>, h: TcpHandle, scratch: &mut [u8]) -> Turn {
+    loop {
+        let room = match stack.tcp(h) {
+            Ok(conn) => conn.send_capacity().min(scratch.len()),
+            Err(_) => return end(stack, h),
+        };
+        if room == 0 {
+            // Full: read nothing, so the receive window closes on a peer that does not
+            // read its echo. The end of the stream is still noticed.
+            return match stack.tcp(h) {
+                Ok(conn) if conn.at_eof() || conn.error().is_some() => end(stack, h),
+                _ => Turn::Open,
+            };
+        }
+        match stack.tcp_recv(h, &mut scratch[..room]) {
+            Ok(0) => return Turn::Open,
+            Ok(n) => {
+                if !matches!(stack.tcp_send(h, &scratch[..n]), Ok(sent) if sent == n) {
+                    return end(stack, h);
+                }
+            }
+            // The end of the stream (everything echoed is queued before the FIN), or
+            // the connection failed.
+            Err(_) => return end(stack, h),
+        }
+    }
+}
+
+/// Fills the send buffer with the pattern, from where the last write stopped.
+fn source(stack: &mut Stack<BoxLink>, c: &mut ServiceConn, pattern: &[u8]) -> Turn {
+    loop {
+        match stack.tcp_send(c.h, &pattern[c.offset..c.offset + CYCLE]) {
+            Ok(0) => return Turn::Open,
+            Ok(n) => c.offset = (c.offset + n) % CYCLE,
+            Err(_) => return end(stack, c.h),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::SocketAddrV4;
+
+    use super::*;
+    use crate::link::{Duration, SimConfig};
+    use crate::runtime::{HostId, SimWorld};
+    use crate::sim::{host_addr, two_hosts};
+    use crate::socket::TcpStream;
+    use crate::transport::stack::StackConfig;
+
+    /// A world whose host 2 runs `kinds` inside its runtime (started by a participant
+    /// that returns at once: the services outlive it).
+    fn world_serving(kinds: &[ServiceKind]) -> (SimWorld, HostId, HostId) {
+        let (mut world, client, server, _) =
+            two_hosts(SimConfig::default(), StackConfig::default(), 7).expect("sim");
+        let kinds = kinds.to_vec();
+        world.spawn(server, "start", move |caller| {
+            for kind in kinds {
+                serve(&caller, kind, 16).expect("serve");
+            }
+        });
+        world.run(Duration::from_secs(1)).expect("started");
+        (world, client, server)
+    }
+
+    fn addr(kind: ServiceKind) -> SocketAddrV4 {
+        SocketAddrV4::new(host_addr(2), kind.port())
+    }
+
+    /// Lets the closing handshakes finish, then checks that the server holds nothing:
+    /// every connection the services accepted was closed and reaped.
+    fn assert_no_leak(world: &mut SimWorld, server: HostId) {
+        world.spawn(server, "wait", |caller| {
+            caller.sleep(Duration::from_secs(5))
+        });
+        world.run(Duration::from_secs(10)).expect("quiet");
+        assert_eq!(world.host(server).connections(), 0);
+    }
+
+    fn pattern(len: usize, seed: u32) -> Vec<u8> {
+        (0..len as u32).map(|i| (i * 7 + seed) as u8).collect()
+    }
+
+    /// RFC 862, from one client: writes `data` in pieces and reads each piece back
+    /// before the next; then closes its side and expects the service's FIN.
+    fn echo_client(caller: &crate::runtime::Caller, data: &[u8]) -> Vec<u8> {
+        let mut s = TcpStream::connect(caller, addr(ServiceKind::Echo), None).unwrap();
+        let mut back = Vec::new();
+        let mut buf = vec![0; 100_000];
+        for piece in data.chunks(100_000) {
+            s.write_all(piece).unwrap();
+            s.read_exact(&mut buf[..piece.len()]).unwrap();
+            back.extend_from_slice(&buf[..piece.len()]);
+        }
+        s.shutdown().unwrap();
+        assert_eq!(
+            s.read(&mut buf).unwrap(),
+            0,
+            "the service closes after the client"
+        );
+        back
+    }
+
+    /// RFC 863, from one client: everything is taken; the service closes after it.
+    fn discard_client(caller: &crate::runtime::Caller, data: &[u8]) {
+        let mut s = TcpStream::connect(caller, addr(ServiceKind::Discard), None).unwrap();
+        s.write_all(data).unwrap();
+        s.shutdown().unwrap();
+        let mut buf = [0; 16];
+        assert_eq!(
+            s.read(&mut buf).unwrap(),
+            0,
+            "nothing comes back but the FIN"
+        );
+    }
+
+    /// RFC 864, from one client: reads `len` bytes of the pattern, then closes.
+    fn source_client(caller: &crate::runtime::Caller, len: usize) -> Vec<u8> {
+        let mut s = TcpStream::connect(caller, addr(ServiceKind::Source), None).unwrap();
+        let mut got = vec![0; len];
+        s.read_exact(&mut got).unwrap();
+        got
+    }
+
+    /// RFC 862: what the client sends comes back byte for byte, a megabyte at that; the
+    /// service closes after the client does, and lets go of the connection.
+    #[test]
+    fn echo_sends_everything_back() {
+        let (mut world, client, server) = world_serving(&[ServiceKind::Echo]);
+        let data = pattern(1_000_000, 1);
+        let sent = data.clone();
+        let got = world.spawn(client, "client", move |caller| echo_client(&caller, &sent));
+        world.run(Duration::from_secs(60)).expect("echoed");
+        assert_eq!(got.join().unwrap(), data);
+        assert_no_leak(&mut world, server);
+    }
+
+    /// RFC 863: four megabytes go in, nothing comes back but the FIN once the client
+    /// finished; the stack counts every byte in.
+    #[test]
+    fn discard_takes_everything() {
+        let (mut world, client, server) = world_serving(&[ServiceKind::Discard]);
+        let data = pattern(4 << 20, 2);
+        let done = world.spawn(client, "client", move |caller| {
+            discard_client(&caller, &data)
+        });
+        world.run(Duration::from_secs(60)).expect("discarded");
+        done.join().unwrap();
+        assert_no_leak(&mut world, server);
+        assert!(world.host(server).stats().tcp.bytes_in >= 4 << 20);
+    }
+
+    /// RFC 864: the client reads the pattern, line after line, across many cycles; when
+    /// it closes (with the service's data still arriving) the service lets go.
+    #[test]
+    fn source_sends_the_pattern_until_the_client_closes() {
+        let (mut world, client, server) = world_serving(&[ServiceKind::Source]);
+        let len = 3 * CYCLE * 100 + 5;
+        let got = world.spawn(client, "client", move |caller| source_client(&caller, len));
+        world.run(Duration::from_secs(60)).expect("sourced");
+        let got = got.join().unwrap();
+        let p = chargen_pattern();
+        for (i, chunk) in got.chunks(CYCLE).enumerate() {
+            assert_eq!(chunk, &p[..chunk.len()], "cycle {i}");
+        }
+        assert_no_leak(&mut world, server);
+    }
+
+    /// All three services on one host, each with many clients at once: every client
+    /// gets its own bytes, and no connection is left behind.
+    #[test]
+    fn many_concurrent_connections() {
+        let kinds = [ServiceKind::Echo, ServiceKind::Discard, ServiceKind::Source];
+        let (mut world, client, server) = world_serving(&kinds);
+        let mut echoes = Vec::new();
+        let mut others = Vec::new();
+        for i in 0..8u32 {
+            let data = pattern(150_000, i);
+            echoes.push((
+                data.clone(),
+                world.spawn(client, "echo", move |caller| echo_client(&caller, &data)),
+            ));
+            let data = pattern(300_000, i);
+            others.push(world.spawn(client, "discard", move |caller| {
+                discard_client(&caller, &data)
+            }));
+            others.push(world.spawn(client, "source", move |caller| {
+                let got = source_client(&caller, 200_000);
+                assert_eq!(&got[..CYCLE], &chargen_pattern()[..CYCLE]);
+            }));
+        }
+        world.run(Duration::from_secs(120)).expect("served");
+        for (data, got) in echoes {
+            assert_eq!(got.join().unwrap(), data);
+        }
+        for done in others {
+            done.join().unwrap();
+        }
+        assert_no_leak(&mut world, server);
+    }
+
+    /// RFC 864: 72 characters a line, CR LF, each line starting one character later.
+    #[test]
+    fn the_pattern_is_rfc_864s() {
+        let p = chargen_pattern();
+        assert_eq!(p.len(), 2 * CYCLE);
+        assert_eq!(&p[..LINE], &(b' '..=b'g').collect::<Vec<u8>>()[..]);
+        assert_eq!(&p[LINE..LINE + 2], b"\r\n");
+        assert_eq!(p[LINE + 2], b'!');
+        assert_eq!(&p[..CYCLE], &p[CYCLE..]);
+        assert!(p
+            .iter()
+            .all(|&b| b == b'\r' || b == b'\n' || (32..127).contains(&b)));
+    }
+}
