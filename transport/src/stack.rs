@@ -1257,4 +1257,141 @@ mod tests {
         );
         assert_eq!(err.to_string(), "no route to 203.0.113.1");
     }
+
+    /// A device fed by the test: the packets queued in `inbox` arrive in one poll, and
+    /// the acknowledgment numbers of the segments the stack sends are kept.
+    #[derive(Debug, Default)]
+    struct Batch {
+        inbox: VecDeque<Vec<u8>>,
+        acks: Vec<u32>,
+        last: Vec<u8>,
+    }
+
+    impl Link for Batch {
+        fn medium(&self) -> Medium {
+            Medium::Ip
+        }
+        fn mtu(&self) -> usize {
+            1500
+        }
+        fn send(&mut self, _now: Instant, packet: &[u8]) -> Result<TxInfo, LinkError> {
+            let sliced = etherparse::SlicedPacket::from_ip(packet).expect("an IPv4 packet");
+            if let Some(etherparse::TransportSlice::Tcp(tcp)) = sliced.transport {
+                self.acks.push(tcp.acknowledgment_number());
+            }
+            self.last = packet.to_vec();
+            Ok(TxInfo::default())
+        }
+        fn recv(&mut self, _now: Instant, buf: &mut [u8]) -> Result<Option<usize>, LinkError> {
+            Ok(self.inbox.pop_front().map(|p| {
+                buf[..p.len()].copy_from_slice(&p);
+                p.len()
+            }))
+        }
+        fn poll_at(&self, now: Instant) -> Option<Instant> {
+            (!self.inbox.is_empty()).then_some(now)
+        }
+    }
+
+    const PEER_ISN: u32 = 1000;
+    const SEG: usize = 1460;
+
+    /// A segment from A's port 40000 to B's port 80 (ACK set, window 65535 << 7).
+    fn from_peer(seq: u32, ack: u32, payload: &[u8], syn: bool) -> Vec<u8> {
+        let b =
+            etherparse::PacketBuilder::ipv4(A.octets(), B.octets(), 64).tcp(40_000, 80, seq, 65535);
+        let b = if syn {
+            b.syn()
+                .options(&[
+                    etherparse::TcpOptionElement::MaximumSegmentSize(1460),
+                    etherparse::TcpOptionElement::WindowScale(7),
+                ])
+                .unwrap()
+        } else {
+            b.ack(ack)
+        };
+        let mut out = Vec::new();
+        b.write(&mut out, payload).unwrap();
+        out
+    }
+
+    /// B listening on port 80 with a 1 MiB receive buffer, with a connection from the
+    /// peer established by a real handshake; returns our ISS + 1.
+    fn batch_receiver() -> (Stack<Batch>, u32) {
+        let cidr = Ipv4Cidr {
+            addr: B,
+            prefix_len: 24,
+        };
+        let mut cfg = StackConfig::default();
+        cfg.tcp.recv_buffer = 1 << 20;
+        let mut s = Stack::new(Interface::new(Batch::default(), Config::new(cidr)), cfg);
+        s.tcp_listen(80, 1).unwrap();
+        let now = Instant::ZERO;
+        let syn = from_peer(PEER_ISN, 0, &[], true);
+        s.interface_mut().link_mut().inbox.push_back(syn);
+        s.poll(now).unwrap();
+        let syn_ack = s.interface().link().last.clone();
+        let sliced = etherparse::SlicedPacket::from_ip(&syn_ack).unwrap();
+        let Some(etherparse::TransportSlice::Tcp(tcp)) = sliced.transport else {
+            panic!("no SYN-ACK");
+        };
+        let iss1 = tcp.sequence_number().wrapping_add(1);
+        let ack = from_peer(PEER_ISN + 1, iss1, &[], false);
+        s.interface_mut().link_mut().inbox.push_back(ack);
+        s.poll(now).unwrap();
+        assert!(s.tcp_accept(80).is_some());
+        s.interface_mut().link_mut().acks.clear();
+        (s, iss1)
+    }
+
+    /// Queues the full-sized segments numbered `segments` (0 starts at the peer's ISN +
+    /// 1) and polls once.
+    fn deliver(s: &mut Stack<Batch>, iss1: u32, segments: impl Iterator<Item = u32>) {
+        let payload = [0x42; SEG];
+        for i in segments {
+            let seq = PEER_ISN + 1 + i * SEG as u32;
+            let p = from_peer(seq, iss1, &payload, false);
+            s.interface_mut().link_mut().inbox.push_back(p);
+        }
+        s.poll(Instant::from_millis(1)).unwrap();
+    }
+
+    fn acked(segments: u32) -> u32 {
+        PEER_ISN + 1 + segments * SEG as u32
+    }
+
+    /// In-order segments read in one poll are acknowledged once, at the batch's end, as
+    /// Linux acknowledges a GRO super-segment; RFC 5681 section 4.2's "every second
+    /// full-sized segment" then counts the batch as one.
+    #[test]
+    fn a_batch_of_in_order_segments_gets_one_ack() {
+        let (mut s, iss1) = batch_receiver();
+        deliver(&mut s, iss1, 0..10);
+        assert_eq!(s.interface().link().acks, [acked(10)]);
+    }
+
+    /// A batch is acknowledged at least every 64 KiB (GRO's largest segment): 100
+    /// segments of 1460 bytes get ACKs after the 45th and the 90th and at the end.
+    #[test]
+    fn a_long_batch_is_acknowledged_every_64_kib() {
+        let (mut s, iss1) = batch_receiver();
+        deliver(&mut s, iss1, 0..100);
+        assert_eq!(
+            s.interface().link().acks,
+            [acked(45), acked(90), acked(100)]
+        );
+    }
+
+    /// RFC 5681 section 4.2: out-of-order segments in a batch each get an immediate
+    /// duplicate ACK (the sender counts them), and the segment filling the hole an
+    /// immediate ACK for everything.
+    #[test]
+    fn out_of_order_segments_in_a_batch_each_get_an_ack() {
+        let (mut s, iss1) = batch_receiver();
+        deliver(&mut s, iss1, (1..5).chain([0]));
+        assert_eq!(
+            s.interface().link().acks,
+            [acked(0), acked(0), acked(0), acked(0), acked(5)]
+        );
+    }
 }
