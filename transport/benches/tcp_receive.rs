@@ -2,10 +2,13 @@
 //! segments (as a TUN device hands them over) goes into a [`Stack`] through its link, the
 //! stack processes them in one `poll`, and the application reads every byte out with
 //! `tcp_recv`. Throughput is in payload bytes; building the packets is not timed.
-//! `cargo bench -p ustack-transport --bench tcp_receive`.
+//! `cargo bench -p ustack-transport --bench tcp_receive`. It also prints how many heap
+//! allocations the stack made per segment in steady state (a counting allocator).
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use etherparse::{PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
@@ -20,6 +23,28 @@ const PORT: u16 = 5001;
 const MSS: usize = 1448;
 /// Segments per batch: 32 x 1448 bytes stays inside the initial 64 KiB receive window.
 const BATCH: usize = 32;
+
+/// The system allocator, counting allocations and reallocations.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 /// A device that hands over queued packets and keeps count of what the stack sends.
 #[derive(Default)]
@@ -114,7 +139,65 @@ fn established() -> (Stack<ReplayLink>, TcpHandle, Peer) {
     (stack, h, peer)
 }
 
+/// One batch: queued, processed in one poll, read out; returns the bytes read.
+fn one_batch(
+    stack: &mut Stack<ReplayLink>,
+    h: TcpHandle,
+    now: Instant,
+    batch: Vec<Vec<u8>>,
+    buf: &mut [u8],
+) -> usize {
+    stack.interface_mut().link_mut().inbox.extend(batch);
+    stack.poll(now).expect("poll");
+    let mut got = 0;
+    while got < BATCH * MSS {
+        match stack.tcp_recv(h, buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    // The window update (if any) goes out with the next poll.
+    stack.poll(now).expect("poll");
+    got
+}
+
+fn batch_of(peer: &mut Peer, payload: &[u8]) -> Vec<Vec<u8>> {
+    (0..BATCH)
+        .map(|_| {
+            let p = peer.segment(payload);
+            peer.seq = peer.seq.wrapping_add(MSS as u32);
+            p
+        })
+        .collect()
+}
+
+/// Heap allocations per received segment once the connection is warm, not counting
+/// the test's own packets.
+fn allocations_per_segment() -> f64 {
+    let (mut stack, h, mut peer) = established();
+    let payload = vec![0x5au8; MSS];
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut now = Instant::ZERO;
+    let rounds = 200;
+    let mut counted = 0;
+    for round in 0..2 * rounds {
+        let batch = batch_of(&mut peer, &payload);
+        now += Duration::from_micros(50);
+        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        let got = one_batch(&mut stack, h, now, batch, &mut buf);
+        assert_eq!(got, BATCH * MSS);
+        if round >= rounds {
+            counted += ALLOCATIONS.load(Ordering::Relaxed) - before;
+        }
+    }
+    counted as f64 / (rounds * BATCH) as f64
+}
+
 fn receive(c: &mut Criterion) {
+    println!(
+        "tcp_receive: {:.3} heap allocations per segment in steady state",
+        allocations_per_segment()
+    );
     let mut group = c.benchmark_group("tcp_receive");
     group.throughput(Throughput::Bytes((BATCH * MSS) as u64));
     group.bench_function("32 in-order 1448-byte segments per poll", |bench| {
@@ -123,30 +206,11 @@ fn receive(c: &mut Criterion) {
         let mut buf = vec![0u8; 256 * 1024];
         let mut now = Instant::ZERO;
         bench.iter_batched(
-            || {
-                let batch: Vec<Vec<u8>> = (0..BATCH)
-                    .map(|_| {
-                        let p = peer.segment(&payload);
-                        peer.seq = peer.seq.wrapping_add(MSS as u32);
-                        p
-                    })
-                    .collect();
-                batch
-            },
+            || batch_of(&mut peer, &payload),
             |batch| {
                 now += Duration::from_micros(50);
-                stack.interface_mut().link_mut().inbox.extend(batch);
-                stack.poll(now).expect("poll");
-                let mut got = 0;
-                while got < BATCH * MSS {
-                    match stack.tcp_recv(h, &mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => got += n,
-                    }
-                }
+                let got = one_batch(&mut stack, h, now, batch, &mut buf);
                 assert_eq!(got, BATCH * MSS, "every byte of the batch is delivered");
-                // The window update (if any) goes out with the next poll.
-                stack.poll(now).expect("poll");
                 got
             },
             BatchSize::SmallInput,
