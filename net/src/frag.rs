@@ -25,27 +25,32 @@ use crate::stats::RxDrop;
 /// `(offset, len, more_fragments)` of each fragment needed to send `payload_len` bytes
 /// behind a `header_len`-byte header over a link of `mtu` bytes. Every fragment but the
 /// last carries a multiple of 8 bytes. Returns `None` if the MTU cannot carry even 8
-/// payload bytes.
+/// payload bytes. An iterator, not a `Vec`: every packet sent goes through here, and
+/// nearly all are one piece.
 pub fn plan(
     payload_len: usize,
     header_len: usize,
     mtu: usize,
-) -> Option<Vec<(usize, usize, bool)>> {
-    if header_len + payload_len <= mtu {
-        return Some(vec![(0, payload_len, false)]);
-    }
-    let per_fragment = mtu.checked_sub(header_len)? / 8 * 8;
-    if per_fragment == 0 {
+) -> Option<impl ExactSizeIterator<Item = (usize, usize, bool)>> {
+    let fits = header_len + payload_len <= mtu;
+    let per_fragment = if fits {
+        payload_len
+    } else {
+        mtu.checked_sub(header_len)? / 8 * 8
+    };
+    if !fits && per_fragment == 0 {
         return None;
     }
-    let mut out = Vec::with_capacity(payload_len.div_ceil(per_fragment));
-    let mut offset = 0;
-    while offset < payload_len {
+    let count = if fits {
+        1
+    } else {
+        payload_len.div_ceil(per_fragment)
+    };
+    Some((0..count).map(move |i| {
+        let offset = i * per_fragment;
         let len = per_fragment.min(payload_len - offset);
-        out.push((offset, len, offset + len < payload_len));
-        offset += len;
-    }
-    Some(out)
+        (offset, len, i + 1 < count)
+    }))
 }
 
 /// Limits of the reassembly buffer.
@@ -302,14 +307,15 @@ mod tests {
     fn fragments(payload: &[u8], mtu: usize) -> Vec<(usize, bool, Vec<u8>)> {
         plan(payload.len(), 20, mtu)
             .unwrap()
-            .into_iter()
             .map(|(off, len, more)| (off, more, payload[off..off + len].to_vec()))
             .collect()
     }
 
     #[test]
     fn plan_respects_mtu_and_alignment() {
+        let plan = |len, header, mtu| plan(len, header, mtu).map(Vec::from_iter);
         assert_eq!(plan(100, 20, 1500).unwrap(), vec![(0, 100, false)]);
+        assert_eq!(plan(0, 20, 1500).unwrap(), vec![(0, 0, false)]);
         let p = plan(4000, 20, 1500).unwrap();
         assert_eq!(
             p,

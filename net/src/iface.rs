@@ -827,8 +827,7 @@ impl<L: Link> Interface<L> {
                 }
                 let reply = Icmpv4Type::EchoReply(IcmpEchoHeader { id: ident, seq });
                 // RFC 1122 section 3.2.2.6: the reply carries the request's data unchanged.
-                let payload = payload.to_vec();
-                if self.send_icmp(now, src, reply, &payload).is_ok() {
+                if self.send_icmp(now, src, reply, payload).is_ok() {
                     self.stats.icmp_echo_replies_out += 1;
                 }
             }
