@@ -527,7 +527,7 @@ impl Connection {
     }
 
     /// Bytes ready for [`Connection::recv`].
-    pub(crate) fn recv_queue(&self) -> usize {
+    pub fn recv_queue(&self) -> usize {
         self.recv_buf.len()
     }
 
