@@ -88,11 +88,22 @@ while True:
 d = socket.create_connection((ours, 9), timeout=10)
 d.sendall(data)
 d.close()
+# RFC 864: the source service's first line, then the next one a character further.
+g = socket.create_connection((ours, 19), timeout=10)
+pattern = bytearray()
+while len(pattern) < 200000:
+    chunk = g.recv(65536)
+    if not chunk:
+        break
+    pattern += chunk
+g.close()
+line = bytes(range(32, 104)) + b"\r\n"
+source = pattern[:74] == line and pattern[74:146] == bytes(range(33, 105)) and len(pattern) >= 200000
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 u.settimeout(5)
 u.sendto(b"ticket?", (ours, 7))
 reply, _ = u.recvfrom(100)
-print("echo", back == data, len(back), "udp", reply == b"ticket?")
+print("echo", back == data, len(back), "source", source, "udp", reply == b"ticket?")
 "#;
 
 #[test]
@@ -116,7 +127,7 @@ fn kernel_ping_and_python_sockets_talk_to_ustack_on_tun() {
         "{line}\n{}",
         String::from_utf8_lossy(&client.stderr)
     );
-    assert_eq!(line.trim(), "echo True 1048576 udp True");
+    assert_eq!(line.trim(), "echo True 1048576 source True udp True");
 }
 
 #[test]
@@ -929,7 +940,7 @@ fn kernel_tools_talk_to_ustack_on_a_raw_veth_and_arp_runs_both_ways_rfc826() {
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&services.stdout).trim(),
-        "echo True 1048576 udp True"
+        "echo True 1048576 source True udp True"
     );
     kernel_iperf3_against(&k, RAW_OURS);
     // UDP tests as on TUN, one datagram per frame and 8000-byte datagrams (fragmented
