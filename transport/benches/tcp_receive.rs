@@ -139,19 +139,33 @@ fn established() -> (Stack<ReplayLink>, TcpHandle, Peer) {
     (stack, h, peer)
 }
 
-/// One batch: queued, processed in one poll, read out; returns the bytes read.
+/// How the application takes the bytes out.
+#[derive(Clone, Copy)]
+enum Reader {
+    /// `tcp_recv` into a buffer (a socket read).
+    Copy,
+    /// `tcp_discard` (the discard service): no copy.
+    Discard,
+}
+
+/// One batch: queued, processed in one poll, taken out; returns the bytes taken.
 fn one_batch(
     stack: &mut Stack<ReplayLink>,
     h: TcpHandle,
     now: Instant,
     batch: Vec<Vec<u8>>,
+    reader: Reader,
     buf: &mut [u8],
 ) -> usize {
     stack.interface_mut().link_mut().inbox.extend(batch);
     stack.poll(now).expect("poll");
     let mut got = 0;
     while got < BATCH * MSS {
-        match stack.tcp_recv(h, buf) {
+        let taken = match reader {
+            Reader::Copy => stack.tcp_recv(h, buf),
+            Reader::Discard => stack.tcp_discard(h, usize::MAX),
+        };
+        match taken {
             Ok(0) | Err(_) => break,
             Ok(n) => got += n,
         }
@@ -173,7 +187,7 @@ fn batch_of(peer: &mut Peer, payload: &[u8]) -> Vec<Vec<u8>> {
 
 /// Heap allocations per received segment once the connection is warm, not counting
 /// the test's own packets.
-fn allocations_per_segment() -> f64 {
+fn allocations_per_segment(reader: Reader) -> f64 {
     let (mut stack, h, mut peer) = established();
     let payload = vec![0x5au8; MSS];
     let mut buf = vec![0u8; 256 * 1024];
@@ -184,7 +198,7 @@ fn allocations_per_segment() -> f64 {
         let batch = batch_of(&mut peer, &payload);
         now += Duration::from_micros(50);
         let before = ALLOCATIONS.load(Ordering::Relaxed);
-        let got = one_batch(&mut stack, h, now, batch, &mut buf);
+        let got = one_batch(&mut stack, h, now, batch, reader, &mut buf);
         assert_eq!(got, BATCH * MSS);
         if round >= rounds {
             counted += ALLOCATIONS.load(Ordering::Relaxed) - before;
@@ -194,28 +208,31 @@ fn allocations_per_segment() -> f64 {
 }
 
 fn receive(c: &mut Criterion) {
-    println!(
-        "tcp_receive: {:.3} heap allocations per segment in steady state",
-        allocations_per_segment()
-    );
     let mut group = c.benchmark_group("tcp_receive");
     group.throughput(Throughput::Bytes((BATCH * MSS) as u64));
-    group.bench_function("32 in-order 1448-byte segments per poll", |bench| {
-        let (mut stack, h, mut peer) = established();
-        let payload = vec![0x5au8; MSS];
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut now = Instant::ZERO;
-        bench.iter_batched(
-            || batch_of(&mut peer, &payload),
-            |batch| {
-                now += Duration::from_micros(50);
-                let got = one_batch(&mut stack, h, now, batch, &mut buf);
-                assert_eq!(got, BATCH * MSS, "every byte of the batch is delivered");
-                got
-            },
-            BatchSize::SmallInput,
+    for (name, reader) in [("recv", Reader::Copy), ("discard", Reader::Discard)] {
+        println!(
+            "tcp_receive/{name}: {:.3} heap allocations per segment in steady state",
+            allocations_per_segment(reader)
         );
-    });
+        let id = format!("{name}: 32 in-order 1448-byte segments per poll");
+        group.bench_function(id, |bench| {
+            let (mut stack, h, mut peer) = established();
+            let payload = vec![0x5au8; MSS];
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut now = Instant::ZERO;
+            bench.iter_batched(
+                || batch_of(&mut peer, &payload),
+                |batch| {
+                    now += Duration::from_micros(50);
+                    let got = one_batch(&mut stack, h, now, batch, reader, &mut buf);
+                    assert_eq!(got, BATCH * MSS, "every byte of the batch is delivered");
+                    got
+                },
+                BatchSize::SmallInput,
+            );
+        });
+    }
     group.finish();
 }
 
