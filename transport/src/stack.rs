@@ -482,8 +482,10 @@ impl<L: Link> Stack<L> {
         }
     }
 
-    /// Processes everything due at `now`: arrivals, timers, and transmissions. A link
-    /// receive error (counted by the interface as `rx_link_errors`) ends only the
+    /// Processes everything due at `now`: arrivals, timers, and transmissions. Every
+    /// packet waiting on the link is read in this one call, and each connection sends
+    /// what it has once at the end: a batch of in-order segments gets one ACK (see
+    /// [`Connection::ack_due`] for the ACKs that cannot wait). A link receive error (counted by the interface as `rx_link_errors`) ends only the
     /// receiving: ICMP events, timers and transmissions still run, and the error is
     /// returned after them.
     pub fn poll(&mut self, now: Instant) -> Result<(), LinkError> {

@@ -16,6 +16,10 @@
 //! Skipping step 2 leaves ACKs, retransmissions and RSTs unsent; skipping step 3 leaves
 //! the timers unserved.
 //!
+//! A driver that reads a batch of segments in one go may feed several before step 2 (the
+//! batch is then acknowledged once, as Linux acknowledges a GRO segment), but must do
+//! step 2 right after any segment for which [`Connection::ack_due`] is true.
+//!
 //! # Files
 //!
 //! - `mod.rs`: the state, the connection's fields, opening, accessors and the
@@ -163,7 +167,7 @@ const MAX_SCOREBOARD_BLOCKS: usize = 256;
 const RETAINED_BUFFER: usize = 16 * 1024;
 /// In-order bytes a batch of arriving segments may hold its ACK back for: the 64 KiB of
 /// a GRO super-segment, which Linux acknowledges as one (see [`Connection::ack_due`]).
-pub const MAX_ACK_BATCH: usize = 64 * 1024;
+pub(crate) const MAX_ACK_BATCH: usize = 64 * 1024;
 /// RFC 5961 section 7: challenge ACKs are limited per this interval.
 const CHALLENGE_ACK_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -653,7 +657,7 @@ impl Connection {
     /// the same batch is processed. A driver that reads many segments per wake-up
     /// acknowledges in-order data once at the batch's end, as Linux does with GRO (one
     /// ACK per coalesced segment: `tcp_ack_snd_check` sees more than one full-sized
-    /// segment), but not beyond [`MAX_ACK_BATCH`] bytes, GRO's largest segment. RFC 5681
+    /// segment), but not beyond `MAX_ACK_BATCH` (64 KiB), GRO's largest segment. RFC 5681
     /// section 4.2: out-of-order data, a segment filling a hole and a duplicate are
     /// acknowledged at once, so each still yields its own duplicate ACK or SACK.
     pub fn ack_due(&self) -> bool {
