@@ -503,6 +503,14 @@ impl<L: Link> Stack<L> {
         while let Some(event) = self.iface.poll_icmp() {
             self.on_icmp(event);
         }
+        self.transmit(now);
+        received
+    }
+
+    /// Runs the timers due at `now` and sends what every connection has, without reading
+    /// the link: for a driver whose application queued data right after a poll (an echo,
+    /// a window update), so it leaves before the next read.
+    pub fn transmit(&mut self, now: Instant) {
         while let Some(&(at, index)) = self.timers.first() {
             if at > now {
                 break;
@@ -517,7 +525,6 @@ impl<L: Link> Stack<L> {
         while let Some(index) = self.dirty.pop_first() {
             self.flush(now, index);
         }
-        received
     }
 
     /// ICMP errors about our TCP segments go to their connection (RFC 1122 section

@@ -399,9 +399,9 @@ impl Engine {
     }
 
     /// Polls every stack until none has work at the current time. After each round the
-    /// built-in services take what arrived and queue what they send; the next round
-    /// sends it, so one wake-up reads a batch of segments, consumes it, and acknowledges
-    /// (or answers) it in one flush.
+    /// built-in services take what arrived and queue what they send, and their stacks
+    /// send it at once (before reading the link again): one wake-up reads a batch of
+    /// segments, consumes it, and acknowledges (or answers) it.
     pub fn settle(&mut self) {
         for _ in 0..1_000_000 {
             for stack in &mut self.hosts {
@@ -436,6 +436,7 @@ impl Engine {
         for service in &mut self.services {
             if let Some(stack) = self.hosts.get_mut(service.host()) {
                 service.poll(stack, &mut self.scratch);
+                stack.transmit(self.now);
             }
         }
     }
