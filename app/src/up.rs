@@ -1,7 +1,8 @@
 //! `ustack up`: the stack on a real device, on the wall clock, serving the classic test
 //! services until the process is stopped: ICMP echo (the network layer answers ping),
-//! TCP echo (port 7, RFC 862), TCP discard (port 9, RFC 863), UDP echo (port 7) and an
-//! iperf3 server for TCP and UDP tests (port 5201).
+//! TCP echo (port 7, RFC 862), TCP discard (port 9, RFC 863), TCP source (port 19, RFC 864
+//! style: a repeating pattern as fast as the window allows, for `ustack bench`'s send row),
+//! UDP echo (port 7) and an iperf3 server for TCP and UDP tests (port 5201).
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddrV4;
@@ -61,6 +62,21 @@ fn serve_tcp(caller: &Caller, port: u16, echo: bool) -> Result<(), UpError> {
     })
 }
 
+/// RFC 864's 95 printable characters, over and over, until the peer goes away.
+fn serve_tcp_source(caller: &Caller, port: u16) -> Result<(), UpError> {
+    let listener =
+        TcpListener::bind(caller, port, 64).map_err(|e| listen_error(port)(io::Error::from(e)))?;
+    spawn(format!("tcp-{port}"), port, move || {
+        while let Ok((mut s, _)) = listener.accept() {
+            std::thread::spawn(move || {
+                // A whole number of periods, so every write continues the pattern.
+                let data: Vec<u8> = (0..95 * 690).map(|i| b' ' + (i % 95) as u8).collect();
+                while s.write_all(&data).is_ok() {}
+            });
+        }
+    })
+}
+
 fn serve_udp_echo(caller: &Caller, local: SocketAddrV4) -> Result<(), UpError> {
     let port = local.port();
     let sock =
@@ -84,6 +100,7 @@ pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> Result<(), UpError> {
     let caller = device.runtime.caller();
     serve_tcp(&caller, 7, true)?;
     serve_tcp(&caller, 9, false)?;
+    serve_tcp_source(&caller, 19)?;
     serve_udp_echo(&caller, SocketAddrV4::new(device.addr.addr, 7))?;
     let iperf = caller.clone();
     spawn("iperf3".into(), crate::iperf3::PORT, move || {
@@ -91,8 +108,8 @@ pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> Result<(), UpError> {
     })?;
     let _ = writeln!(
         out,
-        "ustack up on {} as {}{}: answering ping, TCP echo (7), TCP discard (9), UDP echo (7), \
-         and an iperf3 server for TCP and UDP tests (5201)",
+        "ustack up on {} as {}{}: answering ping, TCP echo (7), TCP discard (9), TCP source (19), \
+         UDP echo (7) and an iperf3 server for TCP and UDP tests (5201)",
         device.kind.name(),
         device.addr,
         device.mac.map_or(String::new(), |mac| format!(" ({mac})")),
