@@ -227,7 +227,7 @@ static MEASUREMENTS: &[Measurement] = &[
                     ratio: 1.2,
                 }],
             ),
-            cpu_row("receive_cpu", "  CPU per Gbit received"),
+            cpu_row("receive_cpu", "  CPU per Gbit, receive"),
         ],
     },
     Measurement {
@@ -245,7 +245,7 @@ static MEASUREMENTS: &[Measurement] = &[
                     ratio: 1.5,
                 }],
             ),
-            cpu_row("send_cpu", "  CPU per Gbit sent"),
+            cpu_row("send_cpu", "  CPU per Gbit, send"),
         ],
     },
     Measurement {
@@ -269,7 +269,7 @@ static MEASUREMENTS: &[Measurement] = &[
                     },
                 ],
             ),
-            cpu_row("offload_receive_cpu", "  CPU per Gbit received"),
+            cpu_row("offload_receive_cpu", "  CPU per Gbit, offload receive"),
         ],
     },
     Measurement {
@@ -293,7 +293,7 @@ static MEASUREMENTS: &[Measurement] = &[
                     },
                 ],
             ),
-            cpu_row("offload_send_cpu", "  CPU per Gbit sent"),
+            cpu_row("offload_send_cpu", "  CPU per Gbit, offload send"),
         ],
     },
     Measurement {

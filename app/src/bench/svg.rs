@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::{Better, Cell, Row, COLUMNS};
+use super::{Better, Cell, Row, COLUMNS, KERNEL, SMOLTCP};
 
 const WIDTH: f64 = 960.0;
 const LABEL_W: f64 = 300.0;
@@ -50,13 +50,20 @@ pub fn render(rows: &[Row]) -> String {
             Better::Higher => "higher is better",
             Better::Lower => "lower is better",
         };
+        let ratios: String = [(KERNEL, "kernel"), (SMOLTCP, "smoltcp")]
+            .iter()
+            .filter_map(|&(vs, name)| Some(format!("ustack/{name} {:.2}x", row.ratio(vs)?)))
+            .collect::<Vec<_>>()
+            .join(", ");
         let _ = writeln!(
             s,
-            r##"<text x="10" y="{}" font-weight="bold">{}</text><text x="10" y="{}" fill="#555555">{}, {better}</text>"##,
+            r##"<text x="10" y="{}" font-weight="bold">{}</text><text x="10" y="{}" fill="#555555">{}, {better}</text><text x="10" y="{}" fill="#555555">{}</text>"##,
             y0 + 14.0,
             esc(row.spec.what.trim()),
             y0 + 30.0,
             esc(row.spec.unit),
+            y0 + 46.0,
+            esc(&ratios),
         );
         let max = row
             .cells
