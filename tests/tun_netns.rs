@@ -381,6 +381,7 @@ const BENCH_ROWS: &[(&str, [bool; 3])] = &[
     ("offload_send_cpu", [false, true, true]),
     ("pingpong_p50", [true, true, true]),
     ("pingpong_p99", [true, true, true]),
+    ("pingpong_p999", [true, true, true]),
     ("ping_p50", [true, true, true]),
     ("ping_p99", [true, true, true]),
     ("iperf3_in", [true, true, false]),
@@ -491,6 +492,25 @@ fn bench_quick_measures_every_row_in_three_columns_with_json_and_svg() {
     assert!(!String::from_utf8_lossy(&leftover.stdout)
         .lines()
         .any(|l| l.contains("ustack-bench") && l.contains(&me)));
+}
+
+/// `ustack bench` needs `ustack-bench-peer` beside its executable; without it, it says
+/// how to build it (one sentence, exit status 1) before anything else, root or not.
+#[test]
+fn bench_without_the_peer_beside_it_says_how_to_build_it() {
+    let dir = std::env::temp_dir().join(format!("ustack-bench-nopeer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lone = dir.join("ustack");
+    std::fs::copy(env!("CARGO_BIN_EXE_ustack"), &lone).unwrap();
+    let out = Command::new(&lone).args(["bench", "--quick"]).output();
+    std::fs::remove_dir_all(&dir).ok();
+    let out = out.expect("the copied ustack runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("ustack-bench-peer") && err.contains("cargo build --release"),
+        "{err}"
+    );
 }
 
 /// `ustack up` stops cleanly on SIGTERM (as on SIGINT): it closes its connections, flushes

@@ -318,6 +318,13 @@ static MEASUREMENTS: &[Measurement] = &[
                 Better::Lower,
                 &[],
             ),
+            row(
+                "pingpong_p999",
+                "TCP 1-byte ping-pong p99.9",
+                US,
+                Better::Lower,
+                &[],
+            ),
         ],
     },
     Measurement {
@@ -603,6 +610,9 @@ fn header() -> String {
 
 /// Runs every measurement, printing each row to `out` as soon as it is measured.
 pub fn run_bench(cfg: &BenchConfig, out: &mut dyn Write) -> Result<Report, BenchError> {
+    if !cfg.peer.is_file() {
+        return Err(BenchError::NoPeer(cfg.peer.clone()));
+    }
     if !nix::unistd::geteuid().is_root() {
         return Err(BenchError::NotRoot);
     }
@@ -615,9 +625,6 @@ pub fn run_bench(cfg: &BenchConfig, out: &mut dyn Write) -> Result<Report, Bench
         if !have(tool) {
             return Err(BenchError::Missing(tool, pkg));
         }
-    }
-    if !cfg.peer.is_file() {
-        return Err(BenchError::NoPeer(cfg.peer.clone()));
     }
     let stacks = cfg.stacks_config();
     let _ = writeln!(
