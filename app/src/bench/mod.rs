@@ -103,7 +103,10 @@ pub enum BenchError {
     NotRoot,
     #[error("`{0}` is needed and was not found (apt-get install {1})")]
     Missing(&'static str, &'static str),
-    #[error("the reference peer {0} is missing: build it with cargo build --release (it is a default workspace member)")]
+    #[error(
+        "the reference peer {0} is missing: build it with cargo build --release (a default \
+         workspace member; cargo build -p ustack-bench-peer beside a debug ustack)"
+    )]
     NoPeer(PathBuf),
     #[error(transparent)]
     Netns(#[from] NetnsError),
