@@ -550,6 +550,7 @@ impl Report {
                 "pings": c.pings,
                 "sim_bytes": c.sim_bytes,
                 "mtu": MTU,
+                "tun_txqueuelen": targets::TUN_TXQUEUELEN,
                 "client": "ustack-bench-peer client (kernel sockets, 128 KiB writes/reads; ping-pong with TCP_NODELAY)",
                 "stacks": c.stacks_config(),
             },
@@ -633,10 +634,11 @@ pub fn run_bench(cfg: &BenchConfig, out: &mut dyn Write) -> Result<Report, Bench
     let _ = writeln!(
         out,
         "ustack bench: {} run(s) per measurement, {} s per throughput and ping-pong test, {} pings, \
-         MTU {MTU}, {} CPUs (medians; shared machines make noisy numbers)",
+         MTU {MTU}, TUN txqueuelen {}, {} CPUs (medians; shared machines make noisy numbers)",
         cfg.runs,
         cfg.seconds,
         cfg.pings,
+        targets::TUN_TXQUEUELEN,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
     for col in COLUMNS {
