@@ -513,6 +513,8 @@ impl Row {
             ratio(SMOLTCP),
             self.goals_text(),
         )
+        .trim_end()
+        .to_string()
     }
 }
 
