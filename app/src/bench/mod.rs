@@ -752,3 +752,75 @@ pub fn run_bench(cfg: &BenchConfig, out: &mut dyn Write) -> Result<Report, Bench
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(key: &str) -> &'static RowSpec {
+        MEASUREMENTS
+            .iter()
+            .flat_map(|m| m.rows)
+            .find(|r| r.key == key)
+            .expect("a row of the table")
+    }
+
+    /// The table prints the median of the runs: the middle one, or the mean of the two
+    /// middle ones; a cell without samples has none.
+    #[test]
+    fn medians_of_odd_and_even_runs() {
+        assert_eq!(Cell::Measured(vec![3.0, 1.0, 2.0]).median(), Some(2.0));
+        assert_eq!(Cell::Measured(vec![4.0, 1.0, 2.0, 3.0]).median(), Some(2.5));
+        assert_eq!(Cell::Measured(vec![]).median(), None);
+        assert_eq!(Cell::NotBuilt("x".into()).median(), None);
+    }
+
+    /// Ratios are ustack over the column; a throughput goal is met at or above its ratio,
+    /// a latency goal at or below it, and a goal with a missing column is unmeasured.
+    #[test]
+    fn goals_compare_in_the_direction_of_the_row() {
+        let m = |v: f64| Cell::Measured(vec![v]);
+        let receive = Row {
+            spec: spec("receive"),
+            cells: [m(20.0), m(6.0), m(5.0)],
+        };
+        assert_eq!(receive.ratio(SMOLTCP), Some(1.2));
+        assert_eq!(receive.met(&receive.spec.goals[0]), Some(true));
+        let ping = Row {
+            spec: spec("pingpong_p50"),
+            cells: [m(10.0), m(13.0), m(9.0)],
+        };
+        assert_eq!(ping.met(&ping.spec.goals[0]), Some(false));
+        assert!(
+            ping.line().contains("<=1.2x kernel: NOT met"),
+            "{}",
+            ping.line()
+        );
+        let offload = Row {
+            spec: spec("offload_receive"),
+            cells: [m(20.0), Cell::NotBuilt("no flag".into()), m(5.0)],
+        };
+        assert_eq!(offload.met(&offload.spec.goals[0]), None);
+        assert!(offload.line().contains("not built"));
+    }
+
+    /// Every row key is unique (the JSON and the root test find rows by it), and every
+    /// probe named twice feeds the same number of rows, so cached cells line up.
+    #[test]
+    fn the_table_is_consistent() {
+        let mut keys: Vec<&str> = MEASUREMENTS
+            .iter()
+            .flat_map(|m| m.rows)
+            .map(|r| r.key)
+            .collect();
+        let n = keys.len();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), n);
+        for a in MEASUREMENTS {
+            for b in MEASUREMENTS.iter().filter(|b| b.probe == a.probe) {
+                assert_eq!(a.rows.len(), b.rows.len(), "{}", a.probe);
+            }
+        }
+    }
+}
