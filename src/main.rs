@@ -87,10 +87,6 @@ impl Failure {
         }
     }
 
-    fn not_implemented(what: &str) -> Failure {
-        Failure::usage(format_args!("{what} is not implemented yet"))
-    }
-
     /// A run failure, or a usage error when `is_usage`.
     fn of(why: impl Display, is_usage: bool) -> Failure {
         if is_usage {
@@ -191,15 +187,27 @@ fn run_impair(args: &ImpairArgs) -> Ran {
 }
 
 fn run_bench(args: &BenchArgs) -> Ran {
-    if args.svg.is_some() {
-        return Err(Failure::not_implemented("--svg"));
-    }
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ustack"));
-    let cfg = bench::BenchConfig::new(args.quick, exe);
-    let rows = bench::run_bench(&cfg, &mut stdout()).map_err(Failure::run)?;
+    let mut cfg = bench::BenchConfig::new(args.quick, exe);
+    if let Some(runs) = args.runs {
+        cfg.runs = runs as usize;
+    }
+    let report = bench::run_bench(&cfg, &mut stdout()).map_err(Failure::run)?;
+    let cannot_write =
+        |path: &PathBuf, e| Failure::run(format_args!("cannot write {}: {e}", path.display()));
     if let Some(path) = &args.json {
-        bench::write_json(&rows, path)
-            .map_err(|e| Failure::run(format_args!("cannot write {}: {e}", path.display())))?;
+        report.write_json(path).map_err(|e| cannot_write(path, e))?;
+    }
+    if let Some(path) = &args.svg {
+        report.write_svg(path).map_err(|e| cannot_write(path, e))?;
+    }
+    let failures = report.failures();
+    if !failures.is_empty() {
+        return Err(Failure::run(format_args!(
+            "{} measurement(s) failed: {}",
+            failures.len(),
+            failures.join("; ")
+        )));
     }
     Ok(())
 }

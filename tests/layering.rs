@@ -13,6 +13,10 @@ const LAYERS: [(&str, Option<&str>); 5] = [
     ("ustack-link", None),
 ];
 
+/// Workspace tools beside the layers, with the only ustack-or-smoltcp dependencies each
+/// may have: the bench's reference peer uses smoltcp, which no layer may.
+const TOOLS: [(&str, &[&str]); 1] = [("ustack-bench-peer", &["smoltcp"])];
+
 fn workspace_dependencies() -> BTreeMap<String, Vec<String>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
@@ -42,7 +46,7 @@ fn workspace_dependencies() -> BTreeMap<String, Vec<String>> {
                 .unwrap()
                 .iter()
                 .map(|d| d["name"].as_str().unwrap().to_string())
-                .filter(|n| n.starts_with("ustack"))
+                .filter(|n| n.starts_with("ustack") || n == "smoltcp")
                 .collect();
             (p["name"].as_str().unwrap().to_string(), deps)
         })
@@ -62,9 +66,17 @@ fn every_layer_calls_only_the_layer_below() {
             "{package} must depend on {below:?} alone among ustack crates"
         );
     }
+    for (package, allowed) in TOOLS {
+        assert_eq!(
+            deps.get(package)
+                .unwrap_or_else(|| panic!("package {package} missing")),
+            &allowed.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            "{package} must depend on {allowed:?} alone among ustack crates and smoltcp"
+        );
+    }
     assert_eq!(
         deps.len(),
-        LAYERS.len(),
+        LAYERS.len() + TOOLS.len(),
         "unexpected workspace packages: {:?}",
         deps.keys()
     );

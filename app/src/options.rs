@@ -273,13 +273,18 @@ pub struct Iperf3Args {
 /// `ustack bench`.
 #[derive(Args, Debug, Clone, Default, PartialEq)]
 pub struct BenchArgs {
-    /// Short runs (1 s per throughput test, 50 pings).
+    /// Short runs (1 run of 1 s per throughput test, 50 pings) instead of 3 runs of 5 s
+    /// and 500 pings.
     #[arg(long)]
     pub quick: bool,
-    /// Also write the results as JSON to FILE.
+    /// Runs of every measurement (default 3, with --quick 1); the table shows the median.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub runs: Option<u32>,
+    /// Also write every raw number (min, median, max and all samples per column) and the
+    /// configuration as JSON to FILE.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Draw the results as SVG (not built yet).
+    /// Draw the table as grouped bars, one group per measurement, in an SVG FILE.
     #[arg(long)]
     pub svg: Option<PathBuf>,
 }

@@ -1,0 +1,185 @@
+//! One function per kind of measurement. Each runs once against a stack that is up and
+//! returns one number per row it feeds (in the order of its table entry in `mod.rs`).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration as StdDuration, Instant as WallInstant};
+
+use super::targets::Target;
+use super::{BenchConfig, BenchError};
+use crate::link::{Instant, SimConfig, SimLink};
+use crate::net::{Config, Interface, Ipv4Cidr};
+use crate::transport::stack::{Stack, StackConfig};
+
+/// A measurement: runs once against `target`, one value per row.
+pub type ProbeFn = fn(&Target, &BenchConfig) -> Result<Vec<f64>, BenchError>;
+
+/// The last line `ustack-bench-peer client ... --json` printed.
+fn peer_client(t: &Target, cfg: &BenchConfig, mode: &str) -> Result<serde_json::Value, BenchError> {
+    let peer = cfg.peer.to_string_lossy().to_string();
+    let secs = cfg.seconds.to_string();
+    let args = [
+        "timeout",
+        "120",
+        &peer,
+        "client",
+        "--target",
+        &t.addr,
+        "--mode",
+        mode,
+        "--seconds",
+        &secs,
+        "--json",
+    ];
+    let out = t.client().exec(&args)?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(BenchError::Client(
+            mode.to_string(),
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    let last = stdout.lines().last().unwrap_or_default();
+    Ok(serde_json::from_str(last)?)
+}
+
+/// Gbit/s through the client in `mode`, and the stack process's CPU milliseconds per
+/// Gbit moved (user + system, NaN for the kernel, whose work is not one process).
+fn throughput(t: &Target, cfg: &BenchConfig, mode: &str) -> Result<Vec<f64>, BenchError> {
+    let before = t.cpu_seconds();
+    let v = peer_client(t, cfg, mode)?;
+    let after = t.cpu_seconds();
+    let gbps = v["gbps"].as_f64().unwrap_or(0.0);
+    let gbit = v["bytes"].as_f64().unwrap_or(0.0) * 8.0 / 1e9;
+    if !(gbps > 0.0 && gbit > 0.0) {
+        return Err(BenchError::Client(
+            mode.to_string(),
+            format!("moved nothing: {v}"),
+        ));
+    }
+    let cpu = match (before, after) {
+        (Some(b), Some(a)) => (a - b) * 1000.0 / gbit,
+        _ => f64::NAN,
+    };
+    Ok(vec![gbps, cpu])
+}
+
+/// The client writes to the stack's discard service: its receive path.
+pub fn receive(t: &Target, cfg: &BenchConfig) -> Result<Vec<f64>, BenchError> {
+    throughput(t, cfg, "discard")
+}
+
+/// The client reads the stack's source service: its send path.
+pub fn send(t: &Target, cfg: &BenchConfig) -> Result<Vec<f64>, BenchError> {
+    throughput(t, cfg, "source")
+}
+
+/// 1-byte TCP ping-pong on the echo service with TCP_NODELAY: p50, p99 and p99.9 in us.
+pub fn pingpong(t: &Target, cfg: &BenchConfig) -> Result<Vec<f64>, BenchError> {
+    let v = peer_client(t, cfg, "pingpong")?;
+    let p = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    Ok(vec![p("p50_us"), p("p99_us"), p("p999_us")])
+}
+
+/// ICMP echo with iputils ping every 10 ms: p50 and p99 round trip in us.
+pub fn ping(t: &Target, cfg: &BenchConfig) -> Result<Vec<f64>, BenchError> {
+    let c = cfg.pings.to_string();
+    // Not `must`: iputils exits 1 when any reply is missing, and a lost ping under load
+    // is no reason to lose the row; no reply at all is.
+    let out = t
+        .client()
+        .exec(&["ping", "-c", &c, "-i", "0.01", "-W", "2", &t.addr])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut hist = hdrhistogram::Histogram::<u64>::new(3)?;
+    for rtt in text.lines().filter_map(|l| {
+        l.split("time=")
+            .nth(1)?
+            .split(' ')
+            .next()?
+            .parse::<f64>()
+            .ok()
+    }) {
+        // iputils prints milliseconds with three decimals: whole microseconds.
+        let _ = hist.record((rtt * 1000.0).round().max(1.0) as u64);
+    }
+    if hist.is_empty() {
+        return Err(BenchError::NoPingReplies(t.addr.clone()));
+    }
+    Ok(vec![
+        hist.value_at_quantile(0.5) as f64,
+        hist.value_at_quantile(0.99) as f64,
+    ])
+}
+
+/// Gbit/s the receiver saw, from `iperf3 -J` (the kernel's iperf3 client).
+fn iperf3(t: &Target, cfg: &BenchConfig, reverse: bool) -> Result<Vec<f64>, BenchError> {
+    let secs = cfg.seconds.to_string();
+    let mut args = vec!["timeout", "60", "iperf3", "-c", &t.addr, "-t", &secs, "-J"];
+    if reverse {
+        args.push("-R");
+    }
+    let text = t.client().must(&args)?;
+    let v: serde_json::Value = serde_json::from_str(&text)?;
+    let bps = v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .ok_or_else(|| BenchError::Iperf3(v["error"].to_string()))?;
+    Ok(vec![bps / 1e9])
+}
+
+/// The kernel's iperf3 client sends into the stack's iperf3 server.
+pub fn iperf3_in(t: &Target, cfg: &BenchConfig) -> Result<Vec<f64>, BenchError> {
+    iperf3(t, cfg, false)
+}
+
+/// The stack's iperf3 server sends (`iperf3 -R`).
+pub fn iperf3_out(t: &Target, cfg: &BenchConfig) -> Result<Vec<f64>, BenchError> {
+    iperf3(t, cfg, true)
+}
+
+/// ustack alone: TCP over an unimpaired SimLink pair in this process, Gbit/s.
+pub fn sim(_: &Target, cfg: &BenchConfig) -> Result<Vec<f64>, BenchError> {
+    let bytes = cfg.sim_bytes;
+    let (la, lb) = SimLink::pair(SimConfig::default(), 1).expect("a valid default config");
+    let ip = |n| Ipv4Addr::new(198, 18, 5, n);
+    let mk = |l, n| {
+        Stack::new(
+            Interface::new(
+                l,
+                Config::new(Ipv4Cidr {
+                    addr: ip(n),
+                    prefix_len: 24,
+                }),
+            ),
+            StackConfig::default(),
+        )
+    };
+    let (mut a, mut b) = (mk(la, 1), mk(lb, 2));
+    let _ = b.tcp_listen(5201, 1);
+    let now = Instant::ZERO;
+    let c = a
+        .tcp_connect(now, SocketAddrV4::new(ip(2), 5201))
+        .map_err(|e| BenchError::Sim(e.to_string()))?;
+    let chunk = vec![0u8; 256 * 1024];
+    let mut buf = vec![0u8; 256 * 1024];
+    let (mut sent, mut got, mut server) = (0, 0, None);
+    let start = WallInstant::now();
+    while got < bytes && start.elapsed() < StdDuration::from_secs(60) {
+        // A SimLink has no receive error to report.
+        let _ = a.poll(now);
+        let _ = b.poll(now);
+        server = server.or_else(|| b.tcp_accept(5201));
+        if sent < bytes {
+            sent += a
+                .tcp_send(c, &chunk[..chunk.len().min(bytes - sent)])
+                .unwrap_or(0);
+        }
+        if let Some(s) = server {
+            while let Ok(n @ 1..) = b.tcp_recv(s, &mut buf) {
+                got += n;
+            }
+        }
+    }
+    if got < bytes {
+        return Err(BenchError::Sim(format!("{got} of {bytes} bytes in 60 s")));
+    }
+    Ok(vec![got as f64 * 8.0 / start.elapsed().as_secs_f64() / 1e9])
+}
