@@ -168,6 +168,12 @@ pub struct SendOptions {
     pub dont_fragment: bool,
     /// DSCP and ECN bits.
     pub tos: u8,
+    /// A TCP segment larger than the MTU that the link is to cut into segments of this
+    /// many payload bytes (TSO, when [`Capabilities::tso_max`] allows it); 0: none, the
+    /// MTU rules apply.
+    ///
+    /// [`Capabilities::tso_max`]: ustack_link::Capabilities::tso_max
+    pub tso_segment: u16,
 }
 
 /// The IPv4 header of a received datagram, kept (up to 60 bytes) so that the transport
@@ -214,6 +220,9 @@ pub struct Received {
     /// Sent to a broadcast address.
     pub broadcast: bool,
     pub header: HeaderCopy,
+    /// The device vouched for the transport checksum (verified it, or the packet came
+    /// from the local kernel with a partial one): the transport layer skips verifying.
+    pub checksum_trusted: bool,
 }
 
 /// Token bucket for outgoing ICMP errors; time passed in.
@@ -417,11 +426,22 @@ impl<L: Link> Interface<L> {
             return Err(SendError::DatagramTooLarge { len });
         }
         let mtu = self.link.mtu();
-        if len > mtu && opts.dont_fragment {
+        // TSO: the link segments a TCP datagram larger than the MTU itself (IP link only).
+        let tso = opts.tso_segment > 0
+            && protocol == IpNumber::TCP
+            && len > mtu
+            && len <= self.link.capabilities().tso_max
+            && self.arp.is_none();
+        if len > mtu && opts.dont_fragment && !tso {
             self.stats.tx_too_big += 1;
             return Err(SendError::NeedsFragmentation { len, mtu });
         }
-        let Some(pieces) = frag::plan(payload.len(), MIN_HEADER_LEN, mtu) else {
+        let plan = if tso {
+            Some(vec![(0, payload.len(), false)])
+        } else {
+            frag::plan(payload.len(), MIN_HEADER_LEN, mtu)
+        };
+        let Some(pieces) = plan else {
             self.stats.tx_too_big += 1;
             return Err(SendError::MtuTooSmall(mtu));
         };
@@ -450,7 +470,7 @@ impl<L: Link> Interface<L> {
             self.tx_buf.extend_from_slice(&header.to_bytes());
             self.tx_buf
                 .extend_from_slice(&payload[offset..offset + piece_len]);
-            self.transmit(now, next_hop)?;
+            self.transmit(now, next_hop, if tso { opts.tso_segment } else { 0 })?;
         }
         self.run_arp(now);
         Ok(())
@@ -458,8 +478,13 @@ impl<L: Link> Interface<L> {
 
     /// Puts the packet in `tx_buf` on the link towards `next_hop`: as it is on an IP
     /// link; on Ethernet in a frame to the next hop's MAC address, or queued while ARP
-    /// resolves it.
-    fn transmit(&mut self, now: Instant, next_hop: Ipv4Addr) -> Result<(), SendError> {
+    /// resolves it. `tso_segment` > 0: a TSO super-segment for the link to cut.
+    fn transmit(
+        &mut self,
+        now: Instant,
+        next_hop: Ipv4Addr,
+        tso_segment: u16,
+    ) -> Result<(), SendError> {
         let broadcast = self.is_broadcast(next_hop);
         let mut link_header = 0;
         if let Some(arp) = &mut self.arp {
@@ -478,7 +503,12 @@ impl<L: Link> Interface<L> {
             let header = ethernet::header(dst, arp.mac(), EtherType::IPV4);
             self.tx_buf[..ethernet::HEADER_LEN].copy_from_slice(&header);
         }
-        if let Err(e) = self.link.send(now, &self.tx_buf) {
+        let sent = if tso_segment > 0 {
+            self.link.send_offload(now, &self.tx_buf, tso_segment)
+        } else {
+            self.link.send(now, &self.tx_buf)
+        };
+        if let Err(e) = sent {
             self.stats.tx_link_errors += 1;
             return Err(e.into());
         }
@@ -636,13 +666,16 @@ impl<L: Link> Interface<L> {
         }
         let mut buf = std::mem::take(&mut self.rx_buf);
         let result = loop {
-            match self.link.recv(now, &mut buf) {
-                Ok(Some(n)) => {
+            match self.link.recv_offload(now, &mut buf) {
+                Ok(Some((n, offload))) => {
                     let (packet, link_broadcast) = match self.unframe(now, &buf[..n]) {
                         Some((range, link_broadcast)) => (&buf[range], link_broadcast),
                         None => continue,
                     };
-                    if let Some(received) = self.process(now, packet, link_broadcast, payload) {
+                    let trusted = offload.checksum_trusted;
+                    if let Some(received) =
+                        self.process(now, packet, link_broadcast, trusted, payload)
+                    {
                         break Ok(Some(received));
                     }
                 }
@@ -708,11 +741,17 @@ impl<L: Link> Interface<L> {
     }
 
     /// One packet from the link. Returns metadata if it is a datagram for the layer above.
+    /// A packet may be larger than the MTU: a link with [`Capabilities::large_receive`]
+    /// hands over coalesced TCP super-segments of up to 65535 bytes, whose transport
+    /// checksum it vouches for (`checksum_trusted`).
+    ///
+    /// [`Capabilities::large_receive`]: ustack_link::Capabilities::large_receive
     fn process(
         &mut self,
         now: Instant,
         packet: &[u8],
         link_broadcast: bool,
+        checksum_trusted: bool,
         out: &mut Vec<u8>,
     ) -> Option<Received> {
         self.stats.rx_packets += 1;
@@ -802,6 +841,8 @@ impl<L: Link> Interface<L> {
             len: payload.len(),
             broadcast,
             header: header_copy,
+            // A reassembled datagram is checked whole; the device vouched for a packet.
+            checksum_trusted: checksum_trusted && !ip.is_fragment(),
         })
     }
 

@@ -587,8 +587,10 @@ impl Connection {
                     if payload.len() > self.rcv_mss {
                         self.rcv_mss = payload.len().min(usize::from(self.cfg.mss));
                     }
+                    // A GRO super-segment counts as the segments it carries, as Linux
+                    // counts bytes beyond rcv_mss (`__tcp_ack_snd_check`).
                     if payload.len() >= self.rcv_mss {
-                        self.unacked_segments += 1;
+                        self.unacked_segments += (payload.len() / self.rcv_mss) as u32;
                     }
                     if self.unacked_segments >= ACK_EVERY_FULL_SEGMENTS
                         || self.cfg.delayed_ack.is_zero()
