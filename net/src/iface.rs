@@ -939,6 +939,129 @@ mod tests {
     const PEER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
     const T0: Instant = Instant::ZERO;
 
+    /// An IP link with segmentation and large-receive offload, as a TUN device opened
+    /// with IFF_VNET_HDR: it records what it is given and hands over what a test queues.
+    struct OffloadLink {
+        sent: Vec<(Vec<u8>, u16)>,
+        arriving: VecDeque<(Vec<u8>, ustack_link::RxOffload)>,
+    }
+
+    impl Link for OffloadLink {
+        fn medium(&self) -> Medium {
+            Medium::Ip
+        }
+        fn mtu(&self) -> usize {
+            1500
+        }
+        fn send(&mut self, now: Instant, packet: &[u8]) -> Result<ustack_link::TxInfo, LinkError> {
+            self.send_offload(now, packet, 0)
+        }
+        fn send_offload(
+            &mut self,
+            _now: Instant,
+            packet: &[u8],
+            segment_size: u16,
+        ) -> Result<ustack_link::TxInfo, LinkError> {
+            self.sent.push((packet.to_vec(), segment_size));
+            Ok(ustack_link::TxInfo::default())
+        }
+        fn recv(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<usize>, LinkError> {
+            Ok(self.recv_offload(now, buf)?.map(|(n, _)| n))
+        }
+        fn recv_offload(
+            &mut self,
+            _now: Instant,
+            buf: &mut [u8],
+        ) -> Result<Option<(usize, ustack_link::RxOffload)>, LinkError> {
+            Ok(self.arriving.pop_front().map(|(p, offload)| {
+                buf[..p.len()].copy_from_slice(&p);
+                (p.len(), offload)
+            }))
+        }
+        fn poll_at(&self, _now: Instant) -> Option<Instant> {
+            None
+        }
+        fn capabilities(&self) -> ustack_link::Capabilities {
+            ustack_link::Capabilities {
+                tso_max: 65535,
+                large_receive: true,
+            }
+        }
+    }
+
+    fn offload_iface() -> Interface<OffloadLink> {
+        let link = OffloadLink {
+            sent: Vec::new(),
+            arriving: VecDeque::new(),
+        };
+        Interface::new(link, Config::new("198.18.0.1/24".parse().unwrap()))
+    }
+
+    /// TSO: a TCP datagram larger than the MTU, marked for segmentation, goes whole to a
+    /// link that segments, with its segment size and Don't Fragment kept; unmarked, or
+    /// larger than the link segments, it is the RFC 1191 "needs fragmentation" of a DF
+    /// datagram as before, and a non-TCP one is never segmented.
+    #[test]
+    fn a_tso_datagram_goes_whole_to_a_segmenting_link() {
+        let mut iface = offload_iface();
+        let tso = SendOptions {
+            dont_fragment: true,
+            tso_segment: 1448,
+            ..SendOptions::default()
+        };
+        let payload = vec![0x11; 20_000];
+        iface
+            .send_with(T0, PEER, IpNumber::TCP, &tso, &payload)
+            .unwrap();
+        let (packet, size) = iface.link_mut().sent.pop().unwrap();
+        assert_eq!(size, 1448);
+        let ip = ipv4::parse(&packet).unwrap();
+        assert_eq!(ip.payload, &payload[..]);
+        assert!(ip.header.dont_fragment());
+        let plain = SendOptions {
+            tso_segment: 0,
+            ..tso
+        };
+        for (opts, protocol, len) in [
+            (plain, IpNumber::TCP, 20_000),
+            (tso, IpNumber::UDP, 20_000),
+            (tso, IpNumber::TCP, 65_516),
+        ] {
+            assert!(iface
+                .send_with(T0, PEER, protocol, &opts, &vec![0; len])
+                .is_err());
+        }
+        assert!(iface.link().sent.is_empty());
+        // A small segment marked for TSO is an ordinary packet.
+        iface
+            .send_with(T0, PEER, IpNumber::TCP, &tso, &[1; 100])
+            .unwrap();
+        assert_eq!(iface.link_mut().sent.pop().unwrap().1, 0);
+    }
+
+    /// GRO: a coalesced TCP datagram larger than the MTU is delivered whole, and the
+    /// device's word on its checksum goes up with it (and only for what the device said).
+    #[test]
+    fn a_coalesced_datagram_is_delivered_with_the_devices_checksum_word() {
+        let mut iface = offload_iface();
+        iface.accept_protocol(IpNumber::TCP);
+        let big = vec![0x22; 30_000];
+        for trusted in [true, false] {
+            let offload = ustack_link::RxOffload {
+                checksum_trusted: trusted,
+                segment_size: 1448,
+            };
+            iface
+                .link_mut()
+                .arriving
+                .push_back((datagram(PEER, US, IpNumber::TCP, &big), offload));
+            let mut out = Vec::new();
+            let r = iface.recv(T0, &mut out).unwrap().unwrap();
+            assert_eq!((r.len, r.checksum_trusted), (30_000, trusted));
+            assert_eq!(out, big);
+        }
+    }
+
     /// Send errors are values the layers above can keep: cloned, compared, with the
     /// link failure as their source.
     #[test]
