@@ -550,7 +550,12 @@ impl<L: Link> Stack<L> {
     /// RFC 1122 section 4.1.3.1: a datagram for a port nobody listens on gets ICMP port
     /// unreachable.
     fn on_udp(&mut self, now: Instant, r: &Received, payload: &[u8]) {
-        if self.udp.receive(r.src, r.dst, payload) == UdpInput::PortUnreachable {
+        let input = if r.checksum_trusted {
+            self.udp.receive_trusted(r.src, r.dst, payload)
+        } else {
+            self.udp.receive(r.src, r.dst, payload)
+        };
+        if input == UdpInput::PortUnreachable {
             self.iface.send_port_unreachable(now, r, payload);
         }
     }
