@@ -413,6 +413,39 @@ mod tests {
         );
     }
 
+    /// `--offload` (IFF_VNET_HDR) is a TUN device's: with --tun it is accepted, with a
+    /// TAP or raw device it is a usage error before any device is touched.
+    #[test]
+    fn offload_is_for_tun_devices() {
+        let addr: Ipv4Cidr = "198.18.0.2/24".parse().unwrap();
+        let tun = DeviceArgs {
+            tun: Some("tun0".into()),
+            addr: Some(addr),
+            offload: true,
+            ..DeviceArgs::default()
+        };
+        assert_eq!(
+            tun.target().unwrap(),
+            (DeviceKind::Tun("tun0".into()), addr)
+        );
+        for args in [
+            DeviceArgs {
+                tun: None,
+                tap: Some("tap0".into()),
+                ..tun.clone()
+            },
+            DeviceArgs {
+                tun: None,
+                raw: Some("veth0".into()),
+                ..tun.clone()
+            },
+        ] {
+            let err = args.target().unwrap_err();
+            assert!(err.is_usage(), "{err}");
+            assert!(err.to_string().contains("--offload"), "{err}");
+        }
+    }
+
     /// The flags name exactly one device; a gateway must be on our network (RFC 1122
     /// section 3.3.1), and is not our own address.
     #[test]
