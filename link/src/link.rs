@@ -95,9 +95,6 @@ pub struct Capabilities {
     /// [`Link::send_offload`], filling in their checksums (TSO, `NETIF_F_TSO`). 0: no
     /// segmentation offload.
     pub tso_max: usize,
-    /// The device may hand over packets larger than its MTU, up to 65535 bytes: TCP
-    /// segments coalesced by the kernel's GRO/GSO (`NETIF_F_GRO`).
-    pub large_receive: bool,
 }
 
 /// What the device said about a packet it handed over ([`Link::recv_offload`]).

@@ -266,7 +266,6 @@ impl Link for TunLink {
         match self.vnet {
             Some(_) => Capabilities {
                 tso_max: MAX_OFFLOAD_PACKET,
-                large_receive: true,
             },
             None => Capabilities::default(),
         }
@@ -310,8 +309,8 @@ impl Link for TunLink {
         let hdr = tso.vnet.to_bytes();
         let info = self.write_parts(&[
             IoSlice::new(&hdr),
-            IoSlice::new(&tso.headers),
-            IoSlice::new(&packet[tso.headers.len()..]),
+            IoSlice::new(tso.headers()),
+            IoSlice::new(&packet[tso.headers().len()..]),
         ])?;
         if let Some(stats) = self.vnet.as_mut() {
             stats.gso_out += 1;

@@ -152,10 +152,11 @@ impl VnetHeader {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TsoHeaders {
     pub vnet: VnetHeader,
-    /// The packet's IP and TCP headers (up to 120 bytes), checksum field patched; the
-    /// payload after them goes out unchanged.
-    pub headers: Vec<u8>,
+    headers: [u8; MAX_HEADERS_LEN],
 }
+
+/// The longest IPv4 and TCP headers, with all their options.
+const MAX_HEADERS_LEN: usize = 120;
 
 impl TsoHeaders {
     /// For `packet`, an IPv4 datagram carrying one TCP segment, to be cut into segments of
@@ -184,7 +185,8 @@ impl TsoHeaders {
             .add_2bytes([0, etherparse::IpNumber::TCP.0])
             .add_2bytes(tcp_len.to_be_bytes())
             .ones_complement();
-        let mut headers = packet[..ihl + thl].to_vec();
+        let mut headers = [0; MAX_HEADERS_LEN];
+        headers[..ihl + thl].copy_from_slice(&packet[..ihl + thl]);
         let field = ihl + usize::from(TCP_CHECKSUM_OFFSET);
         // Sum16BitWords adds the words in the host's byte order; its result goes back to
         // the wire in that order.
@@ -200,6 +202,12 @@ impl TsoHeaders {
             },
             headers,
         })
+    }
+
+    /// The packet's IP and TCP headers, the TCP checksum field patched; the payload
+    /// after them goes out unchanged.
+    pub fn headers(&self) -> &[u8] {
+        &self.headers[..usize::from(self.vnet.hdr_len)]
     }
 
     /// How many segments the kernel cuts the packet of `len` bytes into.
@@ -345,10 +353,10 @@ mod tests {
                 csum_offset: 16,
             }
         );
-        assert_eq!(tso.headers.len(), 40);
+        assert_eq!(tso.headers().len(), 40);
         assert_eq!(tso.segments(packet.len()), 4);
         let full = [packet[36], packet[37]];
-        let mut tcp = tso.headers[20..].to_vec();
+        let mut tcp = tso.headers()[20..].to_vec();
         tcp.extend_from_slice(&packet[40..]);
         // The partial sum sits in the field; zero it and fold it back in as the device does.
         let partial = [tcp[16], tcp[17]];
@@ -359,7 +367,7 @@ mod tests {
             .add_slice(&tcp)
             .ones_complement();
         assert_eq!(done.to_ne_bytes(), full);
-        assert_eq!(tso.headers[..20], packet[..20]);
+        assert_eq!(tso.headers()[..20], packet[..20]);
     }
 
     /// Only a whole TCP/IPv4 datagram can be segmented.

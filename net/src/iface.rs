@@ -741,11 +741,9 @@ impl<L: Link> Interface<L> {
     }
 
     /// One packet from the link. Returns metadata if it is a datagram for the layer above.
-    /// A packet may be larger than the MTU: a link with [`Capabilities::large_receive`]
-    /// hands over coalesced TCP super-segments of up to 65535 bytes, whose transport
-    /// checksum it vouches for (`checksum_trusted`).
-    ///
-    /// [`Capabilities::large_receive`]: ustack_link::Capabilities::large_receive
+    /// A packet may be larger than the MTU: a link with offload hands over coalesced TCP
+    /// super-segments of up to 65535 bytes, whose transport checksum it vouches for
+    /// (`checksum_trusted`).
     fn process(
         &mut self,
         now: Instant,
@@ -982,10 +980,7 @@ mod tests {
             None
         }
         fn capabilities(&self) -> ustack_link::Capabilities {
-            ustack_link::Capabilities {
-                tso_max: 65535,
-                large_receive: true,
-            }
+            ustack_link::Capabilities { tso_max: 65535 }
         }
     }
 

@@ -584,8 +584,10 @@ impl Connection {
                 } else {
                     // RFC 9293 section 3.8.6.3: full-sized as the peer's segments go, so
                     // a smaller path MTU on its side still gets an ACK every second one.
-                    if payload.len() > self.rcv_mss {
-                        self.rcv_mss = payload.len().min(usize::from(self.cfg.mss));
+                    // A segment longer than our MSS is a GRO super-segment, which says
+                    // nothing of the peer's segment size (Linux takes its gso_size).
+                    if payload.len() > self.rcv_mss && payload.len() <= usize::from(self.cfg.mss) {
+                        self.rcv_mss = payload.len();
                     }
                     // A GRO super-segment counts as the segments it carries, as Linux
                     // counts bytes beyond rcv_mss (`__tcp_ack_snd_check`).

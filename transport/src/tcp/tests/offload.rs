@@ -161,3 +161,26 @@ fn a_gro_super_segment_is_acked_at_once() {
     recv!(s, [our_ack(IRS + 1 + 14_600, WINDOW - 14_600)]);
     assert_eq!(s.read_all(), big);
 }
+
+/// RFC 9293 section 3.8.6.3 with GRO: a super-segment does not teach us the peer's
+/// segment size (Linux `tcp_measure_rcv_mss` takes the GRO packet's gso_size), so the
+/// peer's full segments smaller than our MSS (1448 bytes beside timestamps) still count
+/// as full after one, and every second one is ACKed at once.
+#[test]
+fn a_gro_super_segment_leaves_the_full_segment_size_alone() {
+    let mut s = established(cfg());
+    let full = pattern(1448, 8);
+    send!(s, peer_data(IRS + 1, &full));
+    send!(s, peer_data(IRS + 1 + 1448, &full));
+    recv!(s, [our_ack(IRS + 1 + 2 * 1448, WINDOW - 2 * 1448)]);
+    let big = pattern(14_480, 9);
+    let mut at = IRS + 1 + 2 * 1448;
+    send!(s, peer_data(at, &big));
+    at += big.len();
+    recv!(s, [our_ack(at, WINDOW - 2 * 1448 - 14_480)]);
+    send!(s, peer_data(at, &full));
+    recv_nothing!(s);
+    send!(s, peer_data(at + 1448, &full));
+    at += 2 * 1448;
+    recv!(s, [our_ack(at, WINDOW - 4 * 1448 - 14_480)]);
+}
