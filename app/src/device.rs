@@ -48,7 +48,12 @@ pub struct DeviceArgs {
     /// MTU of a TUN or TAP device (a --raw link takes its interface's).
     #[arg(long, default_value_t = DEFAULT_MTU)]
     pub mtu: usize,
-    /// Use IFF_VNET_HDR checksum and segmentation offload (not built yet).
+    /// TUN only: open the device with IFF_VNET_HDR and checksum and TCP segmentation
+    /// offload (TUN_F_CSUM, TUN_F_TSO4). The kernel hands over its GRO/GSO TCP
+    /// super-segments of up to 64 KiB with partial checksums, and cuts the TSO
+    /// super-segments ustack sends (up to 64 KiB, whole MSS-sized segments). A --pcap
+    /// capture shows what the stack saw and sent: the super-segments, not the wire's
+    /// segments, and received ones with the partial checksum (which Wireshark flags).
     #[arg(long)]
     pub offload: bool,
     /// Write a pcapng capture of the device.
@@ -116,15 +121,17 @@ impl DeviceArgs {
     /// The device and address to use, or why the flags do not name them (before any
     /// device is touched).
     pub fn target(&self) -> Result<(DeviceKind, Ipv4Cidr), DeviceError> {
-        if self.offload {
-            return Err(DeviceError::NotImplemented("--offload"));
-        }
         let kind = match (&self.tun, &self.tap, &self.raw) {
             (Some(tun), None, None) => DeviceKind::Tun(tun.clone()),
             (None, Some(tap), None) => DeviceKind::Tap(tap.clone()),
             (None, None, Some(raw)) => DeviceKind::Raw(raw.clone()),
             _ => return Err(DeviceError::Unspecified),
         };
+        if self.offload && !matches!(kind, DeviceKind::Tun(_)) {
+            return Err(DeviceError::NotImplemented(
+                "--offload on a TAP or raw device (it is for --tun)",
+            ));
+        }
         let addr = self.addr.ok_or(DeviceError::Unspecified)?;
         self.interface_config(addr)?;
         Ok((kind, addr))
@@ -280,7 +287,14 @@ pub fn bring_up(args: &DeviceArgs) -> Result<Device, DeviceError> {
     let sink = capture(args.pcap.as_deref())?;
     let name = kind.name();
     let (link, mac) = match &kind {
-        DeviceKind::Tun(_) => (tap(open(name, args.mtu)?, sink.as_ref(), name)?, None),
+        DeviceKind::Tun(_) => {
+            let dev = if args.offload {
+                TunLink::open_offload(name, args.mtu).map_err(DeviceError::Open)?
+            } else {
+                open(name, args.mtu)?
+            };
+            (tap(dev, sink.as_ref(), name)?, None)
+        }
         DeviceKind::Tap(_) => {
             let dev = TunLink::open_tap(name, args.mtu).map_err(DeviceError::Open)?;
             let mac = local_mac(stack_cfg.seed);
@@ -397,6 +411,39 @@ mod tests {
             MacAddr([2, 0, 0xab, 1, 2, 3]).to_string(),
             "02:00:ab:01:02:03"
         );
+    }
+
+    /// `--offload` (IFF_VNET_HDR) is a TUN device's: with --tun it is accepted, with a
+    /// TAP or raw device it is a usage error before any device is touched.
+    #[test]
+    fn offload_is_for_tun_devices() {
+        let addr: Ipv4Cidr = "198.18.0.2/24".parse().unwrap();
+        let tun = DeviceArgs {
+            tun: Some("tun0".into()),
+            addr: Some(addr),
+            offload: true,
+            ..DeviceArgs::default()
+        };
+        assert_eq!(
+            tun.target().unwrap(),
+            (DeviceKind::Tun("tun0".into()), addr)
+        );
+        for args in [
+            DeviceArgs {
+                tun: None,
+                tap: Some("tap0".into()),
+                ..tun.clone()
+            },
+            DeviceArgs {
+                tun: None,
+                raw: Some("veth0".into()),
+                ..tun.clone()
+            },
+        ] {
+            let err = args.target().unwrap_err();
+            assert!(err.is_usage(), "{err}");
+            assert!(err.to_string().contains("--offload"), "{err}");
+        }
     }
 
     /// The flags name exactly one device; a gateway must be on our network (RFC 1122

@@ -20,12 +20,15 @@ mod testnet;
 pub mod time;
 #[cfg(target_os = "linux")]
 pub mod tun;
+pub mod vnet;
 
 pub use hub::{HubConfig, HubPort, SimHub};
 pub use impair::{
     DelayLine, Engine, GilbertElliott, ImpairError, ImpairStats, Impairments, Outage,
 };
-pub use link::{DropReason, Link, LinkError, Medium, TxInfo, ETHERNET_HEADER_LEN};
+pub use link::{
+    Capabilities, DropReason, Link, LinkError, Medium, RxOffload, TxInfo, ETHERNET_HEADER_LEN,
+};
 pub use pcap::{tap_boxed, PcapSink, PcapTap};
 #[cfg(target_os = "linux")]
 pub use raw::RawLink;

@@ -85,6 +85,30 @@ impl TxInfo {
     }
 }
 
+/// What a device does for the stack beyond moving packets (offloads), as the Linux
+/// `NETIF_F_*` features say it for a network device. The default is none of it, which
+/// is what the simulated and raw links offer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The device takes TCP/IPv4 packets of up to `tso_max` bytes (IP header included,
+    /// at most 65535) and splits them into MTU-sized segments of the size given with
+    /// [`Link::send_offload`], filling in their checksums (TSO, `NETIF_F_TSO`). 0: no
+    /// segmentation offload.
+    pub tso_max: usize,
+}
+
+/// What the device said about a packet it handed over ([`Link::recv_offload`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RxOffload {
+    /// The transport checksum need not be verified: the device verified it
+    /// (virtio `DATA_VALID`), or the packet never crossed a wire and its checksum field
+    /// holds only the pseudo-header sum (virtio `NEEDS_CSUM`, Linux `CHECKSUM_PARTIAL`).
+    pub checksum_trusted: bool,
+    /// The packet is a coalesced TCP super-segment of segments of this many payload bytes
+    /// (virtio `gso_size`); 0 for an ordinary packet.
+    pub segment_size: u16,
+}
+
 /// A device that moves whole packets (or frames) in both directions.
 ///
 /// All methods take `now`: a simulated link lives on the caller's virtual clock, and
@@ -114,6 +138,35 @@ pub trait Link {
     /// it: `Some(t <= now)` means ready now; a simulated link returns the delivery time of
     /// the next packet in flight. Real devices return `None` and are waited on instead.
     fn poll_at(&self, now: Instant) -> Option<Instant>;
+
+    /// The offloads the device does; none unless it says so.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    /// [`Link::recv`], with what the device says about the packet (checksum verified,
+    /// coalesced segments). A device without offloads says nothing.
+    fn recv_offload(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Result<Option<(usize, RxOffload)>, LinkError> {
+        Ok(self.recv(now, buf)?.map(|n| (n, RxOffload::default())))
+    }
+
+    /// [`Link::send`] of a TCP/IPv4 packet the device is to split into segments of
+    /// `segment_size` payload bytes (TSO), which it may do only if
+    /// [`Capabilities::tso_max`] allows the packet; a device without TSO sends the packet
+    /// as it is.
+    fn send_offload(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        segment_size: u16,
+    ) -> Result<TxInfo, LinkError> {
+        let _ = segment_size;
+        self.send(now, packet)
+    }
 }
 
 /// Forwards every method to the referenced link.
@@ -137,6 +190,24 @@ macro_rules! forward_link {
             }
             fn poll_at(&self, now: Instant) -> Option<Instant> {
                 (**self).poll_at(now)
+            }
+            fn capabilities(&self) -> Capabilities {
+                (**self).capabilities()
+            }
+            fn recv_offload(
+                &mut self,
+                now: Instant,
+                buf: &mut [u8],
+            ) -> Result<Option<(usize, RxOffload)>, LinkError> {
+                (**self).recv_offload(now, buf)
+            }
+            fn send_offload(
+                &mut self,
+                now: Instant,
+                packet: &[u8],
+                segment_size: u16,
+            ) -> Result<TxInfo, LinkError> {
+                (**self).send_offload(now, packet, segment_size)
             }
         }
     };

@@ -276,6 +276,37 @@ impl<L: Link> Link for PcapTap<L> {
     fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         self.inner.fd()
     }
+
+    fn capabilities(&self) -> crate::link::Capabilities {
+        self.inner.capabilities()
+    }
+
+    /// Records the packet as the stack sees it: a coalesced super-segment whole, with the
+    /// partial checksum a `NEEDS_CSUM` packet carries.
+    fn recv_offload(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Result<Option<(usize, crate::link::RxOffload)>, LinkError> {
+        let got = self.inner.recv_offload(now, buf)?;
+        if let Some((n, _)) = got {
+            self.sink.write(self.interface, now, &buf[..n], false, None);
+        }
+        Ok(got)
+    }
+
+    /// Records the TSO super-segment as the stack built it, before the device splits it.
+    fn send_offload(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        segment_size: u16,
+    ) -> Result<TxInfo, LinkError> {
+        let info = self.inner.send_offload(now, packet, segment_size)?;
+        self.sink
+            .write(self.interface, now, packet, true, impairment_note(&info));
+        Ok(info)
+    }
 }
 
 #[cfg(test)]

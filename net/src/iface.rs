@@ -168,6 +168,12 @@ pub struct SendOptions {
     pub dont_fragment: bool,
     /// DSCP and ECN bits.
     pub tos: u8,
+    /// A TCP segment larger than the MTU that the link is to cut into segments of this
+    /// many payload bytes (TSO, when [`Capabilities::tso_max`] allows it); 0: none, the
+    /// MTU rules apply.
+    ///
+    /// [`Capabilities::tso_max`]: ustack_link::Capabilities::tso_max
+    pub tso_segment: u16,
 }
 
 /// The IPv4 header of a received datagram, kept (up to 60 bytes) so that the transport
@@ -214,6 +220,9 @@ pub struct Received {
     /// Sent to a broadcast address.
     pub broadcast: bool,
     pub header: HeaderCopy,
+    /// The device vouched for the transport checksum (verified it, or the packet came
+    /// from the local kernel with a partial one): the transport layer skips verifying.
+    pub checksum_trusted: bool,
 }
 
 /// Token bucket for outgoing ICMP errors; time passed in.
@@ -417,11 +426,19 @@ impl<L: Link> Interface<L> {
             return Err(SendError::DatagramTooLarge { len });
         }
         let mtu = self.link.mtu();
-        if len > mtu && opts.dont_fragment {
+        // TSO: the link segments a TCP datagram larger than the MTU itself (IP link only).
+        let tso = opts.tso_segment > 0
+            && protocol == IpNumber::TCP
+            && len > mtu
+            && len <= self.link.capabilities().tso_max
+            && self.arp.is_none();
+        if len > mtu && opts.dont_fragment && !tso {
             self.stats.tx_too_big += 1;
             return Err(SendError::NeedsFragmentation { len, mtu });
         }
-        let Some(pieces) = frag::plan(payload.len(), MIN_HEADER_LEN, mtu) else {
+        // A TSO datagram goes to the link whole: plan it as one piece.
+        let plan_mtu = if tso { MAX_DATAGRAM_LEN } else { mtu };
+        let Some(pieces) = frag::plan(payload.len(), MIN_HEADER_LEN, plan_mtu) else {
             self.stats.tx_too_big += 1;
             return Err(SendError::MtuTooSmall(mtu));
         };
@@ -450,7 +467,7 @@ impl<L: Link> Interface<L> {
             self.tx_buf.extend_from_slice(&header.to_bytes());
             self.tx_buf
                 .extend_from_slice(&payload[offset..offset + piece_len]);
-            self.transmit(now, next_hop)?;
+            self.transmit(now, next_hop, if tso { opts.tso_segment } else { 0 })?;
         }
         self.run_arp(now);
         Ok(())
@@ -458,8 +475,13 @@ impl<L: Link> Interface<L> {
 
     /// Puts the packet in `tx_buf` on the link towards `next_hop`: as it is on an IP
     /// link; on Ethernet in a frame to the next hop's MAC address, or queued while ARP
-    /// resolves it.
-    fn transmit(&mut self, now: Instant, next_hop: Ipv4Addr) -> Result<(), SendError> {
+    /// resolves it. `tso_segment` > 0: a TSO super-segment for the link to cut.
+    fn transmit(
+        &mut self,
+        now: Instant,
+        next_hop: Ipv4Addr,
+        tso_segment: u16,
+    ) -> Result<(), SendError> {
         let broadcast = self.is_broadcast(next_hop);
         let mut link_header = 0;
         if let Some(arp) = &mut self.arp {
@@ -478,7 +500,12 @@ impl<L: Link> Interface<L> {
             let header = ethernet::header(dst, arp.mac(), EtherType::IPV4);
             self.tx_buf[..ethernet::HEADER_LEN].copy_from_slice(&header);
         }
-        if let Err(e) = self.link.send(now, &self.tx_buf) {
+        let sent = if tso_segment > 0 {
+            self.link.send_offload(now, &self.tx_buf, tso_segment)
+        } else {
+            self.link.send(now, &self.tx_buf)
+        };
+        if let Err(e) = sent {
             self.stats.tx_link_errors += 1;
             return Err(e.into());
         }
@@ -636,13 +663,16 @@ impl<L: Link> Interface<L> {
         }
         let mut buf = std::mem::take(&mut self.rx_buf);
         let result = loop {
-            match self.link.recv(now, &mut buf) {
-                Ok(Some(n)) => {
+            match self.link.recv_offload(now, &mut buf) {
+                Ok(Some((n, offload))) => {
                     let (packet, link_broadcast) = match self.unframe(now, &buf[..n]) {
                         Some((range, link_broadcast)) => (&buf[range], link_broadcast),
                         None => continue,
                     };
-                    if let Some(received) = self.process(now, packet, link_broadcast, payload) {
+                    let trusted = offload.checksum_trusted;
+                    if let Some(received) =
+                        self.process(now, packet, link_broadcast, trusted, payload)
+                    {
                         break Ok(Some(received));
                     }
                 }
@@ -708,11 +738,15 @@ impl<L: Link> Interface<L> {
     }
 
     /// One packet from the link. Returns metadata if it is a datagram for the layer above.
+    /// A packet may be larger than the MTU: a link with offload hands over coalesced TCP
+    /// super-segments of up to 65535 bytes, whose transport checksum it vouches for
+    /// (`checksum_trusted`).
     fn process(
         &mut self,
         now: Instant,
         packet: &[u8],
         link_broadcast: bool,
+        checksum_trusted: bool,
         out: &mut Vec<u8>,
     ) -> Option<Received> {
         self.stats.rx_packets += 1;
@@ -802,6 +836,8 @@ impl<L: Link> Interface<L> {
             len: payload.len(),
             broadcast,
             header: header_copy,
+            // A reassembled datagram is checked whole; the device vouched for a packet.
+            checksum_trusted: checksum_trusted && !ip.is_fragment(),
         })
     }
 
@@ -896,6 +932,126 @@ mod tests {
     const US: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
     const PEER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
     const T0: Instant = Instant::ZERO;
+
+    /// An IP link with segmentation and large-receive offload, as a TUN device opened
+    /// with IFF_VNET_HDR: it records what it is given and hands over what a test queues.
+    struct OffloadLink {
+        sent: Vec<(Vec<u8>, u16)>,
+        arriving: VecDeque<(Vec<u8>, ustack_link::RxOffload)>,
+    }
+
+    impl Link for OffloadLink {
+        fn medium(&self) -> Medium {
+            Medium::Ip
+        }
+        fn mtu(&self) -> usize {
+            1500
+        }
+        fn send(&mut self, now: Instant, packet: &[u8]) -> Result<ustack_link::TxInfo, LinkError> {
+            self.send_offload(now, packet, 0)
+        }
+        fn send_offload(
+            &mut self,
+            _now: Instant,
+            packet: &[u8],
+            segment_size: u16,
+        ) -> Result<ustack_link::TxInfo, LinkError> {
+            self.sent.push((packet.to_vec(), segment_size));
+            Ok(ustack_link::TxInfo::default())
+        }
+        fn recv(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<usize>, LinkError> {
+            Ok(self.recv_offload(now, buf)?.map(|(n, _)| n))
+        }
+        fn recv_offload(
+            &mut self,
+            _now: Instant,
+            buf: &mut [u8],
+        ) -> Result<Option<(usize, ustack_link::RxOffload)>, LinkError> {
+            Ok(self.arriving.pop_front().map(|(p, offload)| {
+                buf[..p.len()].copy_from_slice(&p);
+                (p.len(), offload)
+            }))
+        }
+        fn poll_at(&self, _now: Instant) -> Option<Instant> {
+            None
+        }
+        fn capabilities(&self) -> ustack_link::Capabilities {
+            ustack_link::Capabilities { tso_max: 65535 }
+        }
+    }
+
+    fn offload_iface() -> Interface<OffloadLink> {
+        let link = OffloadLink {
+            sent: Vec::new(),
+            arriving: VecDeque::new(),
+        };
+        Interface::new(link, Config::new("198.18.0.1/24".parse().unwrap()))
+    }
+
+    /// TSO: a TCP datagram larger than the MTU, marked for segmentation, goes whole to a
+    /// link that segments, with its segment size and Don't Fragment kept; unmarked, or
+    /// larger than the link segments, it is the RFC 1191 "needs fragmentation" of a DF
+    /// datagram as before, and a non-TCP one is never segmented.
+    #[test]
+    fn a_tso_datagram_goes_whole_to_a_segmenting_link() {
+        let mut iface = offload_iface();
+        let tso = SendOptions {
+            dont_fragment: true,
+            tso_segment: 1448,
+            ..SendOptions::default()
+        };
+        let payload = vec![0x11; 20_000];
+        iface
+            .send_with(T0, PEER, IpNumber::TCP, &tso, &payload)
+            .unwrap();
+        let (packet, size) = iface.link_mut().sent.pop().unwrap();
+        assert_eq!(size, 1448);
+        let ip = ipv4::parse(&packet).unwrap();
+        assert_eq!(ip.payload, &payload[..]);
+        assert!(ip.header.dont_fragment());
+        let plain = SendOptions {
+            tso_segment: 0,
+            ..tso
+        };
+        for (opts, protocol, len) in [
+            (plain, IpNumber::TCP, 20_000),
+            (tso, IpNumber::UDP, 20_000),
+            (tso, IpNumber::TCP, 65_516),
+        ] {
+            assert!(iface
+                .send_with(T0, PEER, protocol, &opts, &vec![0; len])
+                .is_err());
+        }
+        assert!(iface.link().sent.is_empty());
+        // A small segment marked for TSO is an ordinary packet.
+        iface
+            .send_with(T0, PEER, IpNumber::TCP, &tso, &[1; 100])
+            .unwrap();
+        assert_eq!(iface.link_mut().sent.pop().unwrap().1, 0);
+    }
+
+    /// GRO: a coalesced TCP datagram larger than the MTU is delivered whole, and the
+    /// device's word on its checksum goes up with it (and only for what the device said).
+    #[test]
+    fn a_coalesced_datagram_is_delivered_with_the_devices_checksum_word() {
+        let mut iface = offload_iface();
+        iface.accept_protocol(IpNumber::TCP);
+        let big = vec![0x22; 30_000];
+        for trusted in [true, false] {
+            let offload = ustack_link::RxOffload {
+                checksum_trusted: trusted,
+                segment_size: 1448,
+            };
+            iface
+                .link_mut()
+                .arriving
+                .push_back((datagram(PEER, US, IpNumber::TCP, &big), offload));
+            let mut out = Vec::new();
+            let r = iface.recv(T0, &mut out).unwrap().unwrap();
+            assert_eq!((r.len, r.checksum_trusted), (30_000, trusted));
+            assert_eq!(out, big);
+        }
+    }
 
     /// Send errors are values the layers above can keep: cloned, compared, with the
     /// link failure as their source.

@@ -569,14 +569,24 @@ impl<L: Link> Stack<L> {
     /// RFC 1122 section 4.1.3.1: a datagram for a port nobody listens on gets ICMP port
     /// unreachable.
     fn on_udp(&mut self, now: Instant, r: &Received, payload: &[u8]) {
-        if self.udp.receive(r.src, r.dst, payload) == UdpInput::PortUnreachable {
+        let input = if r.checksum_trusted {
+            self.udp.receive_trusted(r.src, r.dst, payload)
+        } else {
+            self.udp.receive(r.src, r.dst, payload)
+        };
+        if input == UdpInput::PortUnreachable {
             self.iface.send_port_unreachable(now, r, payload);
         }
     }
 
     fn on_tcp(&mut self, now: Instant, r: &Received, payload: &[u8]) {
         self.stats.tcp_segs_in += 1;
-        let seg = match wire::parse(r.src, r.dst, payload) {
+        let parsed = if r.checksum_trusted {
+            wire::parse_trusted(r.src, r.dst, payload)
+        } else {
+            wire::parse(r.src, r.dst, payload)
+        };
+        let seg = match parsed {
             Ok(seg) => seg,
             Err(WireError::BadChecksum) => {
                 self.stats.tcp_checksum_errors += 1;
@@ -829,12 +839,13 @@ impl<L: Link> Stack<L> {
             slot.conn.orphan(now);
         }
         let (local, remote) = (slot.conn.local(), slot.conn.remote());
-        let opts = SendOptions {
+        let mut opts = SendOptions {
             dont_fragment: true,
             ..SendOptions::default()
         };
         while let Some(seg) = slot.conn.poll_transmit(now) {
             wire::emit(&seg, *local.ip(), *remote.ip(), &mut self.tx);
+            opts.tso_segment = slot.conn.tso_segment();
             match self
                 .iface
                 .send_with(now, *remote.ip(), IpNumber::TCP, &opts, &self.tx)
@@ -922,6 +933,11 @@ impl<L: Link> Stack<L> {
         let mut cfg = self.cfg.tcp.clone();
         let fits = mss_for_mtu(self.iface.link().mtu()).min(usize::from(u16::MAX));
         cfg.mss = cfg.mss.min(fits as u16);
+        // TSO: a link that segments takes super-segments of up to its limit, our 20-byte
+        // IPv4 header and the TCP header with the most options included.
+        let headers =
+            crate::net::ipv4::MIN_HEADER_LEN + wire::MIN_HEADER_LEN + wire::MAX_OPTIONS_LEN;
+        cfg.tso_max = (self.iface.link().capabilities().tso_max).saturating_sub(headers);
         cfg
     }
 

@@ -74,6 +74,10 @@ pub struct TcpConfig {
     pub pacing: bool,
     /// Out-of-order blocks kept before further ones are dropped.
     pub max_ooo_blocks: usize,
+    /// TSO: the largest payload of one super-segment handed to a link that cuts it into
+    /// MSS-sized segments itself (Linux `sk_gso_max_size`); 0, the default, sends one
+    /// MSS per segment. The stack sets it from the link's capabilities.
+    pub tso_max: usize,
     /// RFC 5961 section 7: challenge ACKs per second per connection.
     pub challenge_ack_limit: u32,
 }
@@ -110,6 +114,7 @@ impl Default for TcpConfig {
             congestion: Algorithm::Cubic,
             pacing: false,
             max_ooo_blocks: 64,
+            tso_max: 0,
             challenge_ack_limit: 10,
         }
     }

@@ -162,6 +162,27 @@ pub enum WireError {
 /// option whose length is below 2, wrong for its kind, or runs past the header is
 /// [`WireError::BadOptions`] (MUST-7). Never panics on any input.
 pub fn parse<'a>(src: Ipv4Addr, dst: Ipv4Addr, bytes: &'a [u8]) -> Result<Segment<'a>, WireError> {
+    parse_checked(src, dst, bytes, true)
+}
+
+/// [`parse`] without verifying the checksum, for a segment whose device vouched for it:
+/// verified in hardware (virtio `DATA_VALID`) or handed over by the local kernel with
+/// only the pseudo-header sum in the field (virtio `NEEDS_CSUM`, Linux
+/// `CHECKSUM_PARTIAL`), as Linux's `skb_csum_unnecessary` skips it.
+pub fn parse_trusted<'a>(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    bytes: &'a [u8],
+) -> Result<Segment<'a>, WireError> {
+    parse_checked(src, dst, bytes, false)
+}
+
+fn parse_checked<'a>(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    bytes: &'a [u8],
+    verify: bool,
+) -> Result<Segment<'a>, WireError> {
     let tcp_len = u16::try_from(bytes.len()).map_err(|_| WireError::TooLong)?;
     let header = TcpHeaderSlice::from_slice(bytes).map_err(|e| match e {
         HeaderSliceError::Len(_) if bytes.len() < MIN_HEADER_LEN => WireError::Truncated,
@@ -170,15 +191,17 @@ pub fn parse<'a>(src: Ipv4Addr, dst: Ipv4Addr, bytes: &'a [u8]) -> Result<Segmen
     // Summing over the checksum field too and expecting zero (RFC 1071 section 1) accepts
     // both encodings of a zero sum, 0x0000 and 0xffff; comparing against a recomputed
     // value, as etherparse's `calc_checksum_ipv4` would have us do, rejects one of them.
-    let sum = Sum16BitWords::new()
-        .add_4bytes(src.octets())
-        .add_4bytes(dst.octets())
-        .add_2bytes([0, IpNumber::TCP.0])
-        .add_2bytes(tcp_len.to_be_bytes())
-        .add_slice(bytes)
-        .ones_complement();
-    if sum != 0 {
-        return Err(WireError::BadChecksum);
+    if verify {
+        let sum = Sum16BitWords::new()
+            .add_4bytes(src.octets())
+            .add_4bytes(dst.octets())
+            .add_2bytes([0, IpNumber::TCP.0])
+            .add_2bytes(tcp_len.to_be_bytes())
+            .add_slice(bytes)
+            .ones_complement();
+        if sum != 0 {
+            return Err(WireError::BadChecksum);
+        }
     }
     let options = parse_options(header.options())?;
     Ok(Segment {

@@ -587,11 +587,15 @@ impl Connection {
                 } else {
                     // RFC 9293 section 3.8.6.3: full-sized as the peer's segments go, so
                     // a smaller path MTU on its side still gets an ACK every second one.
-                    if payload.len() > self.rcv_mss {
-                        self.rcv_mss = payload.len().min(usize::from(self.cfg.mss));
+                    // A segment longer than our MSS is a GRO super-segment, which says
+                    // nothing of the peer's segment size (Linux takes its gso_size).
+                    if payload.len() > self.rcv_mss && payload.len() <= usize::from(self.cfg.mss) {
+                        self.rcv_mss = payload.len();
                     }
+                    // A GRO super-segment counts as the segments it carries, as Linux
+                    // counts bytes beyond rcv_mss (`__tcp_ack_snd_check`).
                     if payload.len() >= self.rcv_mss {
-                        self.unacked_segments += 1;
+                        self.unacked_segments += (payload.len() / self.rcv_mss) as u32;
                     }
                     if self.unacked_segments >= ACK_EVERY_FULL_SEGMENTS
                         || self.cfg.delayed_ack.is_zero()

@@ -269,6 +269,9 @@ pub struct Connection {
     challenge_window: (Instant, u32),
     error: Option<ConnectionError>,
     tx_payload: Vec<u8>,
+    /// The segment size the link is to cut the last segment out of `poll_transmit` into
+    /// (TSO), 0 if it is one segment.
+    tx_segment: u16,
     stats: ConnStats,
 }
 
@@ -357,6 +360,7 @@ impl Connection {
             challenge_window: (now, 0),
             error: None,
             tx_payload: Vec::new(),
+            tx_segment: 0,
             stats: ConnStats::default(),
             cfg,
         }

@@ -150,6 +150,7 @@ impl Connection {
     /// probes, and pure ACKs. Call until it returns `None` after every event.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Segment<'_>> {
         self.tx_payload.clear();
+        self.tx_segment = 0;
         if let Some(rst) = self.pending.reset_reply.take() {
             self.stats.rsts_out += 1;
             self.stats.segs_out += 1;
@@ -224,6 +225,28 @@ impl Connection {
             return Some(self.segment(now, seq, Flags::default()));
         }
         None
+    }
+
+    /// For the segment [`Connection::poll_transmit`] returned last: the payload bytes of
+    /// each segment the link is to cut it into (TSO), or 0 if it is a segment of its own.
+    pub fn tso_segment(&self) -> u16 {
+        self.tx_segment
+    }
+
+    /// The most new data one segment may carry: one segment of `max_len` bytes, or with
+    /// TSO a super-segment of whole segments (Linux `tcp_tso_autosize`): about 1 ms of
+    /// data at the pacing rate (`sk_pacing_shift` 10), at least 2 segments, at most
+    /// [`TcpConfig::tso_max`](crate::tcp::TcpConfig::tso_max) bytes.
+    fn send_quota(&self, max_len: usize) -> usize {
+        if self.cfg.tso_max <= max_len || max_len == 0 {
+            return max_len;
+        }
+        let cap = self.cfg.tso_max / max_len;
+        let segments = match self.cc.pacing_rate(self.rtt.srtt()) {
+            Some(rate) => ((rate >> PACING_QUANTUM_SHIFT) as usize / max_len).max(2),
+            None => cap,
+        };
+        segments.min(cap) * max_len
     }
 
     /// Pacing (draft-ietf-ccwg-bbr section 4.6.2; Linux `tcp_pacing_check`): when data
@@ -323,10 +346,23 @@ impl Connection {
             }
             let offset = self.snd_nxt - self.snd_una;
             let unsent = self.send_buf.len().saturating_sub(offset);
-            let mut len = max_len.min(unsent).min(self.usable_window());
+            let mut len = self
+                .send_quota(max_len)
+                .min(unsent)
+                .min(self.usable_window());
             if self.snd_nxt < self.snd_max {
                 if let Some(start) = self.scoreboard.next_sacked(self.snd_nxt) {
                     len = len.min(start - self.snd_nxt);
+                }
+            }
+            if len > max_len {
+                // TSO (Linux `tcp_mss_split_point`): a super-segment is whole segments,
+                // and takes a shorter last one only if it ends the data and Nagle would
+                // send it now; otherwise that rest goes by the rules of one segment.
+                let rest = len % max_len;
+                let tail_goes = len == unsent && (self.cfg.nodelay || self.flight() == 0);
+                if rest > 0 && !tail_goes {
+                    len -= rest;
                 }
             }
             let fin_at_end =
@@ -376,6 +412,10 @@ impl Connection {
         } else {
             self.tx_payload.extend_from_slice(&a[range.start..]);
             self.tx_payload.extend_from_slice(&b[..range.end - a.len()]);
+        }
+        if len > max_len {
+            // The link cuts it into segments of `max_len`, each with these options.
+            self.tx_segment = max_len as u16;
         }
         let end = seq + len + usize::from(fin);
         if let Some(rate) = self.rate.as_mut() {

@@ -410,6 +410,7 @@ impl Owned {
 }
 
 mod handshake;
+mod offload;
 mod pacing;
 mod rack;
 mod receive;
