@@ -60,6 +60,13 @@ impl RuntimeError {
     }
 }
 
+impl Op {
+    /// A clock read or a sleep: no network traffic, and no reply worth spinning for.
+    pub(crate) fn is_clock(&self) -> bool {
+        matches!(self, Op::Now | Op::Sleep { .. })
+    }
+}
+
 /// Messages to the runtime thread.
 pub(crate) enum Msg {
     Call(Call),
@@ -116,6 +123,7 @@ impl Caller {
     /// Makes a call and blocks for its answer.
     pub(crate) fn call(&self, op: Op, timeout: Option<Duration>) -> Reply {
         let (reply, answer) = bounded(1);
+        let is_clock = op.is_clock();
         let call = Call {
             participant: self.participant,
             host: self.host,
@@ -129,7 +137,9 @@ impl Caller {
         }
         if let Some(w) = &self.wake {
             w.waker.wake();
-            if let Some(reply) = w.spin.and_then(|limit| spin_recv(&answer, limit)) {
+            // A sleep's answer comes when it ends: spinning for it buys nothing.
+            let spin = w.spin.filter(|_| !is_clock);
+            if let Some(reply) = spin.and_then(|limit| spin_recv(&answer, limit)) {
                 return reply;
             }
         }
