@@ -415,6 +415,25 @@ mod tests {
     /// The flags name exactly one device; a gateway must be on our network (RFC 1122
     /// section 3.3.1), and is not our own address.
     #[test]
+    fn busy_poll_is_off_unless_given_in_microseconds() {
+        #[derive(clap::Parser)]
+        struct Up {
+            #[command(flatten)]
+            device: DeviceArgs,
+        }
+        let options = |args: &[&str]| {
+            let up = <Up as clap::Parser>::try_parse_from(args).unwrap();
+            up.device.runtime_options()
+        };
+        assert_eq!(options(&["up"]), RuntimeOptions::default());
+        assert_eq!(options(&["up", "--busy-poll", "0"]).busy_poll, None);
+        assert_eq!(
+            options(&["up", "--busy-poll", "50"]).busy_poll,
+            Some(Duration::from_micros(50))
+        );
+    }
+
+    #[test]
     fn the_flags_name_one_device_and_an_on_link_gateway() {
         let addr: Ipv4Cidr = "198.18.0.2/24".parse().unwrap();
         let args = DeviceArgs {
