@@ -161,17 +161,17 @@ struct Driver {
     busy_poll: Option<Duration>,
 }
 
-/// How long the driver keeps polling after a socket call even without busy-poll: a
-/// socket thread that just got its answer usually makes its next call within
-/// microseconds (an echo's write after its read, a sender's next write), and going to
-/// sleep in between costs that call an eventfd write, a ppoll(2) wake-up and a read to
-/// clear it. Measured on a 1-byte TCP echo ping-pong: three writes per round trip become
+/// How long the driver keeps polling after a socket call, or after answering one that
+/// waited, even without busy-poll: a socket thread that just got its answer usually
+/// makes its next call within microseconds (an echo's write after its read, a sender's
+/// next write), and going to sleep in between costs that call an eventfd write, a
+/// ppoll(2) wake-up and a read to clear it. Measured on a 1-byte TCP echo ping-pong: three writes per round trip become
 /// one, and the runtime's CPU time per round trip halves. Clock reads and sleeps do not
 /// count; an idle stack sleeps at once.
 const CALL_LINGER: Duration = Duration::from_micros(20);
 
-/// How long to keep polling after a round that served socket calls and/or saw packets
-/// arrive: [`CALL_LINGER`] after a call, the busy-poll window after either.
+/// How long to keep polling after a round that served (or answered) socket calls and/or
+/// saw packets arrive: [`CALL_LINGER`] after a call, the busy-poll window after either.
 fn busy_window(busy_poll: Option<Duration>, socket_calls: bool, traffic: bool) -> Option<Duration> {
     let linger = socket_calls.then_some(CALL_LINGER);
     let busy = busy_poll.filter(|_| socket_calls || traffic);
@@ -216,9 +216,12 @@ impl Driver {
             self.engine.settle();
             self.link_errors
                 .store(self.engine.link_errors(0), Ordering::Relaxed);
+            let parked = self.parked_socket_calls();
             self.engine.retry(&mut self.waiting);
+            let answered = self.parked_socket_calls() < parked;
             let go_on = if self.waker.is_some() {
                 let (served, socket_calls) = self.serve_queued();
+                let socket_calls = socket_calls || answered;
                 let traffic = self.packets_in() != packets;
                 if let Some(window) = busy_window(self.busy_poll, socket_calls, traffic) {
                     let until = self.clock.now() + window;
@@ -243,6 +246,12 @@ impl Driver {
             }
         }
         self.engine.hosts.pop().expect("the runtime's one host")
+    }
+
+    /// Socket calls waiting for the stack (a read for data, an accept...): one answered
+    /// is a socket thread about to call again.
+    fn parked_socket_calls(&self) -> usize {
+        self.waiting.iter().filter(|c| !c.op.is_clock()).count()
     }
 
     /// Packets (or frames) the device has delivered so far: a change means traffic, which
