@@ -181,23 +181,31 @@ fn busy_window(busy_poll: Option<Duration>, socket_calls: bool, traffic: bool) -
 /// What the driver does after a round that found nothing to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Idle {
-    /// Poll again at once (busy-poll window still open).
+    /// Poll again at once (busy-poll window still open, or a timer came due while the
+    /// round ran).
     Spin,
     /// Sleep on the device and the waker for this long at most.
     Sleep(Duration),
 }
 
-/// The wait after an idle round at `now`: spin while `busy_until` is ahead, else sleep
-/// until `next_event` exactly (ppoll's precision), [`WALL_IDLE`] at most, and
-/// [`WALL_DUE_SLEEP`] if it is due already (a round that leaves something due must not
-/// make the driver spin on it).
-fn idle_plan(now: Instant, next_event: Option<Instant>, busy_until: Option<Instant>) -> Idle {
+/// The wait after an idle round that began at `round` and ended at `now`: spin while
+/// `busy_until` is ahead, else sleep until `next_event` exactly (ppoll's precision),
+/// [`WALL_IDLE`] at most. An event that came due while the round ran gets another round
+/// at once; one that was due when it began and is still due gets [`WALL_DUE_SLEEP`] (a
+/// round that leaves something due must not make the driver spin on it).
+fn idle_plan(
+    round: Instant,
+    now: Instant,
+    next_event: Option<Instant>,
+    busy_until: Option<Instant>,
+) -> Idle {
     if busy_until.is_some_and(|t| now < t) {
         return Idle::Spin;
     }
     match next_event {
         None => Idle::Sleep(WALL_IDLE),
-        Some(t) if t <= now => Idle::Sleep(WALL_DUE_SLEEP),
+        Some(t) if t <= round => Idle::Sleep(WALL_DUE_SLEEP),
+        Some(t) if t <= now => Idle::Spin,
         Some(t) => Idle::Sleep((t - now).min(WALL_IDLE)),
     }
 }
@@ -217,7 +225,9 @@ impl Driver {
             self.link_errors
                 .store(self.engine.link_errors(0), Ordering::Relaxed);
             let parked = self.parked_socket_calls();
-            self.engine.retry(&mut self.waiting);
+            // An answered call may leave work for the stack (a read opens the window):
+            // another round does it at once.
+            let answered_any = self.engine.retry(&mut self.waiting);
             let answered = self.parked_socket_calls() < parked;
             let go_on = if self.waker.is_some() {
                 let (served, socket_calls) = self.serve_queued();
@@ -229,7 +239,8 @@ impl Driver {
                 }
                 let next = self.engine.next_event(&self.waiting);
                 served
-                    || match idle_plan(self.clock.now(), next, busy_until) {
+                    || answered_any
+                    || match idle_plan(self.engine.now, self.clock.now(), next, busy_until) {
                         Idle::Spin => {
                             // Gives way to a thread the round waits for (a socket caller,
                             // the peer) if one is runnable on this CPU.
@@ -356,35 +367,65 @@ mod tests {
     #[test]
     fn a_timer_is_slept_for_to_the_microsecond() {
         assert_eq!(
-            idle_plan(T0, Some(T0 + us(300)), None),
+            idle_plan(T0, T0, Some(T0 + us(300)), None),
             Idle::Sleep(us(300))
         );
-        assert_eq!(idle_plan(T0, Some(T0 + us(1)), None), Idle::Sleep(us(1)));
+        assert_eq!(
+            idle_plan(T0, T0, Some(T0 + us(1)), None),
+            Idle::Sleep(us(1))
+        );
     }
 
     #[test]
     fn nothing_scheduled_sleeps_the_idle_cap() {
-        assert_eq!(idle_plan(T0, None, None), Idle::Sleep(WALL_IDLE));
+        assert_eq!(idle_plan(T0, T0, None, None), Idle::Sleep(WALL_IDLE));
         let far = T0 + Duration::from_secs(30);
-        assert_eq!(idle_plan(T0, Some(far), None), Idle::Sleep(WALL_IDLE));
+        assert_eq!(idle_plan(T0, T0, Some(far), None), Idle::Sleep(WALL_IDLE));
     }
 
     #[test]
     fn something_due_already_does_not_make_the_driver_spin() {
-        assert_eq!(idle_plan(T0, Some(T0), None), Idle::Sleep(WALL_DUE_SLEEP));
+        assert_eq!(
+            idle_plan(T0, T0, Some(T0), None),
+            Idle::Sleep(WALL_DUE_SLEEP)
+        );
         let past = Instant::from_millis(2);
-        assert_eq!(idle_plan(T0, Some(past), None), Idle::Sleep(WALL_DUE_SLEEP));
+        assert_eq!(
+            idle_plan(T0, T0, Some(past), None),
+            Idle::Sleep(WALL_DUE_SLEEP)
+        );
+    }
+
+    #[test]
+    fn a_timer_that_came_due_during_the_round_gets_another_round_at_once() {
+        let end = T0 + us(30);
+        assert_eq!(idle_plan(T0, end, Some(T0 + us(10)), None), Idle::Spin);
+        assert_eq!(idle_plan(T0, end, Some(end), None), Idle::Spin);
+        assert_eq!(
+            idle_plan(T0, end, Some(T0), None),
+            Idle::Sleep(WALL_DUE_SLEEP)
+        );
+        assert_eq!(
+            idle_plan(T0, end, Some(end + us(7)), None),
+            Idle::Sleep(us(7))
+        );
     }
 
     #[test]
     fn the_busy_poll_window_spins_then_sleeps() {
         let until = Some(T0 + us(50));
-        assert_eq!(idle_plan(T0, None, until), Idle::Spin);
-        assert_eq!(idle_plan(T0 + us(49), Some(T0), until), Idle::Spin);
-        assert_eq!(idle_plan(T0 + us(50), None, until), Idle::Sleep(WALL_IDLE));
+        assert_eq!(idle_plan(T0, T0, None, until), Idle::Spin);
+        assert_eq!(
+            idle_plan(T0 + us(49), T0 + us(49), Some(T0), until),
+            Idle::Spin
+        );
+        assert_eq!(
+            idle_plan(T0 + us(50), T0 + us(50), None, until),
+            Idle::Sleep(WALL_IDLE)
+        );
         let later = T0 + us(60);
         assert_eq!(
-            idle_plan(later, Some(later + us(5)), until),
+            idle_plan(later, later, Some(later + us(5)), until),
             Idle::Sleep(us(5))
         );
     }
