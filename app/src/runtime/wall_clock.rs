@@ -225,8 +225,6 @@ impl Driver {
             self.link_errors
                 .store(self.engine.link_errors(0), Ordering::Relaxed);
             let parked = self.parked_socket_calls();
-            // An answered call may leave work for the stack (a read opens the window):
-            // another round does it at once.
             let answered_any = self.engine.retry(&mut self.waiting);
             let answered = self.parked_socket_calls() < parked;
             let go_on = if self.waker.is_some() {
@@ -238,8 +236,11 @@ impl Driver {
                     busy_until = busy_until.max(Some(until));
                 }
                 let next = self.engine.next_event(&self.waiting);
+                // An answered call may leave work due for the stack (a read that opens
+                // the window): another round does it at once.
+                let left_due = answered_any && next.is_some_and(|t| t <= self.engine.now);
                 served
-                    || answered_any
+                    || left_due
                     || match idle_plan(self.engine.now, self.clock.now(), next, busy_until) {
                         Idle::Spin => {
                             // Gives way to a thread the round waits for (a socket caller,
