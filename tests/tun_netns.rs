@@ -111,7 +111,48 @@ fn kernel_ping_and_python_sockets_talk_to_ustack_on_tun() {
     let Some(_turn) = root_only() else {
         return;
     };
-    let ns = ustack_up("tun");
+    ping_and_sockets_answered(&ustack_up("tun"));
+}
+
+/// A 1-byte TCP ping-pong on the echo port (TCP_NODELAY both ways), every byte checked.
+const PING_PONG: &str = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], 7), timeout=10)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+ok = 0
+for i in range(2000):
+    b = bytes([i % 256])
+    s.sendall(b)
+    if s.recv(1) == b:
+        ok += 1
+s.close()
+print("pingpong", ok)
+"#;
+
+/// With busy-polling the runtime spins instead of sleeping and callers spin on their
+/// replies; the answers must be the same (correctness only: speed is `ustack bench`'s).
+#[test]
+fn ustack_up_with_busy_poll_answers_ping_echo_and_a_ping_pong() {
+    let Some(_turn) = root_only() else {
+        return;
+    };
+    let ns = ustack_up_with("i10lat-busy", &["--busy-poll", "50"]);
+    ping_and_sockets_answered(&ns);
+    let client = ns
+        .exec(&["timeout", "60", "python3", "-c", PING_PONG, OURS])
+        .unwrap();
+    let line = String::from_utf8_lossy(&client.stdout);
+    assert!(
+        client.status.success(),
+        "{line}\n{}",
+        String::from_utf8_lossy(&client.stderr)
+    );
+    assert_eq!(line.trim(), "pingpong 2000");
+}
+
+/// The kernel's ping gets 3 replies from `ustack up` in `ns`, and Python's sockets get
+/// TCP echo, TCP discard and UDP echo.
+fn ping_and_sockets_answered(ns: &Netns) {
     let ping = ns
         .exec(&["ping", "-c", "3", "-i", "0.2", "-W", "2", OURS])
         .unwrap();

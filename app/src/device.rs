@@ -14,7 +14,7 @@ use clap::Args;
 use crate::link::{tap_boxed, Clock, Duration, Link, PcapSink, RawLink, TunLink};
 use crate::net::{Config, GatewayError, Interface, Ipv4Cidr, MacAddr};
 use crate::options::cidr;
-use crate::runtime::{BoxLink, Runtime};
+use crate::runtime::{BoxLink, Runtime, RuntimeOptions};
 use crate::transport::stack::{Stack, StackConfig};
 use crate::transport::tcp::Algorithm;
 
@@ -56,6 +56,12 @@ pub struct DeviceArgs {
     /// segments, and received ones with the partial checksum (which Wireshark flags).
     #[arg(long)]
     pub offload: bool,
+    /// Busy-poll: after the last packet or socket call, keep polling the device (and
+    /// spin on socket replies) for this many microseconds before sleeping, like Linux's
+    /// SO_BUSY_POLL. Cuts request/response latency by the wake-up of a sleeping thread,
+    /// but burns a CPU for as long as traffic keeps coming. Off (0) by default.
+    #[arg(long, value_name = "MICROS", default_value_t = 0)]
+    pub busy_poll: u64,
     /// Write a pcapng capture of the device.
     #[arg(long)]
     pub pcap: Option<PathBuf>,
@@ -135,6 +141,13 @@ impl DeviceArgs {
         let addr = self.addr.ok_or(DeviceError::Unspecified)?;
         self.interface_config(addr)?;
         Ok((kind, addr))
+    }
+
+    /// How the runtime waits (`--busy-poll`; 0 is off).
+    pub fn runtime_options(&self) -> RuntimeOptions {
+        RuntimeOptions {
+            busy_poll: (self.busy_poll > 0).then(|| Duration::from_micros(self.busy_poll)),
+        }
     }
 
     /// The interface settings the flags give for `addr`: the default gateway, checked to
@@ -310,7 +323,7 @@ pub fn bring_up(args: &DeviceArgs) -> Result<Device, DeviceError> {
     let stack = Stack::new(Interface::new(link, iface_cfg), stack_cfg);
     let clock = Clock::wall();
     Ok(Device {
-        runtime: Runtime::start_with_clock(stack, clock),
+        runtime: Runtime::start_with_options(stack, clock, args.runtime_options()),
         kind,
         addr,
         mac,
@@ -448,6 +461,25 @@ mod tests {
 
     /// The flags name exactly one device; a gateway must be on our network (RFC 1122
     /// section 3.3.1), and is not our own address.
+    #[test]
+    fn busy_poll_is_off_unless_given_in_microseconds() {
+        #[derive(clap::Parser)]
+        struct Up {
+            #[command(flatten)]
+            device: DeviceArgs,
+        }
+        let options = |args: &[&str]| {
+            let up = <Up as clap::Parser>::try_parse_from(args).unwrap();
+            up.device.runtime_options()
+        };
+        assert_eq!(options(&["up"]), RuntimeOptions::default());
+        assert_eq!(options(&["up", "--busy-poll", "0"]).busy_poll, None);
+        assert_eq!(
+            options(&["up", "--busy-poll", "50"]).busy_poll,
+            Some(Duration::from_micros(50))
+        );
+    }
+
     #[test]
     fn the_flags_name_one_device_and_an_on_link_gateway() {
         let addr: Ipv4Cidr = "198.18.0.2/24".parse().unwrap();

@@ -20,14 +20,14 @@ mod wall_clock;
 
 use std::sync::Arc;
 
-use crossbeam_channel::{bounded, Sender};
+use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 
 use crate::link::poll::Waker;
 use crate::link::{Duration, Instant};
 pub use engine::{BoxLink, HostId, TcpInfo};
 pub(crate) use engine::{Call, CallError, Op, Reply};
 pub use sim_world::{SimWorld, WorldError};
-pub use wall_clock::Runtime;
+pub use wall_clock::{Runtime, RuntimeOptions};
 
 /// Why the runtime could not serve a call at all, whatever the operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -61,6 +61,13 @@ impl RuntimeError {
     }
 }
 
+impl Op {
+    /// A clock read or a sleep: no network traffic, and no reply worth spinning for.
+    pub(crate) fn is_clock(&self) -> bool {
+        matches!(self, Op::Now | Op::Sleep { .. })
+    }
+}
+
 /// Messages to the runtime thread.
 pub(crate) enum Msg {
     Call(Call),
@@ -74,8 +81,34 @@ pub struct Caller {
     tx: Sender<Msg>,
     participant: usize,
     host: HostId,
-    /// Wakes a wall-clock runtime sleeping in poll(2) on its device.
-    wake: Option<Arc<Waker>>,
+    /// Wakes a wall-clock runtime sleeping in ppoll(2) on its device.
+    wake: Option<Arc<Wakeup>>,
+}
+
+/// How a caller reaches a wall-clock runtime that sleeps on a device.
+#[derive(Debug)]
+pub(crate) struct Wakeup {
+    /// Rung after each call is queued (a no-op while the runtime is awake).
+    waker: Waker,
+    /// How long a caller spins on its reply before blocking (the runtime's busy-poll).
+    spin: Option<Duration>,
+}
+
+/// Waits for `answer` by polling it for up to `limit`, the socket side of busy-polling:
+/// a reply that comes within the window is taken without the futex sleep and wake-up of
+/// a blocked thread. Each empty look yields the CPU (sched_yield(2)), so that on a busy
+/// machine the spin gives way to the runtime thread or the peer it waits for. `None` if
+/// the reply did not come (or the runtime is gone).
+fn spin_recv(answer: &Receiver<Reply>, limit: Duration) -> Option<Reply> {
+    let start = std::time::Instant::now();
+    loop {
+        match answer.try_recv() {
+            Ok(reply) => return Some(reply),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) if start.elapsed() >= limit => return None,
+            Err(TryRecvError::Empty) => std::thread::yield_now(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Msg {
@@ -91,6 +124,7 @@ impl Caller {
     /// Makes a call and blocks for its answer.
     pub(crate) fn call(&self, op: Op, timeout: Option<Duration>) -> Reply {
         let (reply, answer) = bounded(1);
+        let is_clock = op.is_clock();
         let call = Call {
             participant: self.participant,
             host: self.host,
@@ -103,7 +137,12 @@ impl Caller {
             return Reply::Err(RuntimeError::Stopped.into());
         }
         if let Some(w) = &self.wake {
-            w.wake();
+            w.waker.wake();
+            // A sleep's answer comes when it ends: spinning for it buys nothing.
+            let spin = w.spin.filter(|_| !is_clock);
+            if let Some(reply) = spin.and_then(|limit| spin_recv(&answer, limit)) {
+                return reply;
+            }
         }
         answer
             .recv()
