@@ -473,6 +473,62 @@ impl<L: Link> Interface<L> {
         Ok(())
     }
 
+    /// Bytes a caller of [`Interface::send_prebuilt`] leaves free in front of its
+    /// payload: the IP header, and the Ethernet header on an Ethernet link.
+    pub fn tx_headroom(&self) -> usize {
+        if self.arp.is_some() {
+            ethernet::HEADER_LEN + MIN_HEADER_LEN
+        } else {
+            MIN_HEADER_LEN
+        }
+    }
+
+    /// [`Interface::send_with`] for a payload written after [`Interface::tx_headroom`]
+    /// bytes of `frame`: a datagram that goes out in one piece gets its IP header written
+    /// into that room and `frame` itself goes to the link, without copying the payload
+    /// again (the TCP send path: one copy from the send buffer into the frame, one by
+    /// the kernel). Fragments and a `frame` without the room take the copying path.
+    /// `frame` keeps its allocation for the next call (its contents are unspecified).
+    pub fn send_prebuilt(
+        &mut self,
+        now: Instant,
+        dst: Ipv4Addr,
+        protocol: IpNumber,
+        opts: &SendOptions,
+        frame: &mut Vec<u8>,
+    ) -> Result<(), SendError> {
+        let headroom = self.tx_headroom();
+        let Some(payload_len) = frame.len().checked_sub(headroom) else {
+            // Not built for this link: nothing to send in place.
+            return self.send_with(now, dst, protocol, opts, frame);
+        };
+        let len = MIN_HEADER_LEN + payload_len;
+        let fits = len <= self.link.mtu() && len <= MAX_DATAGRAM_LEN;
+        let Some(next_hop) = self.routes.next_hop(dst).filter(|_| fits && self.announced) else {
+            // Every other case (no route, TSO, fragments, the first send) as before.
+            return self.send_with(now, dst, protocol, opts, &frame[headroom..]);
+        };
+        let fields = HeaderFields {
+            src: self.cfg.addr.addr,
+            dst,
+            protocol,
+            ttl: opts.ttl.unwrap_or(self.cfg.ttl),
+            ident: self.next_ident,
+            dont_fragment: opts.dont_fragment,
+            tos: opts.tos,
+        };
+        let header = fields.build(payload_len, 0, false)?;
+        self.next_ident = self.next_ident.wrapping_add(1);
+        frame[headroom - MIN_HEADER_LEN..headroom].copy_from_slice(&header.to_bytes());
+        // The frame is the interface's transmit buffer for this send; the caller gets the
+        // old buffer back, so neither allocation is lost.
+        std::mem::swap(&mut self.tx_buf, frame);
+        let sent = self.transmit(now, next_hop, 0);
+        std::mem::swap(&mut self.tx_buf, frame);
+        self.run_arp(now);
+        sent
+    }
+
     /// Puts the packet in `tx_buf` on the link towards `next_hop`: as it is on an IP
     /// link; on Ethernet in a frame to the next hop's MAC address, or queued while ARP
     /// resolves it. `tso_segment` > 0: a TSO super-segment for the link to cut.
@@ -1028,6 +1084,63 @@ mod tests {
             .send_with(T0, PEER, IpNumber::TCP, &tso, &[1; 100])
             .unwrap();
         assert_eq!(iface.link_mut().sent.pop().unwrap().1, 0);
+    }
+
+    /// `send_prebuilt` puts the same datagram on the link as `send_with` (header written
+    /// into the frame's room, identification counting on); what does not fit in one
+    /// packet, or a frame without the room, takes the copying path.
+    #[test]
+    fn a_prebuilt_frame_goes_out_as_send_with_would_send_it() {
+        let mut iface = offload_iface();
+        let opts = SendOptions {
+            dont_fragment: true,
+            ..SendOptions::default()
+        };
+        let payload: Vec<u8> = (0..1400u32).map(|i| i as u8).collect();
+        iface
+            .send_with(T0, PEER, IpNumber::TCP, &opts, &payload)
+            .unwrap();
+        assert_eq!(iface.tx_headroom(), MIN_HEADER_LEN);
+        let mut frame = vec![0; MIN_HEADER_LEN];
+        frame.extend_from_slice(&payload);
+        iface
+            .send_prebuilt(T0, PEER, IpNumber::TCP, &opts, &mut frame)
+            .unwrap();
+        let sent: Vec<_> = iface.link_mut().sent.drain(..).collect();
+        let [(copied, 0), (built, 0)] = &sent[..] else {
+            panic!("expected two plain packets, got {}", sent.len());
+        };
+        let (copied, built) = (ipv4::parse(copied).unwrap(), ipv4::parse(built).unwrap());
+        assert_eq!(built.payload, &payload[..]);
+        assert_eq!(
+            built.header.identification(),
+            copied.header.identification().wrapping_add(1)
+        );
+        let mut expected = copied.header.to_header();
+        expected.identification = built.header.identification();
+        expected.header_checksum = expected.calc_header_checksum();
+        assert_eq!(built.header.to_header(), expected);
+        // Too big for one packet without DF: fragments, as send_with makes them.
+        let mut frame = vec![0; MIN_HEADER_LEN + 3000];
+        iface
+            .send_prebuilt(T0, PEER, IpNumber::UDP, &SendOptions::default(), &mut frame)
+            .unwrap();
+        assert!(iface.link().sent.len() > 1);
+        assert_eq!(iface.stats().tx_fragmented, 1);
+        iface.link_mut().sent.clear();
+        // No room: the whole frame is the payload.
+        let mut frame = vec![7; 5];
+        iface
+            .send_prebuilt(T0, PEER, IpNumber::UDP, &opts, &mut frame)
+            .unwrap();
+        let (packet, _) = iface.link_mut().sent.pop().unwrap();
+        assert_eq!(ipv4::parse(&packet).unwrap().payload, &[7; 5][..]);
+        // With DF and too big it is the same error as send_with's.
+        let mut frame = vec![0; MIN_HEADER_LEN + 3000];
+        assert!(matches!(
+            iface.send_prebuilt(T0, PEER, IpNumber::TCP, &opts, &mut frame),
+            Err(SendError::NeedsFragmentation { .. })
+        ));
     }
 
     /// GRO: a coalesced TCP datagram larger than the MTU is delivered whole, and the

@@ -843,12 +843,14 @@ impl<L: Link> Stack<L> {
             dont_fragment: true,
             ..SendOptions::default()
         };
+        let headroom = self.iface.tx_headroom();
         while let Some(seg) = slot.conn.poll_transmit(now) {
-            wire::emit(&seg, *local.ip(), *remote.ip(), &mut self.tx);
+            // Emitted after room for the IP (and link) header: sent without another copy.
+            wire::emit_at(&seg, *local.ip(), *remote.ip(), &mut self.tx, headroom);
             opts.tso_segment = slot.conn.tso_segment();
             match self
                 .iface
-                .send_with(now, *remote.ip(), IpNumber::TCP, &opts, &self.tx)
+                .send_prebuilt(now, *remote.ip(), IpNumber::TCP, &opts, &mut self.tx)
             {
                 Ok(()) => {}
                 // RFC 1122 section 4.2.2.6: the local "needs fragmentation" reaches TCP,

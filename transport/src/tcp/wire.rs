@@ -5,6 +5,7 @@
 //! The fixed header, option decoding and the checksum go through etherparse. Hand-written
 //! here: the walk over the option list (etherparse stops at the first unknown kind, RFC
 //! 9293 requires skipping it), the option layout on emit, and the checksum verification.
+//! The checksum on emit is `ustack_net::checksum` (64-bit words, see there why).
 
 use std::net::Ipv4Addr;
 
@@ -19,6 +20,8 @@ use etherparse::{
 };
 
 use super::seq::SeqNumber;
+use crate::net::checksum;
+use crate::net::ipv4::MIN_HEADER_LEN as IPV4_HEADER_LEN;
 
 /// Length of the fixed header, without options (data offset 5).
 pub const MIN_HEADER_LEN: usize = TcpHeader::MIN_LEN;
@@ -293,8 +296,29 @@ impl TcpOptions {
 ///
 /// If header and payload exceed 65535 bytes, which no IPv4 datagram could carry.
 pub fn emit(seg: &Segment<'_>, src: Ipv4Addr, dst: Ipv4Addr, out: &mut Vec<u8>) -> usize {
+    emit_at(seg, src, dst, out, 0)
+}
+
+/// Byte offset of the checksum field in the TCP header (RFC 9293 section 3.1).
+const CHECKSUM_OFFSET: usize = 16;
+
+/// [`emit`] after `headroom` bytes left for the headers below (the IP header, and the
+/// link's), so that the interface fills them in place and the segment is never copied
+/// again on its way to the device (`Interface::send_prebuilt`). The checksum is summed
+/// once over the written header and payload (`ustack_net::checksum`).
+///
+/// # Panics
+///
+/// As [`emit`].
+pub fn emit_at(
+    seg: &Segment<'_>,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    out: &mut Vec<u8>,
+    headroom: usize,
+) -> usize {
     let (options, sack_blocks) = encode_options(&seg.options);
-    let mut header = TcpHeader {
+    let header = TcpHeader {
         source_port: seg.src_port,
         destination_port: seg.dst_port,
         sequence_number: seg.seq.0,
@@ -313,12 +337,18 @@ pub fn emit(seg: &Segment<'_>, src: Ipv4Addr, dst: Ipv4Addr, out: &mut Vec<u8>) 
         urgent_pointer: seg.urgent,
         options,
     };
-    header.checksum = header
-        .calc_checksum_ipv4_raw(src.octets(), dst.octets(), seg.payload)
-        .expect("TCP segment larger than an IPv4 datagram");
     out.clear();
+    out.resize(headroom, 0);
     out.extend_from_slice(&header.to_bytes());
     out.extend_from_slice(seg.payload);
+    let len = u16::try_from(out.len() - headroom)
+        .ok()
+        .filter(|len| usize::from(*len) + IPV4_HEADER_LEN <= usize::from(u16::MAX))
+        .expect("TCP segment larger than an IPv4 datagram");
+    let sum = checksum::pseudo_header(src.octets(), dst.octets(), IpNumber::TCP.0, len);
+    let field = checksum::finish(checksum::add(sum, &out[headroom..]));
+    out[headroom + CHECKSUM_OFFSET..headroom + CHECKSUM_OFFSET + 2]
+        .copy_from_slice(&field.to_be_bytes());
     sack_blocks
 }
 
@@ -840,6 +870,16 @@ mod tests {
             expected.options.window_scale = options.window_scale.map(|s| s.min(MAX_WINDOW_SCALE));
             expected.options.sack_blocks[written..].fill(None);
             prop_assert_eq!(parse(CLIENT, SERVER, &bytes), Ok(expected));
+            // With headroom: the same bytes after it, the checksum the same as etherparse's.
+            let mut framed = vec![0xaa; 7];
+            prop_assert_eq!(emit_at(&seg, CLIENT, SERVER, &mut framed, 34), written);
+            prop_assert_eq!(&framed[..34], &[0u8; 34][..]);
+            prop_assert_eq!(&framed[34..], &bytes[..]);
+            let header = TcpHeaderSlice::from_slice(&bytes).unwrap().to_header();
+            let theirs = header
+                .calc_checksum_ipv4_raw(CLIENT.octets(), SERVER.octets(), &payload)
+                .unwrap();
+            prop_assert_eq!(header.checksum, theirs);
         }
     }
 }

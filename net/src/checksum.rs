@@ -1,0 +1,107 @@
+//! The internet checksum (RFC 1071) summed eight bytes at a time, for the send path.
+//!
+//! Hand-written because etherparse's `Sum16BitWords` adds one 32-bit word per step and
+//! showed as 2.3% of the runtime thread when sending full-size TCP segments; summing
+//! 64-bit words with an end-around carry is RFC 1071 section 2(C) "parallel summation"
+//! (and section 2(B): the sum of native-endian words is the byte-swapped sum of
+//! big-endian ones, so one swap at the end does).
+
+/// Ones'-complement sum of `data` added to `acc`, in native byte order, not yet folded.
+/// `data` must start at an even offset of the summed message; an odd length only for
+/// its last part (the final byte is padded with zero, RFC 1071 section 4.1).
+pub fn add(acc: u64, data: &[u8]) -> u64 {
+    let mut acc = acc;
+    let mut words = data.chunks_exact(8);
+    for word in &mut words {
+        let word = u64::from_ne_bytes(word.try_into().expect("an 8-byte chunk"));
+        let (sum, carry) = acc.overflowing_add(word);
+        acc = sum + u64::from(carry);
+    }
+    let mut rest = words.remainder().chunks_exact(2);
+    let mut tail = 0u64;
+    for pair in &mut rest {
+        tail += u64::from(u16::from_ne_bytes([pair[0], pair[1]]));
+    }
+    if let [last] = rest.remainder() {
+        tail += u64::from(u16::from_ne_bytes([*last, 0]));
+    }
+    let (sum, carry) = acc.overflowing_add(tail);
+    sum + u64::from(carry)
+}
+
+/// The checksum field for a sum made by [`add`]: folded to 16 bits, complemented, as
+/// the big-endian value to store with `to_be_bytes`.
+pub fn finish(acc: u64) -> u16 {
+    let mut sum = (acc & 0xffff_ffff) + (acc >> 32);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let native = !(sum as u16);
+    u16::from_be_bytes(native.to_ne_bytes())
+}
+
+/// Sum of the RFC 9293 section 3.1 (RFC 768 for UDP) IPv4 pseudo-header: source,
+/// destination, zero, protocol, and the transport length.
+pub fn pseudo_header(src: [u8; 4], dst: [u8; 4], protocol: u8, len: u16) -> u64 {
+    let len = len.to_be_bytes();
+    let mut bytes = [0u8; 12];
+    bytes[..4].copy_from_slice(&src);
+    bytes[4..8].copy_from_slice(&dst);
+    bytes[9] = protocol;
+    bytes[10..].copy_from_slice(&len);
+    add(0, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use etherparse::checksum::Sum16BitWords;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn reference(parts: &[&[u8]]) -> u16 {
+        let mut sum = Sum16BitWords::new();
+        for part in parts {
+            sum = sum.add_slice(part);
+        }
+        // etherparse leaves the complement in native byte order (its callers swap).
+        sum.ones_complement().to_be()
+    }
+
+    #[test]
+    fn rfc_1071_example() {
+        // RFC 1071 section 3: the words 0001 f203 f4f5 f6f7 sum to ddf2 (one's complement
+        // 220d).
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(finish(add(0, &data)), 0x220d);
+        assert_eq!(finish(add(0, &data)), reference(&[&data]));
+    }
+
+    #[test]
+    fn all_ones_words_fold_to_zero() {
+        assert_eq!(finish(add(0, &[0xff; 64])), 0);
+        assert_eq!(finish(add(0, &[])), 0xffff);
+    }
+
+    proptest! {
+        #[test]
+        fn matches_etherparse(
+            head in proptest::collection::vec(any::<u8>(), 0..40).prop_map(|mut v| { v.truncate(v.len() & !1); v }),
+            body in proptest::collection::vec(any::<u8>(), 0..3000),
+        ) {
+            let ours = finish(add(add(0, &head), &body));
+            prop_assert_eq!(ours, reference(&[&head, &body]));
+        }
+
+        #[test]
+        fn pseudo_header_matches_etherparse(
+            src in any::<[u8; 4]>(), dst in any::<[u8; 4]>(), len in any::<u16>(),
+            body in proptest::collection::vec(any::<u8>(), 0..100),
+        ) {
+            let ours = finish(add(pseudo_header(src, dst, 6, len), &body));
+            let l = len.to_be_bytes();
+            let pseudo = [src[0], src[1], src[2], src[3], dst[0], dst[1], dst[2], dst[3], 0, 6, l[0], l[1]];
+            prop_assert_eq!(ours, reference(&[&pseudo, &body]));
+        }
+    }
+}
