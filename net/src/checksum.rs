@@ -1,8 +1,9 @@
-//! The internet checksum (RFC 1071) summed eight bytes at a time, for the send path.
+//! The internet checksum (RFC 1071) summed in wide words, for the send path.
 //!
 //! Hand-written because etherparse's `Sum16BitWords` adds one 32-bit word per step and
 //! showed as 2.3% of the runtime thread when sending full-size TCP segments; summing
-//! 64-bit words with an end-around carry is RFC 1071 section 2(C) "parallel summation"
+//! 32-bit words into a 64-bit accumulator, carries folded once at the end, is RFC 1071
+//! section 2(C) "parallel summation" and lets the compiler vectorise the loop
 //! (and section 2(B): the sum of native-endian words is the byte-swapped sum of
 //! big-endian ones, so one swap at the end does).
 
@@ -10,23 +11,22 @@
 /// `data` must start at an even offset of the summed message; an odd length only for
 /// its last part (the final byte is padded with zero, RFC 1071 section 4.1).
 pub fn add(acc: u64, data: &[u8]) -> u64 {
-    let mut acc = acc;
-    let mut words = data.chunks_exact(8);
+    // 32-bit words into a 64-bit accumulator: no carry to propagate per step (2^32 words
+    // of 2^32 would be needed to overflow), so the loop vectorises; folded once at the end.
+    let mut words = data.chunks_exact(4);
+    let mut sum = 0u64;
     for word in &mut words {
-        let word = u64::from_ne_bytes(word.try_into().expect("an 8-byte chunk"));
-        let (sum, carry) = acc.overflowing_add(word);
-        acc = sum + u64::from(carry);
+        sum += u64::from(u32::from_ne_bytes(word.try_into().expect("a 4-byte chunk")));
     }
     let mut rest = words.remainder().chunks_exact(2);
-    let mut tail = 0u64;
     for pair in &mut rest {
-        tail += u64::from(u16::from_ne_bytes([pair[0], pair[1]]));
+        sum += u64::from(u16::from_ne_bytes([pair[0], pair[1]]));
     }
     if let [last] = rest.remainder() {
-        tail += u64::from(u16::from_ne_bytes([*last, 0]));
+        sum += u64::from(u16::from_ne_bytes([*last, 0]));
     }
-    let (sum, carry) = acc.overflowing_add(tail);
-    sum + u64::from(carry)
+    let (total, carry) = acc.overflowing_add(sum);
+    total + u64::from(carry)
 }
 
 /// The checksum field for a sum made by [`add`]: folded to 16 bits, complemented, as
