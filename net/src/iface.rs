@@ -1644,6 +1644,36 @@ mod tests {
         assert_eq!(iface.stats().tx_packets, 2);
     }
 
+    /// On Ethernet the room is for both headers: a prebuilt datagram waits for ARP like
+    /// any other (RFC 826) and leaves in a frame to the learned address.
+    #[test]
+    fn a_prebuilt_frame_on_ethernet_waits_for_arp_and_leaves_framed() {
+        let (mut iface, mut peer) = eth_setup();
+        let headroom = iface.tx_headroom();
+        assert_eq!(headroom, ethernet::HEADER_LEN + MIN_HEADER_LEN);
+        let opts = SendOptions::default();
+        for payload in [&b"first"[..], &b"second"[..]] {
+            let mut frame = vec![0xee; headroom];
+            frame.extend_from_slice(payload);
+            iface
+                .send_prebuilt(T0, PEER, IpNumber::UDP, &opts, &mut frame)
+                .unwrap();
+            if payload == b"first" {
+                let reply = arp_packet(ArpOperation::REPLY, (PEER_MAC, PEER), (US_MAC, US));
+                peer.send(T0, &arp_frame(US_MAC, &reply)).unwrap();
+                pump(&mut iface);
+            }
+            let out = wire(sent(&mut peer));
+            let Some(Wire::Ip(dst, packet)) = out.last() else {
+                panic!("expected the IPv4 packet last, got {out:?}");
+            };
+            assert_eq!(*dst, PEER_MAC);
+            let ip = ipv4::parse(packet).unwrap();
+            assert_eq!((ip.src(), ip.dst(), ip.payload), (US, PEER, payload));
+        }
+        assert_eq!(iface.stats().tx_packets, 2);
+    }
+
     /// RFC 894: IPv4 in frames to our MAC or to broadcast is received; frames to other
     /// stations and unknown EtherTypes are dropped and counted.
     #[test]
