@@ -30,10 +30,14 @@ pub(crate) enum Timer {
     /// When the next data segment may leave under pacing (draft-ietf-ccwg-bbr section
     /// 4.6.2, Linux's internal pacing).
     Pacing,
+    /// A send buffer that drained gives its memory back if it is still empty when this
+    /// fires (Linux reclaims a socket's memory from its timers, `sk_mem_reclaim` in
+    /// `tcp_delack_timer_handler` and `tcp_write_timer_handler`, not on every ACK).
+    Reclaim,
 }
 
 impl Timer {
-    pub(crate) const ALL: [Timer; 9] = [
+    pub(crate) const ALL: [Timer; 10] = [
         Timer::Tlp,
         Timer::Retransmit,
         Timer::Reorder,
@@ -43,6 +47,7 @@ impl Timer {
         Timer::TimeWait,
         Timer::UserTimeout,
         Timer::Pacing,
+        Timer::Reclaim,
     ];
 
     fn index(self) -> usize {

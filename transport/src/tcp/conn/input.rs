@@ -385,7 +385,13 @@ impl Connection {
             // The send buffer may already hold data queued in SYN-RECEIVED.
             let data_acked = (acked - usize::from(syn_acked)).min(self.send_buf.len());
             self.send_buf.drain(..data_acked);
-            super::shrink_drained(&mut self.send_buf);
+            if self.send_buf.is_empty() && self.send_buf.capacity() > super::RETAINED_BUFFER {
+                // Not shrunk here: a sender the application keeps busy drains its buffer
+                // with every ACK that covers all in flight and refills it at once (the
+                // source service over TUN did so each round, a 4 MiB buffer shrunk and
+                // regrown through mremap and page faults). Reclaimed once it stays empty.
+                self.timers.set(Timer::Reclaim, now + super::RECLAIM_DELAY);
+            }
             self.snd_una = ack;
             self.scoreboard.prune(ack);
             if self.rack_enabled() {

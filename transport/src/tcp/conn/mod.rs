@@ -165,6 +165,10 @@ const MAX_SCOREBOARD_BLOCKS: usize = 256;
 /// the buffer empties, so an idle connection holds little while small reads and writes do
 /// not reallocate each time.
 const RETAINED_BUFFER: usize = 16 * 1024;
+/// How long a drained send buffer must stay empty before its memory beyond
+/// [`RETAINED_BUFFER`] goes back (Linux's delayed-ACK ceiling, `TCP_DELACK_MAX`, one of
+/// the timers that reclaim socket memory there).
+const RECLAIM_DELAY: Duration = Duration::from_millis(200);
 /// In-order bytes a batch of arriving segments may hold its ACK back for: the 64 KiB of
 /// a GRO super-segment, which Linux acknowledges as one (see [`Connection::ack_due`]).
 pub(crate) const MAX_ACK_BATCH: usize = 64 * 1024;

@@ -228,7 +228,8 @@ fn paws_drops_a_segment_with_an_old_timestamp() {
 
 /// A receive buffer read empty gives back what it grew to, beyond a small
 /// amount kept so that small reads do not reallocate each time; the send buffer likewise
-/// once everything queued is acknowledged.
+/// once everything queued is acknowledged and it stayed empty for the reclaim delay
+/// (`Timer::Reclaim`, 200 ms).
 #[test]
 fn drained_buffers_shrink() {
     let mut s = established(cfg());
@@ -241,6 +242,8 @@ fn drained_buffers_shrink() {
     assert!(s.buffer_capacity() <= 16 * 1024, "{}", s.buffer_capacity());
     assert_eq!(s.send(&data), Ok(data.len()));
     ack_all_until(&mut s, IRS + 1 + data.len(), |c| c.send_queue() == 0);
+    let until = s.now + ms(200);
+    run_until(&mut s, until);
     // Both buffers' retained 16 KiB, and one segment's payload.
     let kept = 2 * 16 * 1024 + usize::from(MSS);
     assert!(s.buffer_capacity() <= kept, "{}", s.buffer_capacity());

@@ -584,3 +584,29 @@ fn sws_override_timer_sends_into_a_small_window_rfc1122_4_2_3_4() {
     );
     recv!(s, [our_data(ISS + 101, ACK, &data[100..1560])]);
 }
+
+/// A send buffer the application refills as fast as the peer acknowledges keeps its
+/// memory: drained by an ACK and refilled before the reclaim delay, it is neither shrunk
+/// nor regrown; left empty for the delay, it goes back to the retained 16 KiB.
+#[test]
+fn a_busy_send_buffer_keeps_its_memory_and_an_idle_one_gives_it_back() {
+    let mut s = established(cfg());
+    let data = pattern(40_000, 3);
+    for round in 0..3 {
+        assert_eq!(s.send(&data), Ok(data.len()), "round {round}");
+        ack_all_until(&mut s, IRS + 1, |c| c.send_queue() == 0);
+        assert!(
+            s.buffer_capacity() >= data.len(),
+            "round {round}: shrunk to {} as soon as it drained",
+            s.buffer_capacity()
+        );
+        s.advance(ms(100));
+    }
+    let until = s.now + ms(200);
+    run_until(&mut s, until);
+    assert!(
+        s.buffer_capacity() <= 2 * 16 * 1024 + usize::from(MSS),
+        "{}",
+        s.buffer_capacity()
+    );
+}
