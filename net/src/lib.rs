@@ -12,6 +12,7 @@ pub use etherparse::IpNumber;
 pub use ustack_link as link;
 
 pub mod arp;
+pub mod checksum;
 pub mod ethernet;
 pub mod frag;
 pub mod icmp;
