@@ -1,7 +1,9 @@
-//! The internet checksum (RFC 1071) summed in wide words, for the send path.
+//! The internet checksum (RFC 1071) summed in wide words, for the send and receive paths
+//! (every TCP payload byte passes through here once each way).
 //!
-//! Hand-written because etherparse's `Sum16BitWords` adds one 32-bit word per step and
-//! showed as 2.3% of the runtime thread when sending full-size TCP segments; summing
+//! Hand-written because etherparse's `Sum16BitWords` carries after every word and
+//! showed as 2.3% of the runtime thread when sending full-size TCP segments and 6.8%
+//! when verifying received ones (a 6 Gbit/s receive); summing
 //! 32-bit words into a 64-bit accumulator, carries folded once at the end, is RFC 1071
 //! section 2(C) "parallel summation" and lets the compiler vectorise the loop
 //! (and section 2(B): the sum of native-endian words is the byte-swapped sum of
@@ -38,6 +40,13 @@ pub fn finish(acc: u64) -> u16 {
     }
     let native = !(sum as u16);
     u16::from_be_bytes(native.to_ne_bytes())
+}
+
+/// Whether a sum over a whole packet, its checksum field included (and the
+/// pseudo-header), is all ones: the receiver's check of RFC 1071 section 1, which accepts
+/// both encodings of a zero sum (0x0000 and 0xffff in the field).
+pub fn verifies(acc: u64) -> bool {
+    finish(acc) == 0
 }
 
 /// Sum of the RFC 9293 section 3.1 (RFC 768 for UDP) IPv4 pseudo-header: source,
@@ -81,6 +90,17 @@ mod tests {
     fn all_ones_words_fold_to_zero() {
         assert_eq!(finish(add(0, &[0xff; 64])), 0);
         assert_eq!(finish(add(0, &[])), 0xffff);
+    }
+
+    #[test]
+    fn a_packet_with_its_checksum_verifies_and_a_flipped_bit_does_not() {
+        let mut packet: Vec<u8> = (0..1500u32).map(|i| (i * 7 + 3) as u8).collect();
+        packet[10..12].copy_from_slice(&[0, 0]);
+        let field = finish(add(0, &packet));
+        packet[10..12].copy_from_slice(&field.to_be_bytes());
+        assert!(verifies(add(0, &packet)));
+        packet[700] ^= 0x10;
+        assert!(!verifies(add(0, &packet)));
     }
 
     proptest! {

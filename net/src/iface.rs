@@ -276,6 +276,13 @@ pub struct Interface<L: Link> {
 /// Receive buffer size: the largest datagram a link can hand us in one piece.
 const RX_BUF_LEN: usize = MAX_DATAGRAM_LEN;
 
+/// Where a received datagram's payload is: inside the packet as the link delivered it
+/// (a range of the packet), or a datagram reassembled from fragments.
+enum Delivered {
+    InPlace(std::ops::Range<usize>),
+    Reassembled(Vec<u8>),
+}
+
 impl<L: Link> Interface<L> {
     pub fn new(link: L, cfg: Config) -> Interface<L> {
         let mut routes = Routes::new();
@@ -711,37 +718,91 @@ impl<L: Link> Interface<L> {
         now: Instant,
         payload: &mut Vec<u8>,
     ) -> Result<Option<Received>, LinkError> {
+        let mut buf = std::mem::take(&mut self.rx_buf);
+        let result = self.recv_raw(now, &mut buf).map(|got| {
+            got.map(|(received, delivered)| {
+                match delivered {
+                    Delivered::InPlace(range) => {
+                        payload.clear();
+                        payload.extend_from_slice(&buf[range]);
+                    }
+                    Delivered::Reassembled(whole) => *payload = whole,
+                }
+                received
+            })
+        });
+        self.rx_buf = buf;
+        result
+    }
+
+    /// [`Interface::recv`] without copying the payload: the link reads into `buf` (grown
+    /// to the largest datagram on first use and kept by the caller), and the payload of
+    /// the packet returned is `buf[range]`. A reassembled datagram replaces `buf`'s
+    /// contents. A receive path that parses the payload where the device put it saves a
+    /// copy of every byte (the copy showed as most of `memmove`'s 2.7% of the runtime
+    /// thread in a profile of a 5-6 Gbit/s TUN receive).
+    pub fn recv_in_place(
+        &mut self,
+        now: Instant,
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<(Received, std::ops::Range<usize>)>, LinkError> {
+        if buf.len() < RX_BUF_LEN {
+            buf.resize(RX_BUF_LEN, 0);
+        }
+        Ok(self
+            .recv_raw(now, buf)?
+            .map(|(received, delivered)| match delivered {
+                Delivered::InPlace(range) => (received, range),
+                Delivered::Reassembled(whole) => {
+                    *buf = whole;
+                    let len = buf.len();
+                    (received, 0..len)
+                }
+            }))
+    }
+
+    /// The loop behind [`Interface::recv`] and [`Interface::recv_in_place`]: reads into
+    /// `buf` until a datagram for the layer above arrives, says where its payload is.
+    fn recv_raw(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Result<Option<(Received, Delivered)>, LinkError> {
         self.expire_fragments(now);
         self.start(now);
         if let Some(arp) = &mut self.arp {
             arp.on_timeout(now, &mut self.stats);
             self.run_arp(now);
         }
-        let mut buf = std::mem::take(&mut self.rx_buf);
-        let result = loop {
-            match self.link.recv_offload(now, &mut buf) {
+        loop {
+            match self.link.recv_offload(now, buf) {
                 Ok(Some((n, offload))) => {
-                    let (packet, link_broadcast) = match self.unframe(now, &buf[..n]) {
-                        Some((range, link_broadcast)) => (&buf[range], link_broadcast),
+                    let (range, link_broadcast) = match self.unframe(now, &buf[..n]) {
+                        Some(framed) => framed,
                         None => continue,
                     };
                     let trusted = offload.checksum_trusted;
-                    if let Some(received) =
-                        self.process(now, packet, link_broadcast, trusted, payload)
+                    let start = range.start;
+                    if let Some((received, delivered)) =
+                        self.process(now, &buf[range], link_broadcast, trusted)
                     {
-                        break Ok(Some(received));
+                        let delivered = match delivered {
+                            Delivered::InPlace(r) => {
+                                Delivered::InPlace(start + r.start..start + r.end)
+                            }
+                            other => other,
+                        };
+                        return Ok(Some((received, delivered)));
                     }
                 }
-                Ok(None) => break Ok(None),
+                Ok(None) => return Ok(None),
                 Err(LinkError::BufferTooSmall { .. }) => self.stats.drop(RxDrop::Oversized),
                 Err(e) => {
                     self.stats.rx_link_errors += 1;
-                    break Err(e);
+                    return Err(e);
                 }
             }
-        };
-        self.rx_buf = buf;
-        result
+        }
     }
 
     /// Where the IPv4 packet is in what the link delivered, and whether it came in a
@@ -803,8 +864,7 @@ impl<L: Link> Interface<L> {
         packet: &[u8],
         link_broadcast: bool,
         checksum_trusted: bool,
-        out: &mut Vec<u8>,
-    ) -> Option<Received> {
+    ) -> Option<(Received, Delivered)> {
         self.stats.rx_packets += 1;
         self.stats.rx_bytes += packet.len() as u64;
         let ip = match ipv4::parse(packet) {
@@ -836,7 +896,7 @@ impl<L: Link> Interface<L> {
         let protocol = header.protocol();
         let mut header_copy = HeaderCopy::new(header.slice());
 
-        let reassembled;
+        let mut reassembled = None;
         let payload: &[u8] = if ip.is_fragment() {
             self.stats.rx_fragments += 1;
             let key = FragmentKey {
@@ -856,9 +916,8 @@ impl<L: Link> Interface<L> {
             ) {
                 Ok(Some(whole)) => {
                     self.stats.reassembled += 1;
-                    reassembled = whole;
-                    header_copy = HeaderCopy::new(&whole_header(&header, reassembled.len()));
-                    &reassembled
+                    header_copy = HeaderCopy::new(&whole_header(&header, whole.len()));
+                    reassembled.insert(whole)
                 }
                 Ok(None) => return None,
                 Err(reason) => {
@@ -880,10 +939,8 @@ impl<L: Link> Interface<L> {
             self.send_icmp_error(now, error, header_copy.as_slice(), payload);
             return None;
         }
-        out.clear();
-        out.extend_from_slice(payload);
         self.stats.rx_delivered += 1;
-        Some(Received {
+        let received = Received {
             src,
             dst,
             protocol,
@@ -894,7 +951,16 @@ impl<L: Link> Interface<L> {
             header: header_copy,
             // A reassembled datagram is checked whole; the device vouched for a packet.
             checksum_trusted: checksum_trusted && !ip.is_fragment(),
-        })
+        };
+        let delivered = match reassembled {
+            Some(whole) => Delivered::Reassembled(whole),
+            None => {
+                // `ipv4::parse` cuts the payload at the header length and the total length.
+                let start = header.slice().len();
+                Delivered::InPlace(start..start + received.len)
+            }
+        };
+        Some((received, delivered))
     }
 
     fn handle_icmp(
@@ -1520,6 +1586,44 @@ mod tests {
             .unwrap();
         let ip = ipv4::parse(&buf[..n]).unwrap();
         assert_eq!(&ip.payload[..2], &[11, 1]);
+    }
+
+    /// `recv_in_place` hands out the same datagrams as `recv`: a whole packet's payload
+    /// where the link put it, a reassembled one (RFC 791 section 3.2) in the buffer.
+    #[test]
+    fn in_place_receive_points_at_the_payload_and_carries_reassembled_datagrams() {
+        let (mut iface, mut peer) = setup(1500);
+        iface.accept_protocol(IpNumber::UDP);
+        peer.send(T0, &datagram(PEER, US, IpNumber::UDP, b"in place"))
+            .unwrap();
+        let mut buf = Vec::new();
+        let (r, at) = iface.recv_in_place(T0, &mut buf).unwrap().unwrap();
+        assert_eq!((r.src, r.protocol, r.len), (PEER, IpNumber::UDP, 8));
+        assert_eq!(at.start, ipv4::MIN_HEADER_LEN);
+        assert_eq!(&buf[at], b"in place");
+        assert_eq!(iface.recv_in_place(T0, &mut buf).unwrap(), None);
+
+        // Fragments of 2000 bytes at MTU 576, sent back with the addresses swapped.
+        let (mut tx, mut tx_peer) = setup(576);
+        let body: Vec<u8> = (0..2000u32).map(|i| (i % 251) as u8).collect();
+        tx.send(T0, PEER, IpNumber::UDP, &body).unwrap();
+        let frags = sent(&mut tx_peer);
+        assert_eq!(frags.len(), 4);
+        let (a, mut b) = SimLink::pair(SimConfig::default().with_mtu(576), 1).unwrap();
+        let mut rx = Interface::new(a, Config::new("198.18.0.2/24".parse().unwrap()));
+        rx.accept_protocol(IpNumber::UDP);
+        for f in &frags {
+            b.send(T0, f).unwrap();
+        }
+        let (r, at) = rx.recv_in_place(T0, &mut buf).unwrap().unwrap();
+        assert_eq!(r.len, 2000);
+        assert_eq!(&buf[at], &body[..]);
+        assert_eq!(rx.stats().reassembled, 1);
+        // The buffer grows back for the next packet after a reassembled datagram.
+        b.send(T0, &datagram(US, PEER, IpNumber::UDP, b"next"))
+            .unwrap();
+        let (_, at) = rx.recv_in_place(T0, &mut buf).unwrap().unwrap();
+        assert_eq!(&buf[at], b"next");
     }
 
     // ---- Ethernet and ARP ----

@@ -166,6 +166,7 @@ pub struct Stack<L: Link> {
     tcp_ports: PortAllocator,
     /// Connections in TIME-WAIT, at most `cfg.max_time_wait`.
     time_wait: usize,
+    /// Where the device reads packets into; their payloads are parsed in place.
     rx: Vec<u8>,
     tx: Vec<u8>,
     stats: TransportStats,
@@ -491,9 +492,14 @@ impl<L: Link> Stack<L> {
     pub fn poll(&mut self, now: Instant) -> Result<(), LinkError> {
         let mut payload = std::mem::take(&mut self.rx);
         let received = loop {
-            match self.iface.recv(now, &mut payload) {
-                Ok(Some(r)) if r.protocol == IpNumber::TCP => self.on_tcp(now, &r, &payload),
-                Ok(Some(r)) if r.protocol == IpNumber::UDP => self.on_udp(now, &r, &payload),
+            // The payload is parsed where the device put it (no copy inside the interface).
+            match self.iface.recv_in_place(now, &mut payload) {
+                Ok(Some((r, at))) if r.protocol == IpNumber::TCP => {
+                    self.on_tcp(now, &r, &payload[at])
+                }
+                Ok(Some((r, at))) if r.protocol == IpNumber::UDP => {
+                    self.on_udp(now, &r, &payload[at])
+                }
                 Ok(Some(_)) => {}
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),

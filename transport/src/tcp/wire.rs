@@ -9,7 +9,6 @@
 
 use std::net::Ipv4Addr;
 
-use etherparse::checksum::Sum16BitWords;
 use etherparse::err::tcp::HeaderSliceError;
 use etherparse::tcp_option::{
     LEN_MAXIMUM_SEGMENT_SIZE, LEN_NOOP, LEN_SELECTIVE_ACK_PERMITTED, LEN_TIMESTAMP,
@@ -194,15 +193,11 @@ fn parse_checked<'a>(
     // Summing over the checksum field too and expecting zero (RFC 1071 section 1) accepts
     // both encodings of a zero sum, 0x0000 and 0xffff; comparing against a recomputed
     // value, as etherparse's `calc_checksum_ipv4` would have us do, rejects one of them.
+    // The sum is `net::checksum`'s (deferred carries, vectorised), not etherparse's:
+    // it is the receive path's one pass over every payload byte.
     if verify {
-        let sum = Sum16BitWords::new()
-            .add_4bytes(src.octets())
-            .add_4bytes(dst.octets())
-            .add_2bytes([0, IpNumber::TCP.0])
-            .add_2bytes(tcp_len.to_be_bytes())
-            .add_slice(bytes)
-            .ones_complement();
-        if sum != 0 {
+        let pseudo = checksum::pseudo_header(src.octets(), dst.octets(), IpNumber::TCP.0, tcp_len);
+        if !checksum::verifies(checksum::add(pseudo, bytes)) {
             return Err(WireError::BadChecksum);
         }
     }
@@ -492,7 +487,7 @@ mod tests {
     /// Recomputes the checksum of a hand-made or tampered segment from CLIENT to SERVER.
     fn fix_checksum(bytes: &mut [u8]) {
         bytes[CHECKSUM].fill(0);
-        let sum = Sum16BitWords::new()
+        let sum = etherparse::checksum::Sum16BitWords::new()
             .add_4bytes(CLIENT.octets())
             .add_4bytes(SERVER.octets())
             .add_2bytes([0, IpNumber::TCP.0])
