@@ -421,7 +421,8 @@ fn ustack_iperf3_client_measures_against_the_kernel_server() {
 }
 
 /// The rows `ustack bench` must measure, and in which columns (kernel, ustack, smoltcp):
-/// CPU per Gbit has no kernel column, iperf3 no smoltcp one, the SimLink row only ustack.
+/// CPU per Gbit has no kernel column, iperf3 and the lossy paths through `ustack impair`
+/// (issue 11) no smoltcp one, the SimLink row only ustack.
 const BENCH_ROWS: &[(&str, [bool; 3])] = &[
     ("receive", [true, true, true]),
     ("receive_cpu", [false, true, true]),
@@ -438,6 +439,12 @@ const BENCH_ROWS: &[(&str, [bool; 3])] = &[
     ("ping_p99", [true, true, true]),
     ("iperf3_in", [true, true, false]),
     ("iperf3_out", [true, true, false]),
+    ("lossy1_send_cubic", [true, true, false]),
+    ("lossy1_send_bbr", [true, true, false]),
+    ("lossy1_receive", [true, true, false]),
+    ("lossy01_send_cubic", [true, true, false]),
+    ("lossy01_send_bbr", [true, true, false]),
+    ("lossy01_receive", [true, true, false]),
     ("sim", [false, true, false]),
 ];
 
@@ -468,7 +475,16 @@ fn bench_quick_measures_every_row_in_three_columns_with_json_and_svg() {
         String::from_utf8_lossy(&out.stderr)
     );
     for head in [
-        "kernel", "ustack", "smoltcp", "/kernel", "/smoltcp", "cubic", "4 MiB",
+        "kernel",
+        "ustack",
+        "smoltcp",
+        "/kernel",
+        "/smoltcp",
+        "cubic",
+        "4 MiB",
+        "2 s per lossy-path test",
+        "ustack impair --loss 0.01 --delay 10ms --seed 1",
+        "ustack impair --loss 0.001 --delay 50ms --seed 1",
     ] {
         assert!(text.contains(head), "{head} missing from:\n{text}");
     }

@@ -6,6 +6,13 @@
 //! - ustack: `ustack up` on a TUN device (and `ustack up --offload` for the offload rows);
 //! - smoltcp: `ustack-bench-peer smoltcp`, smoltcp 0.14 on a TUN device set up the same way.
 //!
+//! The lossy-path rows (issue 11) put the kernel's iperf3 and ustack at the ends of a path
+//! through `ustack impair` (1% loss with 10 ms each way; 0.1% loss with 50 ms each way),
+//! in namespaces of their own (198.18.8.0/24 to 198.18.13.0/24, see `targets::lossy`):
+//! kernel and ustack senders with CUBIC and with BBR into the kernel's `iperf3 -s`, and the
+//! kernel's BBR sender into the kernel's `iperf3 -s` and into `ustack up`. They have no
+//! smoltcp column.
+//!
 //! Every measurement runs `runs` times (interleaved across the stacks, so a noisy moment
 //! hits all columns alike); the table shows medians, the JSON keeps every sample.
 //!
@@ -22,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use probes::ProbeFn;
 pub use targets::StackKind;
-use targets::{Target, Unavailable};
+use targets::{LossyPath, Target, Unavailable};
 
 use crate::netns::NetnsError;
 use crate::transport::tcp::TcpConfig;
@@ -34,6 +41,8 @@ pub struct BenchConfig {
     pub runs: usize,
     /// Seconds per throughput and ping-pong test.
     pub seconds: u64,
+    /// Seconds per lossy-path test (iperf3 `-t`).
+    pub lossy_seconds: u64,
     /// Pings per ICMP latency test.
     pub pings: u32,
     /// Bytes for the in-process SimLink test.
@@ -51,13 +60,15 @@ pub const PEER: &str = "ustack-bench-peer";
 const MTU: usize = 1500;
 
 impl BenchConfig {
-    /// Defaults: 3 runs of 5 s, 500 pings; `quick`: 1 run of 1 s, 50 pings. The peer is
-    /// the `ustack-bench-peer` beside `ustack`.
+    /// Defaults: 3 runs of 5 s (5 s on the lossy paths), 500 pings; `quick`: 1 run of 1 s
+    /// (2 s on the lossy paths: enough to see each column move data, not a steady state),
+    /// 50 pings. The peer is the `ustack-bench-peer` beside `ustack`.
     pub fn new(quick: bool, ustack: PathBuf) -> BenchConfig {
         let peer = ustack.with_file_name(PEER);
         BenchConfig {
             runs: if quick { 1 } else { 3 },
             seconds: if quick { 1 } else { 5 },
+            lossy_seconds: if quick { 2 } else { 5 },
             pings: if quick { 50 } else { 500 },
             sim_bytes: if quick { 256 << 20 } else { 1 << 30 },
             ustack,
@@ -142,7 +153,7 @@ pub enum Better {
     Lower,
 }
 
-/// A target of issue 10: ustack / column `vs` at least (Higher) or at most (Lower) `ratio`.
+/// A target of issue 10 or 11: ustack / column `vs` at least (Higher) or at most (Lower) `ratio`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Goal {
     pub vs: usize,
@@ -172,6 +183,7 @@ struct Measurement {
 }
 
 const GBPS: &str = "Gbit/s";
+const MBPS: &str = "Mbit/s";
 const US: &str = "us";
 const CPU: &str = "ms CPU/Gbit";
 const THREE: [Option<StackKind>; 3] = [
@@ -212,6 +224,22 @@ const fn cpu_row(key: &'static str, what: &'static str) -> RowSpec {
         goals: &[],
     }
 }
+
+/// The columns of a lossy-path row: the kernel's and ustack's ends of `path` (no smoltcp).
+const fn lossy(path: LossyPath) -> [Option<StackKind>; 3] {
+    [
+        Some(StackKind::LossyKernel(path)),
+        Some(StackKind::LossyUstack(path)),
+        None,
+    ]
+}
+
+/// Issue 11's target on both lossy paths: ustack at least 0.9x the kernel, sending with the
+/// same congestion control, or receiving from the same kernel BBR sender.
+const LOSSY_GOAL: &[Goal] = &[Goal {
+    vs: KERNEL,
+    ratio: 0.9,
+}];
 
 /// Every measurement, in the order the table prints them.
 static MEASUREMENTS: &[Measurement] = &[
@@ -370,6 +398,78 @@ static MEASUREMENTS: &[Measurement] = &[
             GBPS,
             Better::Higher,
             &[],
+        )],
+    },
+    Measurement {
+        probe: "lossy_send_cubic",
+        run: probes::lossy_send_cubic,
+        stacks: lossy(LossyPath::Loss1Delay10),
+        rows: &[row(
+            "lossy1_send_cubic",
+            "1%/10ms: send, CUBIC",
+            MBPS,
+            Better::Higher,
+            LOSSY_GOAL,
+        )],
+    },
+    Measurement {
+        probe: "lossy_send_bbr",
+        run: probes::lossy_send_bbr,
+        stacks: lossy(LossyPath::Loss1Delay10),
+        rows: &[row(
+            "lossy1_send_bbr",
+            "1%/10ms: send, BBR",
+            MBPS,
+            Better::Higher,
+            LOSSY_GOAL,
+        )],
+    },
+    Measurement {
+        probe: "lossy_receive",
+        run: probes::lossy_receive,
+        stacks: lossy(LossyPath::Loss1Delay10),
+        rows: &[row(
+            "lossy1_receive",
+            "1%/10ms: receive from kernel BBR",
+            MBPS,
+            Better::Higher,
+            LOSSY_GOAL,
+        )],
+    },
+    Measurement {
+        probe: "lossy_send_cubic",
+        run: probes::lossy_send_cubic,
+        stacks: lossy(LossyPath::Loss01Delay50),
+        rows: &[row(
+            "lossy01_send_cubic",
+            "0.1%/50ms: send, CUBIC",
+            MBPS,
+            Better::Higher,
+            LOSSY_GOAL,
+        )],
+    },
+    Measurement {
+        probe: "lossy_send_bbr",
+        run: probes::lossy_send_bbr,
+        stacks: lossy(LossyPath::Loss01Delay50),
+        rows: &[row(
+            "lossy01_send_bbr",
+            "0.1%/50ms: send, BBR",
+            MBPS,
+            Better::Higher,
+            LOSSY_GOAL,
+        )],
+    },
+    Measurement {
+        probe: "lossy_receive",
+        run: probes::lossy_receive,
+        stacks: lossy(LossyPath::Loss01Delay50),
+        rows: &[row(
+            "lossy01_receive",
+            "0.1%/50ms: receive from kernel BBR",
+            MBPS,
+            Better::Higher,
+            LOSSY_GOAL,
         )],
     },
     Measurement {
@@ -549,6 +649,11 @@ impl Report {
             "config": {
                 "runs": c.runs,
                 "seconds": c.seconds,
+                "lossy_seconds": c.lossy_seconds,
+                "lossy_paths": LossyPath::ALL.map(|p| serde_json::json!({
+                    "path": p.describe(),
+                    "impair": p.impair_command(),
+                })),
                 "pings": c.pings,
                 "sim_bytes": c.sim_bytes,
                 "mtu": MTU,
@@ -610,7 +715,7 @@ fn header() -> String {
         "smoltcp",
         "/kernel",
         "/smoltcp",
-        "issue 10 target (ratio = ustack / column)"
+        "target (ratio = ustack / column)"
     )
 }
 
@@ -635,10 +740,12 @@ pub fn run_bench(cfg: &BenchConfig, out: &mut dyn Write) -> Result<Report, Bench
     let stacks = cfg.stacks_config();
     let _ = writeln!(
         out,
-        "ustack bench: {} run(s) per measurement, {} s per throughput and ping-pong test, {} pings, \
-         MTU {MTU}, TUN txqueuelen {}, {} CPUs (medians; shared machines make noisy numbers)",
+        "ustack bench: {} run(s) per measurement, {} s per throughput and ping-pong test, {} s \
+         per lossy-path test, {} pings, MTU {MTU}, TUN txqueuelen {}, {} CPUs (medians; shared \
+         machines make noisy numbers)",
         cfg.runs,
         cfg.seconds,
+        cfg.lossy_seconds,
         cfg.pings,
         targets::TUN_TXQUEUELEN,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -657,6 +764,14 @@ pub fn run_bench(cfg: &BenchConfig, out: &mut dyn Write) -> Result<Report, Bench
                 .as_str()
                 .or(s["tcp_wmem"].as_str())
                 .unwrap_or("?"),
+        );
+    }
+    for path in LossyPath::ALL {
+        let _ = writeln!(
+            out,
+            "  lossy path {}: {}, a fresh forwarder per sample; goodput as the receiver counts it",
+            path.describe(),
+            path.impair_command(),
         );
     }
     let _ = writeln!(out, "{}", header());

@@ -4,7 +4,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration as StdDuration, Instant as WallInstant};
 
-use super::targets::Target;
+use super::targets::{self, StackKind, Target};
 use super::{BenchConfig, BenchError};
 use crate::link::{Instant, SimConfig, SimLink};
 use crate::net::{Config, Interface, Ipv4Cidr};
@@ -182,4 +182,94 @@ pub fn sim(_: &Target, cfg: &BenchConfig) -> Result<Vec<f64>, BenchError> {
         return Err(BenchError::Sim(format!("{got} of {bytes} bytes in 60 s")));
     }
     Ok(vec![got as f64 * 8.0 / start.elapsed().as_secs_f64() / 1e9])
+}
+
+/// Mbit/s the receiver counted in a kernel `iperf3 -c -C cc -J` from L to `addr`.
+fn kernel_iperf3_mbps(
+    t: &Target,
+    cfg: &BenchConfig,
+    addr: &str,
+    cc: &str,
+) -> Result<f64, BenchError> {
+    let secs = cfg.lossy_seconds.to_string();
+    let args = [
+        "timeout", "60", "iperf3", "-c", addr, "-t", &secs, "-C", cc, "-J",
+    ];
+    let text = t.client().must(&args)?;
+    let v: serde_json::Value = serde_json::from_str(&text)?;
+    let bps = v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .ok_or_else(|| BenchError::Iperf3(v["error"].to_string()))?;
+    Ok(bps / 1e6)
+}
+
+/// A sender on a lossy path into the kernel's `iperf3 -s` in R, congestion control `cc`:
+/// the kernel's `iperf3 -c -C cc`, or `ustack iperf3 -c -C cc` on its TUN in L. Goodput in
+/// Mbit/s as the receiver counted it (iperf3's `sum_received`; for ustack, the bytes the
+/// server reported over the client's test time).
+fn lossy_send(t: &Target, cfg: &BenchConfig, cc: &str) -> Result<Vec<f64>, BenchError> {
+    let forwarder = targets::impair(t, cfg)?;
+    let mbps = lossy_send_mbps(t, cfg, cc)?;
+    forwarder.settle(t)?;
+    Ok(vec![mbps])
+}
+
+fn lossy_send_mbps(t: &Target, cfg: &BenchConfig, cc: &str) -> Result<f64, BenchError> {
+    let (StackKind::LossyKernel(path) | StackKind::LossyUstack(path)) = t.kind else {
+        unreachable!("lossy probes run only against lossy targets");
+    };
+    let a = path.addrs();
+    if let StackKind::LossyKernel(_) = t.kind {
+        return kernel_iperf3_mbps(t, cfg, &a.kernel_server, cc);
+    }
+    let ustack = cfg.ustack.to_string_lossy().to_string();
+    let secs = cfg.lossy_seconds.to_string();
+    let args = [
+        "timeout",
+        "60",
+        &ustack,
+        "iperf3",
+        "-c",
+        &a.kernel_server,
+        "--tun",
+        targets::SENDER_TUN,
+        "--addr",
+        &a.ustack_client,
+        "--gateway",
+        &a.ustack_gateway,
+        "-C",
+        cc,
+        "-t",
+        &secs,
+        "--json",
+    ];
+    let text = t.client().must(&args)?;
+    let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or_default())?;
+    let (bytes, seconds) = (v["server_bytes"].as_f64(), v["seconds"].as_f64());
+    match (bytes, seconds) {
+        (Some(b), Some(s)) if b > 0.0 && s > 0.0 => Ok(b * 8.0 / s / 1e6),
+        _ => Err(BenchError::Client(
+            format!("ustack iperf3 -C {cc}"),
+            format!("no bytes reached the server: {v}"),
+        )),
+    }
+}
+
+/// Kernel CUBIC or ustack CUBIC sending through a lossy path.
+pub fn lossy_send_cubic(t: &Target, cfg: &BenchConfig) -> Result<Vec<f64>, BenchError> {
+    lossy_send(t, cfg, "cubic")
+}
+
+/// Kernel BBR or ustack BBR sending through a lossy path.
+pub fn lossy_send_bbr(t: &Target, cfg: &BenchConfig) -> Result<Vec<f64>, BenchError> {
+    lossy_send(t, cfg, "bbr")
+}
+
+/// The kernel's BBR sender (`iperf3 -c -C bbr` in L) into the kernel's `iperf3 -s` or
+/// `ustack up`'s iperf3 server in R, Mbit/s as the receiver counted them.
+pub fn lossy_receive(t: &Target, cfg: &BenchConfig) -> Result<Vec<f64>, BenchError> {
+    let forwarder = targets::impair(t, cfg)?;
+    let mbps = kernel_iperf3_mbps(t, cfg, &t.addr, "bbr")?;
+    forwarder.settle(t)?;
+    Ok(vec![mbps])
 }

@@ -23,6 +23,57 @@ pub enum StackKind {
     Smoltcp,
     /// ustack's TCP in this process over a SimLink pair (no device, no namespace).
     InProcess,
+    /// The kernel's iperf3 at both ends of a lossy path through `ustack impair`.
+    LossyKernel(LossyPath),
+    /// ustack at one end of the same lossy path (`ustack iperf3 -c` sending, `ustack up`
+    /// receiving), the kernel's iperf3 at the other.
+    LossyUstack(LossyPath),
+}
+
+/// The two lossy paths of issue 11, each a `ustack impair` between two namespaces with the
+/// same loss and delay in both directions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LossyPath {
+    /// 1% loss, 10 ms each way (20 ms RTT).
+    Loss1Delay10,
+    /// 0.1% loss, 50 ms each way (100 ms RTT).
+    Loss01Delay50,
+}
+
+impl LossyPath {
+    pub const ALL: [LossyPath; 2] = [LossyPath::Loss1Delay10, LossyPath::Loss01Delay50];
+
+    /// The forwarder's command line, as the output states it.
+    pub fn impair_command(self) -> String {
+        format!(
+            "ustack impair {} --seed {LOSSY_SEED}",
+            self.impair_flags().join(" ")
+        )
+    }
+
+    /// `--loss` and `--delay` of `ustack impair`.
+    pub fn impair_flags(self) -> [&'static str; 4] {
+        match self {
+            LossyPath::Loss1Delay10 => ["--loss", "0.01", "--delay", "10ms"],
+            LossyPath::Loss01Delay50 => ["--loss", "0.001", "--delay", "50ms"],
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            LossyPath::Loss1Delay10 => "1% loss, 10 ms each way",
+            LossyPath::Loss01Delay50 => "0.1% loss, 50 ms each way",
+        }
+    }
+
+    /// The third octets of its three /24s: ustack's sender TUN, the impaired link, ustack's
+    /// receiver TUN.
+    fn nets(self) -> [u8; 3] {
+        match self {
+            LossyPath::Loss1Delay10 => [8, 9, 10],
+            LossyPath::Loss01Delay50 => [11, 12, 13],
+        }
+    }
 }
 
 impl StackKind {
@@ -33,6 +84,8 @@ impl StackKind {
             StackKind::UstackOffload => "ustack up --offload (TUN)",
             StackKind::Smoltcp => "smoltcp (TUN)",
             StackKind::InProcess => "ustack in process (SimLink)",
+            StackKind::LossyKernel(_) => "kernel through ustack impair",
+            StackKind::LossyUstack(_) => "ustack through ustack impair",
         }
     }
 }
@@ -160,6 +213,9 @@ pub fn start(kind: StackKind, cfg: &BenchConfig) -> Result<Target, Unavailable> 
             _server: None,
         }),
         StackKind::Ustack | StackKind::UstackOffload | StackKind::Smoltcp => tun(kind, cfg),
+        StackKind::LossyKernel(path) | StackKind::LossyUstack(path) => {
+            lossy(kind, path, cfg).map_err(failed)
+        }
     }
 }
 
@@ -326,4 +382,237 @@ fn wait_for_services(target: &mut Target) -> Result<(), BenchError> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Seed of the impairment engine on both lossy paths, in every column and sample: each
+/// sample starts a fresh `ustack impair`, so the Nth packet each way meets the same loss
+/// decision whichever stack sends it.
+pub const LOSSY_SEED: &str = "1";
+
+/// Longest a lossy-path forwarder runs, should the bench be killed before it stops it.
+const IMPAIR_FOR: &str = "300s";
+
+/// Addresses on a lossy path (see [`lossy`] for the picture).
+pub struct LossyAddrs {
+    /// The kernel's `iperf3 -s` in R, on the impaired link's device `ib`.
+    pub kernel_server: String,
+    /// `ustack up` in R, on its TUN `ur`.
+    pub ustack_server: String,
+    /// `ustack iperf3 -c` in L, on its TUN `ul`: address with prefix, and its gateway.
+    pub ustack_client: String,
+    pub ustack_gateway: String,
+}
+
+impl LossyPath {
+    pub fn addrs(self) -> LossyAddrs {
+        let [s, l, r] = self.nets();
+        LossyAddrs {
+            kernel_server: format!("198.18.{l}.2"),
+            ustack_server: format!("198.18.{r}.2"),
+            ustack_client: format!("198.18.{s}.2/24"),
+            ustack_gateway: format!("198.18.{s}.1"),
+        }
+    }
+}
+
+/// Device names on a lossy path, the same in every target (each has namespaces of its own).
+pub const SENDER_TUN: &str = "ul";
+const RECEIVER_TUN: &str = "ur";
+
+/// A lossy path, one per path and column. Data always flows from L to R, through the
+/// engine's a->b direction, so every column meets the same loss decisions:
+///
+/// ```text
+///  namespace L (senders)                              namespace R (receivers)
+///  ustack iperf3 -c on TUN ul, 198.18.8.2 (ustack)    kernel iperf3 -s on ib, 198.18.9.2
+///    ul 198.18.8.1/24, L forwards                     ustack up on TUN ur, 198.18.10.2 (ustack)
+///  kernel iperf3 -c on ia, 198.18.9.1                   ur 198.18.10.1/24, R forwards
+///            ia 198.18.9.1/24 == ustack impair (in L) == ib 198.18.9.2/24 (moved into R)
+/// ```
+///
+/// (addresses of the 1% path; the 0.1% path uses 198.18.11-13). `ul` and `ur` are
+/// persistent TUN devices (`ip tuntap add`) that ustack attaches to, so they are configured
+/// before ustack's first packet. The forwarder is not part of the target: [`impair`] starts
+/// a fresh one per sample. ustack's packets cross one kernel forwarding hop more than the
+/// kernel's (its TUN into L or out of R), which costs microseconds on a 20-100 ms path.
+fn lossy(kind: StackKind, path: LossyPath, cfg: &BenchConfig) -> Result<Target, BenchError> {
+    let ustack_col = matches!(kind, StackKind::LossyUstack(_));
+    let tag = format!(
+        "bench-l{}{}",
+        if ustack_col { 'u' } else { 'k' },
+        path.nets()[0]
+    );
+    let left = Netns::new(&format!("{tag}l"))?;
+    let right = Netns::new(&format!("{tag}r"))?;
+    for ns in [&left, &right] {
+        ns.must(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+    }
+    let a = path.addrs();
+    let mut procs = vec![Spawned::start(
+        &right,
+        &["iperf3", "-s"],
+        &format!("{tag}-iperf3"),
+    )?];
+    let ustack = cfg.ustack.to_string_lossy().to_string();
+    let qlen = TUN_TXQUEUELEN.to_string();
+    if ustack_col {
+        let [s, _, r] = path.nets();
+        for (ns, dev, net) in [(&left, SENDER_TUN, s), (&right, RECEIVER_TUN, r)] {
+            ns.must(&["ip", "tuntap", "add", "dev", dev, "mode", "tun"])?;
+            let cidr = format!("198.18.{net}.1/24");
+            ns.must(&["ip", "addr", "add", &cidr, "dev", dev])?;
+            ns.must(&["ip", "link", "set", dev, "txqueuelen", &qlen, "up"])?;
+        }
+        let cidr = format!("{}/24", a.ustack_server);
+        let gateway = format!("198.18.{r}.1");
+        procs.push(Spawned::start(
+            &right,
+            &[
+                &ustack,
+                "up",
+                "--tun",
+                RECEIVER_TUN,
+                "--addr",
+                &cidr,
+                "--gateway",
+                &gateway,
+            ],
+            &format!("{tag}-up"),
+        )?);
+    }
+    let pid = procs.get(1).map(|p| p.child.id());
+    let mut target = Target {
+        kind,
+        client: Some(left),
+        addr: if ustack_col {
+            a.ustack_server
+        } else {
+            a.kernel_server
+        },
+        pid,
+        procs,
+        _server: Some(right),
+    };
+    // Up when the kernel's iperf3 -s listens in R and `ustack up` answers there on
+    // discard 9 (asked from R itself: the forwarder only runs during a sample).
+    let deadline = Instant::now() + DEVICE_TIMEOUT;
+    let probe = format!("exec 3<>/dev/tcp/{}/9", target.addr);
+    loop {
+        let right = target._server.as_ref().expect("a lossy target has R");
+        let listening = !right
+            .must(&["ss", "-Hltn", "sport = :5201"])?
+            .trim()
+            .is_empty();
+        let answering = !ustack_col
+            || right
+                .exec(&["timeout", "2", "bash", "-c", &probe])?
+                .status
+                .success();
+        if listening && answering {
+            return Ok(target);
+        }
+        if !target.alive() {
+            let why = target
+                .procs
+                .iter()
+                .map(Spawned::stderr)
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(BenchError::Down(kind.name(), why));
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Down(kind.name(), "no answer in 10 s".into()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A `ustack impair` forwarding between L and R of a lossy target; stopped when dropped
+/// (its TUN devices, addresses and routes go with it).
+pub struct Impaired {
+    _forwarder: Spawned,
+}
+
+/// How long the end of an iperf3 test may take to cross the path after the client exits.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Impaired {
+    /// Stops the forwarder once no kernel socket in L or R is still busy with port 5201
+    /// (time-wait aside), at most [`SETTLE_TIMEOUT`]: an iperf3 client exits before its FINs
+    /// have crossed a lossy 100 ms path, and a forwarder stopped then would leave the
+    /// kernel's `iperf3 -s` holding the old test ("the server is busy") for the next sample.
+    pub fn settle(self, t: &Target) -> Result<(), BenchError> {
+        let right = t._server.as_ref().expect("a lossy target has R");
+        let busy = [
+            "ss",
+            "-Htan",
+            "exclude",
+            "listening",
+            "exclude",
+            "time-wait",
+            "exclude",
+            "closed",
+            "( sport = :5201 or dport = :5201 )",
+        ];
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        while Instant::now() < deadline {
+            if t.client().must(&busy)?.trim().is_empty() && right.must(&busy)?.trim().is_empty() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+}
+
+/// Starts a fresh forwarder for one sample on `t`'s path: `ustack impair` in L with
+/// [`LOSSY_SEED`], `ib` moved into R, both ends addressed and the routes to ustack's TUNs
+/// through them.
+pub fn impair(t: &Target, cfg: &BenchConfig) -> Result<Impaired, BenchError> {
+    let (StackKind::LossyKernel(path) | StackKind::LossyUstack(path)) = t.kind else {
+        unreachable!("lossy probes run only against lossy targets");
+    };
+    let (left, right) = (
+        t.client(),
+        t._server.as_ref().expect("a lossy target has R"),
+    );
+    let ustack = cfg.ustack.to_string_lossy().to_string();
+    let mut args = vec![
+        ustack.as_str(),
+        "impair",
+        "--tun-a",
+        "ia",
+        "--tun-b",
+        "ib",
+        "--seed",
+        LOSSY_SEED,
+        "--for",
+        IMPAIR_FOR,
+    ];
+    args.extend(path.impair_flags());
+    let mut fwd = Spawned::start(left, &args, &format!("impair-{}", path.nets()[1]))?;
+    let deadline = Instant::now() + DEVICE_TIMEOUT;
+    while !left.exec(&["ip", "link", "show", "ib"])?.status.success() {
+        if let Ok(Some(status)) = fwd.child.try_wait() {
+            return Err(BenchError::Down(
+                "ustack impair",
+                format!("exited ({status}): {}", fwd.stderr()),
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Down("ustack impair", "no ib after 10 s".into()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let [s, l, r] = path.nets();
+    left.must(&["ip", "link", "set", "ib", "netns", right.name()])?;
+    for (ns, dev, host) in [(left, "ia", 1), (right, "ib", 2)] {
+        let cidr = format!("198.18.{l}.{host}/24");
+        ns.must(&["ip", "addr", "add", &cidr, "dev", dev])?;
+        ns.must(&["ip", "link", "set", dev, "up"])?;
+    }
+    let (to_r, to_l) = (format!("198.18.{r}.0/24"), format!("198.18.{s}.0/24"));
+    left.must(&["ip", "route", "add", &to_r, "via", &format!("198.18.{l}.2")])?;
+    right.must(&["ip", "route", "add", &to_l, "via", &format!("198.18.{l}.1")])?;
+    Ok(Impaired { _forwarder: fwd })
 }
