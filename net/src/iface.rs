@@ -449,16 +449,7 @@ impl<L: Link> Interface<L> {
             self.stats.tx_too_big += 1;
             return Err(SendError::MtuTooSmall(mtu));
         };
-        let fields = HeaderFields {
-            src: self.cfg.addr.addr,
-            dst,
-            protocol,
-            ttl: opts.ttl.unwrap_or(self.cfg.ttl),
-            ident: self.next_ident,
-            dont_fragment: opts.dont_fragment,
-            tos: opts.tos,
-        };
-        self.next_ident = self.next_ident.wrapping_add(1);
+        let fields = self.next_header_fields(dst, protocol, opts);
         if pieces.len() > 1 {
             self.stats.tx_fragmented += 1;
         }
@@ -478,6 +469,27 @@ impl<L: Link> Interface<L> {
         }
         self.run_arp(now);
         Ok(())
+    }
+
+    /// The IPv4 header fields of the next datagram sent to `dst`, taking the next
+    /// identification (RFC 791; RFC 6864 allows any value for atomic datagrams).
+    fn next_header_fields(
+        &mut self,
+        dst: Ipv4Addr,
+        protocol: IpNumber,
+        opts: &SendOptions,
+    ) -> HeaderFields {
+        let ident = self.next_ident;
+        self.next_ident = ident.wrapping_add(1);
+        HeaderFields {
+            src: self.cfg.addr.addr,
+            dst,
+            protocol,
+            ttl: opts.ttl.unwrap_or(self.cfg.ttl),
+            ident,
+            dont_fragment: opts.dont_fragment,
+            tos: opts.tos,
+        }
     }
 
     /// Bytes a caller of [`Interface::send_prebuilt`] leaves free in front of its
@@ -515,17 +527,8 @@ impl<L: Link> Interface<L> {
             // Every other case (no route, TSO, fragments, the first send) as before.
             return self.send_with(now, dst, protocol, opts, &frame[headroom..]);
         };
-        let fields = HeaderFields {
-            src: self.cfg.addr.addr,
-            dst,
-            protocol,
-            ttl: opts.ttl.unwrap_or(self.cfg.ttl),
-            ident: self.next_ident,
-            dont_fragment: opts.dont_fragment,
-            tos: opts.tos,
-        };
+        let fields = self.next_header_fields(dst, protocol, opts);
         let header = fields.build(payload_len, 0, false)?;
-        self.next_ident = self.next_ident.wrapping_add(1);
         frame[headroom - MIN_HEADER_LEN..headroom].copy_from_slice(&header.to_bytes());
         // The frame is the interface's transmit buffer for this send; the caller gets the
         // old buffer back, so neither allocation is lost.
