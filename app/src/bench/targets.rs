@@ -174,6 +174,21 @@ impl Target {
         Some(ticks as f64 / hz as f64)
     }
 
+    /// The error for a stack whose process has ended, with what it printed; None while
+    /// it runs.
+    fn down(&mut self) -> Option<BenchError> {
+        if self.alive() {
+            return None;
+        }
+        let why = self
+            .procs
+            .iter()
+            .map(Spawned::stderr)
+            .collect::<Vec<_>>()
+            .join("; ");
+        Some(BenchError::Down(self.kind.name(), why))
+    }
+
     /// Whether the stack's process is still running.
     pub fn alive(&mut self) -> bool {
         self.procs
@@ -365,14 +380,8 @@ fn wait_for_services(target: &mut Target) -> Result<(), BenchError> {
         {
             return Ok(());
         }
-        if !target.alive() {
-            let why = target
-                .procs
-                .iter()
-                .map(Spawned::stderr)
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(BenchError::Down(target.kind.name(), why));
+        if let Some(down) = target.down() {
+            return Err(down);
         }
         if Instant::now() > deadline {
             return Err(BenchError::Down(
@@ -511,14 +520,8 @@ fn lossy(kind: StackKind, path: LossyPath, cfg: &BenchConfig) -> Result<Target, 
         if listening && answering {
             return Ok(target);
         }
-        if !target.alive() {
-            let why = target
-                .procs
-                .iter()
-                .map(Spawned::stderr)
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(BenchError::Down(kind.name(), why));
+        if let Some(down) = target.down() {
+            return Err(down);
         }
         if Instant::now() > deadline {
             return Err(BenchError::Down(kind.name(), "no answer in 10 s".into()));
