@@ -133,6 +133,9 @@ pub struct TcpDemoArgs {
     /// Congestion control of both hosts: cubic, reno or bbr.
     #[arg(long)]
     pub cc: Option<Algorithm>,
+    /// RACK-TLP loss detection (RFC 8985) on both hosts: on or off.
+    #[arg(long, value_name = "on|off", value_parser = on_off)]
+    pub rack: Option<bool>,
     #[command(flatten)]
     pub faults: FaultArgs,
     #[command(flatten)]
@@ -150,7 +153,17 @@ impl TcpDemoArgs {
             give_up_after: self.give_up_after.unwrap_or(d.give_up_after),
             progress: !self.demo.json,
             congestion: self.cc.unwrap_or(d.congestion),
+            rack: self.rack.unwrap_or(d.rack),
         }
+    }
+}
+
+/// `on` or `off`.
+fn on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("expected on or off, not {s:?}")),
     }
 }
 

@@ -2,7 +2,7 @@
 //! jitter delivers the same bytes, across many seeds. `USTACK_TCP_SEEDS` sets how many
 //! (default 24, enough for CI; run 200+ locally) and `USTACK_TCP_BYTES` the size per run;
 //! `USTACK_TCP_CC` (cubic, reno, bbr) the congestion control, CUBIC by default;
-//! `USTACK_TCP_RACK=1` turns RACK-TLP on (off by default, as in `TcpConfig::default()`).
+//! `USTACK_TCP_RACK=0` turns RACK-TLP off (on by default, as in `TcpConfig::default()`).
 //!
 //! Every connection runs with the default settings, the 60 s user timeout included: RTT
 //! samples stay honest through lost retransmissions and lost ACKs (see `sample_rtt`), so
@@ -48,10 +48,10 @@ fn congestion() -> Algorithm {
         .unwrap_or_default()
 }
 
-/// Whether RACK-TLP is under test: `USTACK_TCP_RACK=1`; off by default, as in
+/// Whether RACK-TLP is under test: `USTACK_TCP_RACK=0` or `1`; by default as in
 /// `TcpConfig::default()`.
 fn rack() -> bool {
-    common::env("USTACK_TCP_RACK", 0) != 0
+    common::env("USTACK_TCP_RACK", usize::from(TcpConfig::default().rack)) != 0
 }
 
 /// Byte-exact delivery of `size` bytes for each seed, with `stack`.
@@ -95,7 +95,7 @@ fn every_seed_delivers_the_same_bytes_under_all_impairments() {
 }
 
 /// A CI-sized run of the same property with RACK-TLP on whatever `USTACK_TCP_RACK`
-/// says (`USTACK_TCP_RACK=1` runs the full one): a third of `USTACK_TCP_SEEDS`.
+/// says (the full one runs with it by default): a third of `USTACK_TCP_SEEDS`.
 #[test]
 fn every_seed_delivers_the_same_bytes_with_rack() {
     let seeds = (common::env("USTACK_TCP_SEEDS", 24) / 3).max(1) as u64;

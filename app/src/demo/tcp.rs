@@ -53,6 +53,8 @@ pub struct TcpDemoConfig {
     pub progress: bool,
     /// The congestion control of both hosts.
     pub congestion: Algorithm,
+    /// RACK-TLP loss detection (RFC 8985) on both hosts (`TcpConfig::rack` and `tlp`).
+    pub rack: bool,
 }
 
 impl Default for TcpDemoConfig {
@@ -71,6 +73,7 @@ impl Default for TcpDemoConfig {
             give_up_after: Duration::from_secs(3600),
             progress: true,
             congestion: Algorithm::default(),
+            rack: TcpConfig::default().rack,
         }
     }
 }
@@ -93,6 +96,8 @@ pub struct TcpDemoReport {
     pub link_outage_dropped: u64,
     /// The congestion control both hosts ran.
     pub congestion: Algorithm,
+    /// Whether both hosts ran RACK-TLP.
+    pub rack: bool,
     /// Why the sender gave up, if it did.
     pub failure: Option<String>,
 }
@@ -118,6 +123,7 @@ impl TcpDemoReport {
             "link_lost": self.link_lost,
             "link_outage_dropped": self.link_outage_dropped,
             "congestion": self.congestion.name(),
+            "rack": self.rack,
             "failure": self.failure,
         })
     }
@@ -170,6 +176,8 @@ pub fn run(cfg: &TcpDemoConfig, out: &mut dyn Write) -> Result<TcpDemoReport, De
         seed,
         tcp: TcpConfig {
             congestion: cfg.congestion,
+            rack: cfg.rack,
+            tlp: cfg.rack,
             ..TcpConfig::default()
         },
         ..StackConfig::default()
@@ -270,6 +278,7 @@ pub fn run(cfg: &TcpDemoConfig, out: &mut dyn Write) -> Result<TcpDemoReport, De
         link_lost: link.0,
         link_outage_dropped: link.1,
         congestion: cfg.congestion,
+        rack: cfg.rack,
         failure,
     };
     if let Some(sink) = &sink {

@@ -433,8 +433,11 @@ impl Connection {
                 self.scoreboard
                     .update(self.snd_una, self.snd_max, &seg.options.sack_blocks);
             if self.rack_enabled() {
-                self.rack_on_ack(now, seg);
-                self.prr_on_ack((self.snd_una - snd_una_before) + newly_sacked);
+                let newly_lost = self.rack_on_ack(now, seg);
+                // draft-ietf-tcpm-prr-rfc6937bis safeACK (Linux `tcp_cwnd_reduction`):
+                // SND.UNA advanced and nothing newly marked lost.
+                let safe_ack = self.snd_una > snd_una_before && newly_lost == 0;
+                self.prr_on_ack((self.snd_una - snd_una_before) + newly_sacked, safe_ack);
             } else {
                 self.recovery_on_sack(now);
             }

@@ -293,8 +293,9 @@ impl Connection {
     }
 
     /// RFC 8985 section 6.2: the SACK blocks of an ACK (its cumulative part already
-    /// taken) update RACK, then loss detection runs.
-    pub(super) fn rack_on_ack(&mut self, now: Instant, seg: &Segment<'_>) {
+    /// taken) update RACK, then loss detection runs. Returns the segments newly marked
+    /// lost.
+    pub(super) fn rack_on_ack(&mut self, now: Instant, seg: &Segment<'_>) -> usize {
         let mut blocks = [(self.snd_una, self.snd_una); 4];
         for (slot, &(left, right)) in blocks
             .iter_mut()
@@ -307,13 +308,13 @@ impl Connection {
             // RFC 8985 section 7.2: with SACKed data the reordering timer takes over.
             self.timers.stop(Timer::Tlp);
         }
-        self.rack_detect_loss(now);
+        self.rack_detect_loss(now)
     }
 
     /// RFC 8985 section 6.2 step 5 (also when the reordering timer fires): marks losses,
     /// starts recovery when something is lost, and arms the reordering timer for the
-    /// segments still within the window.
-    pub(super) fn rack_detect_loss(&mut self, now: Instant) {
+    /// segments still within the window. Returns the segments newly marked lost.
+    pub(super) fn rack_detect_loss(&mut self, now: Instant) -> usize {
         let in_recovery = self.recovery != Recovery::Open;
         let found = self.rack.detect_loss(now, in_recovery, self.rtt.srtt());
         self.stats.rack_lost += found.lost as u64;
@@ -324,6 +325,7 @@ impl Connection {
         if found.any_lost && self.recovery == Recovery::Open {
             self.enter_recovery(now);
         }
+        found.lost
     }
 
     /// RFC 8985 section 7.2: (re)arms the probe timeout after new data went out or an ACK
@@ -419,9 +421,13 @@ impl Connection {
 
     /// RFC 6937 section 3, on every ACK in recovery: `delivered` bytes were newly
     /// acknowledged or SACKed; sets what may be sent until the next ACK (sndcnt). Below
-    /// ssthresh, slow start reduction bound (PRR-SSRB). As in Linux, the first ACK of
+    /// ssthresh, slow start reduction bound (PRR-SSRB), with the extra segment only on a
+    /// `safe_ack` (SND.UNA advanced and nothing newly lost), as
+    /// draft-ietf-tcpm-prr-rfc6937bis section 5 and Linux `tcp_cwnd_reduction`: RFC 6937's
+    /// unconditional `+ MSS` grows pipe by one segment per SACK-only ACK, slow start in
+    /// recovery, into the queue that just overflowed. As in Linux, the first ACK of
     /// recovery always lets the fast retransmit out.
-    pub(super) fn prr_on_ack(&mut self, delivered: usize) {
+    pub(super) fn prr_on_ack(&mut self, delivered: usize, safe_ack: bool) {
         let pipe = self.pipe();
         let ssthresh = self.cc.ssthresh();
         let mss = self.snd_mss;
@@ -432,7 +438,8 @@ impl Connection {
                     .div_ceil(p.recover_fs.max(1))
                     .saturating_sub(p.out)
             } else {
-                let limit = p.delivered.saturating_sub(p.out).max(delivered) + mss;
+                let limit = p.delivered.saturating_sub(p.out).max(delivered)
+                    + if safe_ack { mss } else { 0 };
                 (ssthresh - pipe).min(limit)
             };
             p.allowance = if p.out == 0 { sndcnt.max(mss) } else { sndcnt };

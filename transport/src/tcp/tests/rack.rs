@@ -158,19 +158,21 @@ fn reordering_within_the_window_is_not_loss_rfc8985_6_2() {
 }
 
 /// RFC 8985 section 6.2: a retransmission lost again is found by time as well (the
-/// RFC 6675 scoreboard alone waits for the RTO). Segment 0 is lost; three SACKed
-/// segments make the reordering window 0, so it is resent at once, and lost again. New
-/// data (segment 4), sent after that retransmission, is SACKed a round trip later: the
-/// retransmission is lost too, and is resent a second time without a timeout.
+/// RFC 6675 scoreboard alone waits for the RTO). Segment 0 of five is lost; three SACKed
+/// segments make the reordering window 0, so it is resent at once, and lost again. That
+/// ACK marked a loss, so PRR sends only what it delivered (the retransmission); the SACK
+/// of segment 4 lets new data (segment 5) out after the retransmission, and its SACK a
+/// round trip later shows the retransmission lost too: resent a second time without a
+/// timeout.
 #[test]
 fn a_lost_retransmission_is_detected_without_a_timeout_rfc8985_6_2() {
     let mut s = established(TcpConfig {
         nodelay: true,
         ..rack_cfg()
     });
-    let data = pattern(5 * 1460, 0);
+    let data = pattern(6 * 1460, 0);
     let seg = segments_of(&data);
-    send_segments(&mut s, &data[..4 * 1460]);
+    send_segments(&mut s, &data[..5 * 1460]);
     s.now += RTT;
     send!(s, dup_sack(0, 1, 2));
     send!(s, dup_sack(0, 1, 3));
@@ -178,14 +180,16 @@ fn a_lost_retransmission_is_detected_without_a_timeout_rfc8985_6_2() {
     let first = our_data(at(0), ACK, &data[..1460]);
     recv!(s, [first]);
     assert_eq!(s.stats().rack_lost, 1);
-    s.send(&data[4 * 1460..]).unwrap();
-    recv!(s, [seg(4)]);
+    s.send(&data[5 * 1460..]).unwrap();
+    recv_nothing!(s);
+    send!(s, dup_sack(0, 1, 5));
+    recv!(s, [seg(5)]);
     s.now += RTT;
     send!(
         s,
         Segment {
             ack: at(0),
-            options: sack(&[(at(4), at(5)), (at(1), at(4))]),
+            options: sack(&[(at(5), at(6)), (at(1), at(5))]),
             ..SEND_TEMPL
         }
     );
@@ -193,7 +197,7 @@ fn a_lost_retransmission_is_detected_without_a_timeout_rfc8985_6_2() {
     assert_eq!(s.stats().rack_lost, 2);
     assert_eq!(s.stats().retransmits, 2);
     s.now += RTT;
-    send!(s, peer_ack(at(5)));
+    send!(s, peer_ack(at(6)));
     recv_nothing!(s);
     assert_eq!(s.stats().timeouts, 0);
 }
@@ -239,4 +243,49 @@ fn prr_applies_to_rack_recovery_but_bbr_sets_its_own_window() {
     assert_eq!(sent_after_rack_loss(crate::tcp::Algorithm::Cubic), cubic);
     let bbr: Vec<_> = std::iter::once(at(0)).chain(new(8)).collect();
     assert_eq!(sent_after_rack_loss(crate::tcp::Algorithm::Bbr), bbr);
+}
+
+/// The sequence numbers of the data segments the connection sends now.
+fn data_sent(s: &mut TestConn) -> Vec<SeqNumber> {
+    let mut sent = Vec::new();
+    while let Some(seg) = s.conn.poll_transmit(s.now) {
+        if !seg.payload.is_empty() {
+            sent.push(seg.seq);
+        }
+    }
+    sent
+}
+
+/// PRR's slow start reduction bound (pipe below ssthresh) adds one segment beyond what
+/// was delivered only on an ACK that advances SND.UNA and marks nothing newly lost
+/// (draft-ietf-tcpm-prr-rfc6937bis section 5 safeACK, Linux `tcp_cwnd_reduction`):
+/// RFC 6937's unconditional `+ MSS` turns every SACK-only ACK of a recovery into slow
+/// start (two segments out for one delivered) and overflowed the demo's drop-tail queue.
+/// Ten segments out, 0..6 lost: the ACK SACKing 6..10 delivers four and marks six lost
+/// (pipe 0, ssthresh 7): four retransmissions, not five. The next ACK delivers the
+/// first retransmission and advances SND.UNA, nothing newly lost: what was delivered
+/// and not yet matched (one) plus one, the next two holes.
+#[test]
+fn prr_slow_start_bound_adds_a_segment_only_on_a_safe_ack() {
+    let mut s = established(rack_cfg());
+    let data = pattern(20 * 1460, 0);
+    s.send(&data).unwrap();
+    for _ in 0..10 {
+        assert!(s.conn.poll_transmit(s.now).is_some());
+    }
+    recv_nothing!(s);
+    s.now += RTT;
+    send!(s, dup_sack(0, 6, 10));
+    assert_eq!(s.stats().rack_lost, 6);
+    assert_eq!(data_sent(&mut s), (0..4).map(at).collect::<Vec<_>>());
+    s.now += RTT;
+    send!(
+        s,
+        Segment {
+            ack: at(1),
+            options: sack(&[(at(6), at(10))]),
+            ..SEND_TEMPL
+        }
+    );
+    assert_eq!(data_sent(&mut s), vec![at(4), at(5)]);
 }
