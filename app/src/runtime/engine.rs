@@ -167,6 +167,16 @@ pub(crate) struct Call {
     pub reply: Sender<Reply>,
 }
 
+/// What [`Engine::retry`] answered.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Retried {
+    /// Some parked call was answered.
+    pub any: bool,
+    /// One of them was a socket operation (not a clock read or a sleep): a socket thread
+    /// about to call again.
+    pub socket_call: bool,
+}
+
 /// The hosts, their clock, and the built-in services running on them.
 pub(crate) struct Engine {
     pub hosts: Vec<Stack<BoxLink>>,
@@ -378,13 +388,17 @@ impl Engine {
         }
     }
 
-    /// Tries every parked call again, in the order given; returns whether any was answered.
-    pub fn retry(&mut self, waiting: &mut Vec<Call>) -> bool {
-        let mut answered = false;
+    /// Tries every parked call again, in the order given; says which kinds were answered.
+    pub fn retry(&mut self, waiting: &mut Vec<Call>) -> Retried {
+        let mut retried = Retried::default();
         for call in std::mem::take(waiting) {
-            answered |= self.serve(call, waiting);
+            let socket_call = !call.op.is_clock();
+            if self.serve(call, waiting) {
+                retried.any = true;
+                retried.socket_call |= socket_call;
+            }
         }
-        answered
+        retried
     }
 
     /// Earliest time something may change: a stack event or a waiting call's deadline

@@ -228,7 +228,7 @@ impl SimWorld {
 
     fn recheck(&mut self, waiting: &mut Vec<Call>) -> bool {
         waiting.sort_by_key(|c| c.participant);
-        self.engine.retry(waiting)
+        self.engine.retry(waiting).any
     }
 
     fn exited(&mut self, participant: usize) {

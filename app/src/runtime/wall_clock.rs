@@ -224,12 +224,10 @@ impl Driver {
             self.engine.settle();
             self.link_errors
                 .store(self.engine.link_errors(0), Ordering::Relaxed);
-            let parked = self.parked_socket_calls();
-            let answered_any = self.engine.retry(&mut self.waiting);
-            let answered = self.parked_socket_calls() < parked;
+            let retried = self.engine.retry(&mut self.waiting);
             let go_on = if self.waker.is_some() {
                 let (served, socket_calls) = self.serve_queued();
-                let socket_calls = socket_calls || answered;
+                let socket_calls = socket_calls || retried.socket_call;
                 let traffic = self.packets_in() != packets;
                 if let Some(window) = busy_window(self.busy_poll, socket_calls, traffic) {
                     let until = self.clock.now() + window;
@@ -238,7 +236,7 @@ impl Driver {
                 let next = self.engine.next_event(&self.waiting);
                 // An answered call may leave work due for the stack (a read that opens
                 // the window): another round does it at once.
-                let left_due = answered_any && next.is_some_and(|t| t <= self.engine.now);
+                let left_due = retried.any && next.is_some_and(|t| t <= self.engine.now);
                 served
                     || left_due
                     || match idle_plan(self.engine.now, self.clock.now(), next, busy_until) {
@@ -258,12 +256,6 @@ impl Driver {
             }
         }
         self.engine.hosts.pop().expect("the runtime's one host")
-    }
-
-    /// Socket calls waiting for the stack (a read for data, an accept...): one answered
-    /// is a socket thread about to call again.
-    fn parked_socket_calls(&self) -> usize {
-        self.waiting.iter().filter(|c| !c.op.is_clock()).count()
     }
 
     /// Packets (or frames) the device has delivered so far: a change means traffic, which
