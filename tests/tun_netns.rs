@@ -391,9 +391,7 @@ fn ustack_iperf3_client_measures_against_the_kernel_server() {
         let extra: &[&str] = if reverse { &["-R"] } else { &[] };
         let out = ustack_iperf3_client_on_tun(&ns, &format!("ustc{i}"), &["-t", "1"], extra);
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "reverse={reverse}: {text}");
-        let v: serde_json::Value =
-            serde_json::from_str(text.lines().last().unwrap_or("")).expect("a JSON line");
+        let v = json_summary(out.status.success(), &text, &format!("reverse={reverse}"));
         let bytes = v["bytes"].as_u64().unwrap_or(0);
         assert!(bytes > 1_000_000, "reverse={reverse}: {v}");
         // The kernel's count stops at TEST_END, so bytes still in flight then are ours
@@ -740,9 +738,7 @@ fn ustack_iperf3_udp_client_measures_against_the_kernel_server() {
         let out = ustack_iperf3_client_on_tun(&ns, &format!("ustu{i}"), &test, flags);
         let text = String::from_utf8_lossy(&out.stdout);
         let what = format!("ustack iperf3 -u {flags:?}");
-        assert!(out.status.success(), "{what}: {text}");
-        let v: serde_json::Value =
-            serde_json::from_str(text.lines().last().unwrap_or("")).expect("a JSON line");
+        let v = json_summary(out.status.success(), &text, &what);
         assert_eq!(v["protocol"], "udp", "{what}: {v}");
         check_udp_sum(&v["sum"], &what);
         let (ours, theirs) = (v["bytes"].as_u64().unwrap(), v["server_bytes"].as_u64());
@@ -828,6 +824,13 @@ impl Running {
         }
         (self.0.wait().unwrap(), text)
     }
+}
+
+/// The JSON object on the last line of a ustack command's `--json` output, after
+/// checking that the command (`what`) succeeded.
+fn json_summary(success: bool, text: &str, what: &str) -> serde_json::Value {
+    assert!(success, "{what}: {text}");
+    serde_json::from_str(text.lines().last().unwrap_or("")).expect("a JSON line")
 }
 
 impl Drop for Running {
@@ -1118,9 +1121,7 @@ fn kernel_tools_talk_to_ustack_on_a_raw_veth_and_arp_runs_both_ways_rfc826() {
     );
     let (status, text) = client.finish();
     drop(server);
-    assert!(status.success(), "{text}");
-    let v: serde_json::Value =
-        serde_json::from_str(text.lines().last().unwrap_or("")).expect("a JSON line");
+    let v = json_summary(status.success(), &text, "ustack iperf3 -c");
     assert!(v["bytes"].as_u64().unwrap_or(0) > 1_000_000, "{v}");
     assert!(dump.terminate().success());
 
@@ -1217,9 +1218,7 @@ fn a_gateway_on_a_raw_link_reaches_a_host_behind_a_router_rfc1122_3_3_1() {
     );
     let (status, text) = client.finish();
     drop(server);
-    assert!(status.success(), "{text}");
-    let v: serde_json::Value =
-        serde_json::from_str(text.lines().last().unwrap_or("")).expect("a JSON line");
+    let v = json_summary(status.success(), &text, "ustack iperf3 -c");
     assert!(v["bytes"].as_u64().unwrap_or(0) > 1_000_000, "{v}");
 }
 
@@ -1298,9 +1297,7 @@ fn the_kernel_pings_ustack_through_a_tap_device_rfc826() {
     ns.must(&["ip", "link", "set", "utap1", "up"]).unwrap();
     let (status, text) = client.finish();
     drop(server);
-    assert!(status.success(), "{text}");
-    let v: serde_json::Value =
-        serde_json::from_str(text.lines().last().unwrap_or("")).expect("a JSON line");
+    let v = json_summary(status.success(), &text, "ustack iperf3 -c");
     assert!(v["bytes"].as_u64().unwrap_or(0) > 1_000_000, "{v}");
 }
 
@@ -1568,9 +1565,7 @@ fn ustack_iperf3_client_with_offload_measures_against_the_kernel_server() {
         let dev = format!("i10offc{i}");
         let out = ustack_iperf3_client_on_tun(&ns, &dev, &["-t", "1"], &extra);
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "reverse={reverse}: {text}");
-        let v: serde_json::Value =
-            serde_json::from_str(text.lines().last().unwrap_or("")).expect("a JSON line");
+        let v = json_summary(out.status.success(), &text, &format!("reverse={reverse}"));
         let bytes = v["bytes"].as_u64().unwrap_or(0);
         let server = v["server_bytes"].as_u64().unwrap_or(0);
         assert!(
