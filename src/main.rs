@@ -192,6 +192,7 @@ fn run_bench(args: &BenchArgs) -> Ran {
     if let Some(runs) = args.runs {
         cfg.runs = runs as usize;
     }
+    cfg.only.clone_from(&args.only);
     let report = bench::run_bench(&cfg, &mut stdout()).map_err(Failure::run)?;
     let cannot_write =
         |path: &PathBuf, e| Failure::run(format_args!("cannot write {}: {e}", path.display()));

@@ -300,6 +300,11 @@ pub struct BenchArgs {
     /// Draw the table as grouped bars, one group per measurement, in an SVG FILE.
     #[arg(long)]
     pub svg: Option<PathBuf>,
+    /// Measure only these rows (comma-separated keys, as in the JSON: receive, send,
+    /// offload_receive, pingpong_p50, ping_p50, lossy1_send_bbr, ...); an unknown key lists
+    /// them all.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
 }
 
 /// The flags that would give `imp`, as `--loss 0.2 --delay 25ms ...`.

@@ -51,6 +51,9 @@ pub struct BenchConfig {
     pub ustack: PathBuf,
     /// The reference peer (`ustack-bench-peer`): smoltcp, the kernel's services, the client.
     pub peer: PathBuf,
+    /// Row keys to measure (`--only`); empty measures every row. A measurement runs when
+    /// any of its rows is named.
+    pub only: Vec<String>,
 }
 
 /// The peer's file name; `ustack bench` looks for it next to its own executable.
@@ -73,7 +76,13 @@ impl BenchConfig {
             sim_bytes: if quick { 256 << 20 } else { 1 << 30 },
             ustack,
             peer,
+            only: Vec::new(),
         }
+    }
+
+    /// Whether `m` is one of the measurements `only` asks for.
+    fn selects(&self, m: &Measurement) -> bool {
+        self.only.is_empty() || m.rows.iter().any(|r| self.only.iter().any(|k| k == r.key))
     }
 
     /// Buffer sizes and congestion control of each stack, as the output states them.
@@ -107,11 +116,30 @@ impl BenchConfig {
     }
 }
 
+/// Every row key `--only` may name, in table order.
+pub fn row_keys() -> Vec<&'static str> {
+    MEASUREMENTS
+        .iter()
+        .flat_map(|m| m.rows.iter().map(|r| r.key))
+        .collect()
+}
+
+/// An error naming the first key of `only` that is no row, with the list of rows.
+fn check_only(only: &[String]) -> Result<(), BenchError> {
+    let keys = row_keys();
+    match only.iter().find(|k| !keys.contains(&k.as_str())) {
+        Some(k) => Err(BenchError::UnknownRow(k.clone(), keys.join(", "))),
+        None => Ok(()),
+    }
+}
+
 /// Why the bench could not run, or one measurement failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error("ustack bench needs root (network namespaces and TUN devices)")]
     NotRoot,
+    #[error("--only {0}: no such row; the rows are {1}")]
+    UnknownRow(String, String),
     #[error("`{0}` is needed and was not found (apt-get install {1})")]
     Missing(&'static str, &'static str),
     #[error(
@@ -715,6 +743,7 @@ fn header() -> String {
 
 /// Runs every measurement, printing each row to `out` as soon as it is measured.
 pub fn run_bench(cfg: &BenchConfig, out: &mut dyn Write) -> Result<Report, BenchError> {
+    check_only(&cfg.only)?;
     if !cfg.peer.is_file() {
         return Err(BenchError::NoPeer(cfg.peer.clone()));
     }
@@ -776,7 +805,7 @@ pub fn run_bench(cfg: &BenchConfig, out: &mut dyn Write) -> Result<Report, Bench
     // that asks for it again (the offload rows' kernel and smoltcp columns).
     let mut cache: HashMap<(&'static str, StackKind), Vec<Cell>> = HashMap::new();
     let mut rows = Vec::new();
-    for m in MEASUREMENTS {
+    for m in MEASUREMENTS.iter().filter(|m| cfg.selects(m)) {
         let todo: Vec<(usize, StackKind)> = m
             .stacks
             .iter()
@@ -872,6 +901,30 @@ mod tests {
             .flat_map(|m| m.rows)
             .find(|r| r.key == key)
             .expect("a row of the table")
+    }
+
+    /// `--only` picks the measurements that have a named row, and refuses a key that is
+    /// no row (saying which rows there are).
+    #[test]
+    fn only_selects_measurements_by_row_key() {
+        let mut cfg = BenchConfig::new(true, PathBuf::from("/nonexistent/ustack"));
+        assert_eq!(
+            MEASUREMENTS.iter().filter(|m| cfg.selects(m)).count(),
+            MEASUREMENTS.len()
+        );
+        cfg.only = vec!["send_cpu".into(), "lossy1_send_bbr".into()];
+        let picked: Vec<&str> = MEASUREMENTS
+            .iter()
+            .filter(|m| cfg.selects(m))
+            .map(|m| m.rows[0].key)
+            .collect();
+        assert_eq!(picked, ["send", "lossy1_send_bbr"]);
+        assert!(check_only(&cfg.only).is_ok());
+        let err = check_only(&["receive".into(), "recv".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--only recv: no such row"), "{err}");
+        assert!(err.contains("offload_send_cpu"), "{err}");
     }
 
     /// The table prints the median of the runs: the middle one, or the mean of the two
