@@ -265,6 +265,14 @@ const fn cpu_row(key: &'static str, what: &'static str) -> RowSpec {
     }
 }
 
+/// The stack process's CPU in % of one core: a cost, lower is better, no kernel column.
+const fn cpu_share_row(key: &'static str, what: &'static str) -> RowSpec {
+    RowSpec {
+        unit: "% CPU",
+        ..cpu_row(key, what)
+    }
+}
+
 /// The columns of a lossy-path row: the kernel's and ustack's ends of `path` (no smoltcp).
 const fn lossy(path: LossyPath) -> [Option<StackKind>; 3] {
     [
@@ -396,6 +404,38 @@ static MEASUREMENTS: &[Measurement] = &[
                 }],
             ),
             row("ping_p99", "ICMP ping p99", US, Better::Lower, &[]),
+            cpu_share_row("ping_cpu", "  CPU while pinging"),
+        ],
+    },
+    // Issue 10's latency item: the gap to the kernel is the runtime's wake-up from sleep,
+    // which `--busy-poll` (off by default: it keeps a core busy) removes.
+    Measurement {
+        probe: "ping",
+        run: probes::ping,
+        stacks: [
+            Some(StackKind::Kernel),
+            Some(StackKind::UstackBusyPoll),
+            Some(StackKind::Smoltcp),
+        ],
+        rows: &[
+            row(
+                "ping_busy_p50",
+                "ICMP ping p50, ustack --busy-poll",
+                US,
+                Better::Lower,
+                &[Goal {
+                    vs: KERNEL,
+                    ratio: 1.5,
+                }],
+            ),
+            row(
+                "ping_busy_p99",
+                "ICMP ping p99, --busy-poll",
+                US,
+                Better::Lower,
+                &[],
+            ),
+            cpu_share_row("ping_busy_cpu", "  CPU while pinging, --busy-poll"),
         ],
     },
     Measurement {

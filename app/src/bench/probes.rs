@@ -80,14 +80,20 @@ pub fn pingpong(t: &Target, cfg: &BenchConfig) -> Result<Vec<f64>, BenchError> {
     Ok(vec![p("p50_us"), p("p99_us"), p("p999_us")])
 }
 
-/// ICMP echo with iputils ping every 10 ms: p50 and p99 round trip in us.
+/// ICMP echo with iputils ping every 10 ms: p50 and p99 round trip in us, and the stack
+/// process's CPU over the pings in % of one core (user + system; NaN for the kernel).
 pub fn ping(t: &Target, cfg: &BenchConfig) -> Result<Vec<f64>, BenchError> {
     let c = cfg.pings.to_string();
+    let (before, start) = (t.cpu_seconds_precise(), WallInstant::now());
     // Not `must`: iputils exits 1 when any reply is missing, and a lost ping under load
     // is no reason to lose the row; no reply at all is.
     let out = t
         .client()
         .exec(&["ping", "-c", &c, "-i", "0.01", "-W", "2", &t.addr])?;
+    let cpu = match (before, t.cpu_seconds_precise()) {
+        (Some(b), Some(a)) => (a - b) * 100.0 / start.elapsed().as_secs_f64(),
+        _ => f64::NAN,
+    };
     let text = String::from_utf8_lossy(&out.stdout);
     let mut hist = hdrhistogram::Histogram::<u64>::new(3)?;
     for rtt in text.lines().filter_map(|l| {
@@ -107,6 +113,7 @@ pub fn ping(t: &Target, cfg: &BenchConfig) -> Result<Vec<f64>, BenchError> {
     Ok(vec![
         hist.value_at_quantile(0.5) as f64,
         hist.value_at_quantile(0.99) as f64,
+        cpu,
     ])
 }
 

@@ -20,6 +20,8 @@ pub enum StackKind {
     Ustack,
     /// `ustack up --offload` (IFF_VNET_HDR).
     UstackOffload,
+    /// `ustack up --busy-poll BUSY_POLL_US`: polls instead of sleeping between pings.
+    UstackBusyPoll,
     Smoltcp,
     /// ustack's TCP in this process over a SimLink pair (no device, no namespace).
     InProcess,
@@ -82,6 +84,7 @@ impl StackKind {
             StackKind::Kernel => "kernel (veth)",
             StackKind::Ustack => "ustack up (TUN)",
             StackKind::UstackOffload => "ustack up --offload (TUN)",
+            StackKind::UstackBusyPoll => "ustack up --busy-poll (TUN)",
             StackKind::Smoltcp => "smoltcp (TUN)",
             StackKind::InProcess => "ustack in process (SimLink)",
             StackKind::LossyKernel(_) => "kernel through ustack impair",
@@ -174,6 +177,20 @@ impl Target {
         Some(ticks as f64 / hz as f64)
     }
 
+    /// Seconds on a CPU of the stack process's threads now, to the nanosecond (the first
+    /// field of each `/proc/PID/task/TID/schedstat`), for windows too short for the clock
+    /// ticks of [`Target::cpu_seconds`]. Threads that have ended are not counted, so this
+    /// is for probes during which none end (pings); None for the kernel.
+    pub fn cpu_seconds_precise(&self) -> Option<f64> {
+        let pid = self.pid?;
+        let mut ns = 0u64;
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+            let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+            ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+        Some(ns as f64 / 1e9)
+    }
+
     /// The error for a stack whose process has ended, with what it printed; None while
     /// it runs.
     fn down(&mut self) -> Option<BenchError> {
@@ -202,6 +219,10 @@ const KERNEL_NET: &str = "198.18.3";
 const USTACK_NET: &str = "198.18.4";
 const SMOLTCP_NET: &str = "198.18.6";
 const OFFLOAD_NET: &str = "198.18.7";
+const BUSY_POLL_NET: &str = "198.18.14";
+/// `--busy-poll` of the busy-polling ustack, in microseconds: longer than the 10 ms between
+/// the bench's pings, so the runtime never sleeps between them (the CPU row shows the cost).
+pub const BUSY_POLL_US: &str = "20000";
 
 /// Packets the kernel may queue towards a TUN device (`ip link set DEV txqueuelen`), for
 /// ustack and smoltcp alike. Linux's default of 500 is less than one 4 MiB window of
@@ -227,7 +248,10 @@ pub fn start(kind: StackKind, cfg: &BenchConfig) -> Result<Target, Unavailable> 
             procs: Vec::new(),
             _server: None,
         }),
-        StackKind::Ustack | StackKind::UstackOffload | StackKind::Smoltcp => tun(kind, cfg),
+        StackKind::Ustack
+        | StackKind::UstackOffload
+        | StackKind::UstackBusyPoll
+        | StackKind::Smoltcp => tun(kind, cfg),
         StackKind::LossyKernel(path) | StackKind::LossyUstack(path) => {
             lossy(kind, path, cfg).map_err(failed)
         }
@@ -301,6 +325,7 @@ fn tun(kind: StackKind, cfg: &BenchConfig) -> Result<Target, Unavailable> {
     let (net, dev, tag) = match kind {
         StackKind::Ustack => (USTACK_NET, "ubench2", "bench-us"),
         StackKind::UstackOffload => (OFFLOAD_NET, "ubench4", "bench-uo"),
+        StackKind::UstackBusyPoll => (BUSY_POLL_NET, "ubench5", "bench-ub"),
         _ => (SMOLTCP_NET, "ubench3", "bench-sm"),
     };
     let client = Netns::new(tag).map_err(|e| failed(e.into()))?;
@@ -311,6 +336,16 @@ fn tun(kind: StackKind, cfg: &BenchConfig) -> Result<Target, Unavailable> {
     let args: Vec<&str> = match kind {
         StackKind::Ustack => vec![&ustack, "up", "--tun", dev, "--addr", &cidr],
         StackKind::UstackOffload => vec![&ustack, "up", "--offload", "--tun", dev, "--addr", &cidr],
+        StackKind::UstackBusyPoll => vec![
+            &ustack,
+            "up",
+            "--busy-poll",
+            BUSY_POLL_US,
+            "--tun",
+            dev,
+            "--addr",
+            &cidr,
+        ],
         _ => vec![&peer, "smoltcp", "--tun", dev, "--addr", &cidr],
     };
     let proc = Spawned::start(&client, &args, tag).map_err(failed)?;
