@@ -206,6 +206,9 @@ struct Measurement {
     /// samples reused (the offload rows' kernel and smoltcp columns).
     probe: &'static str,
     run: ProbeFn,
+    /// Every run against a stack process of its own, started for it (what the probe
+    /// measures depends on the process's history: its memory).
+    fresh: bool,
     stacks: [Option<StackKind>; 3],
     rows: &'static [RowSpec],
 }
@@ -294,6 +297,7 @@ static MEASUREMENTS: &[Measurement] = &[
     Measurement {
         probe: "receive",
         run: probes::receive,
+        fresh: false,
         stacks: THREE,
         rows: &[
             row(
@@ -312,6 +316,7 @@ static MEASUREMENTS: &[Measurement] = &[
     Measurement {
         probe: "send",
         run: probes::send,
+        fresh: false,
         stacks: THREE,
         rows: &[
             row(
@@ -330,6 +335,7 @@ static MEASUREMENTS: &[Measurement] = &[
     Measurement {
         probe: "receive",
         run: probes::receive,
+        fresh: false,
         stacks: OFFLOAD,
         rows: &[
             row(
@@ -345,6 +351,7 @@ static MEASUREMENTS: &[Measurement] = &[
     Measurement {
         probe: "send",
         run: probes::send,
+        fresh: false,
         stacks: OFFLOAD,
         rows: &[
             row(
@@ -360,6 +367,7 @@ static MEASUREMENTS: &[Measurement] = &[
     Measurement {
         probe: "pingpong",
         run: probes::pingpong,
+        fresh: false,
         stacks: THREE,
         rows: &[
             row(
@@ -391,6 +399,7 @@ static MEASUREMENTS: &[Measurement] = &[
     Measurement {
         probe: "ping",
         run: probes::ping,
+        fresh: false,
         stacks: THREE,
         rows: &[
             row(
@@ -412,6 +421,7 @@ static MEASUREMENTS: &[Measurement] = &[
     Measurement {
         probe: "ping",
         run: probes::ping,
+        fresh: false,
         stacks: [
             Some(StackKind::Kernel),
             Some(StackKind::UstackBusyPoll),
@@ -439,8 +449,47 @@ static MEASUREMENTS: &[Measurement] = &[
         ],
     },
     Measurement {
+        probe: "connect",
+        run: probes::connect_rate,
+        fresh: false,
+        stacks: [Some(StackKind::Kernel), Some(StackKind::Ustack), None],
+        rows: &[row(
+            "connect_rate",
+            "TCP connections/s (echo 7, 4 clients)",
+            "conn/s",
+            Better::Higher,
+            &[Goal {
+                vs: KERNEL,
+                ratio: 0.5,
+            }],
+        )],
+    },
+    Measurement {
+        probe: "idle_memory",
+        run: probes::idle_memory,
+        fresh: true,
+        stacks: [None, Some(StackKind::Ustack), None],
+        rows: &[
+            row(
+                "idle_bytes_per_conn",
+                "RSS per idle connection (10k, TUN)",
+                "bytes",
+                Better::Lower,
+                &[],
+            ),
+            row(
+                "idle_rss_after",
+                "  RSS after they closed, of before",
+                "%",
+                Better::Lower,
+                &[],
+            ),
+        ],
+    },
+    Measurement {
         probe: "iperf3_in",
         run: probes::iperf3_in,
+        fresh: false,
         stacks: [Some(StackKind::Kernel), Some(StackKind::Ustack), None],
         rows: &[row(
             "iperf3_in",
@@ -453,6 +502,7 @@ static MEASUREMENTS: &[Measurement] = &[
     Measurement {
         probe: "iperf3_out",
         run: probes::iperf3_out,
+        fresh: false,
         stacks: [Some(StackKind::Kernel), Some(StackKind::Ustack), None],
         rows: &[row(
             "iperf3_out",
@@ -465,6 +515,7 @@ static MEASUREMENTS: &[Measurement] = &[
     Measurement {
         probe: "lossy_send_cubic",
         run: probes::lossy_send_cubic,
+        fresh: false,
         stacks: lossy(LossyPath::Loss1Delay10),
         rows: &[row(
             "lossy1_send_cubic",
@@ -477,6 +528,7 @@ static MEASUREMENTS: &[Measurement] = &[
     Measurement {
         probe: "lossy_send_bbr",
         run: probes::lossy_send_bbr,
+        fresh: false,
         stacks: lossy(LossyPath::Loss1Delay10),
         rows: &[row(
             "lossy1_send_bbr",
@@ -489,6 +541,7 @@ static MEASUREMENTS: &[Measurement] = &[
     Measurement {
         probe: "lossy_receive",
         run: probes::lossy_receive,
+        fresh: false,
         stacks: lossy(LossyPath::Loss1Delay10),
         rows: &[row(
             "lossy1_receive",
@@ -501,6 +554,7 @@ static MEASUREMENTS: &[Measurement] = &[
     Measurement {
         probe: "lossy_send_cubic",
         run: probes::lossy_send_cubic,
+        fresh: false,
         stacks: lossy(LossyPath::Loss01Delay50),
         rows: &[row(
             "lossy01_send_cubic",
@@ -513,6 +567,7 @@ static MEASUREMENTS: &[Measurement] = &[
     Measurement {
         probe: "lossy_send_bbr",
         run: probes::lossy_send_bbr,
+        fresh: false,
         stacks: lossy(LossyPath::Loss01Delay50),
         rows: &[row(
             "lossy01_send_bbr",
@@ -525,6 +580,7 @@ static MEASUREMENTS: &[Measurement] = &[
     Measurement {
         probe: "lossy_receive",
         run: probes::lossy_receive,
+        fresh: false,
         stacks: lossy(LossyPath::Loss01Delay50),
         rows: &[row(
             "lossy01_receive",
@@ -537,6 +593,7 @@ static MEASUREMENTS: &[Measurement] = &[
     Measurement {
         probe: "sim",
         run: probes::sim,
+        fresh: false,
         stacks: [None, Some(StackKind::InProcess), None],
         rows: &[row(
             "sim",
@@ -861,6 +918,9 @@ pub fn run_bench(cfg: &BenchConfig, out: &mut dyn Write) -> Result<Report, Bench
             for &(col, stack) in &todo {
                 if failed[col].is_some() {
                     continue;
+                }
+                if m.fresh {
+                    targets.remove(&stack);
                 }
                 let target = targets
                     .entry(stack)

@@ -80,6 +80,90 @@ pub fn pingpong(t: &Target, cfg: &BenchConfig) -> Result<Vec<f64>, BenchError> {
     Ok(vec![p("p50_us"), p("p99_us"), p("p999_us")])
 }
 
+/// New TCP connections per second to the echo service (issue 12): the peer client's
+/// threads each connect, echo one byte and close with a RST, back to back.
+pub fn connect_rate(t: &Target, cfg: &BenchConfig) -> Result<Vec<f64>, BenchError> {
+    let v = peer_client(t, cfg, "connect")?;
+    match v["per_second"].as_f64() {
+        Some(rate) if rate > 0.0 => Ok(vec![rate]),
+        _ => Err(BenchError::Client(
+            "connect".into(),
+            format!("no connection completed: {v}"),
+        )),
+    }
+}
+
+/// Connections the memory probe holds open at once.
+pub const IDLE_CONNECTIONS: usize = 10_000;
+
+/// Memory per idle connection (issue 12): the stack's RSS before the peer client opens
+/// [`IDLE_CONNECTIONS`] echo connections (one byte echoed on each), while they are held
+/// idle, and after they were closed: bytes per idle connection, and the RSS after they
+/// closed in % of the RSS before they opened.
+pub fn idle_memory(t: &Target, cfg: &BenchConfig) -> Result<Vec<f64>, BenchError> {
+    use std::io::{BufRead, BufReader};
+    let settle = || std::thread::sleep(StdDuration::from_millis(500));
+    let rss = || {
+        t.rss_bytes()
+            .ok_or_else(|| BenchError::Client("hold".into(), "no RSS for the stack".into()))
+    };
+    let peer = cfg.peer.to_string_lossy().to_string();
+    let count = IDLE_CONNECTIONS.to_string();
+    let args = [
+        "timeout",
+        "120",
+        &peer,
+        "client",
+        "--target",
+        &t.addr,
+        "--mode",
+        "hold",
+        "--seconds",
+        "60",
+        "--count",
+        &count,
+        "--json",
+    ];
+    let before = rss()?;
+    let mut child = t
+        .client()
+        .command(&args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(BenchError::Io)?;
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let opened = lines.next().and_then(Result::ok).unwrap_or_default();
+    let held = serde_json::from_str::<serde_json::Value>(&opened)
+        .ok()
+        .filter(|v| v["open"].as_u64() == Some(IDLE_CONNECTIONS as u64));
+    let during = held.as_ref().map(|_| {
+        settle();
+        rss()
+    });
+    // Standard input ends: the client closes every connection and exits.
+    drop(child.stdin.take());
+    let closed = lines.next().and_then(Result::ok).unwrap_or_default();
+    let out = child.wait_with_output().map_err(BenchError::Io)?;
+    let (Some(during), true) = (during, out.status.success()) else {
+        return Err(BenchError::Client(
+            "hold".into(),
+            format!(
+                "{opened} {closed} {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
+    };
+    let during = during?;
+    settle();
+    let after = rss()?;
+    Ok(vec![
+        during.saturating_sub(before) as f64 / IDLE_CONNECTIONS as f64,
+        after as f64 * 100.0 / before.max(1) as f64,
+    ])
+}
+
 /// ICMP echo with iputils ping every 10 ms: p50 and p99 round trip in us, and the stack
 /// process's CPU over the pings in % of one core (user + system; NaN for the kernel).
 pub fn ping(t: &Target, cfg: &BenchConfig) -> Result<Vec<f64>, BenchError> {

@@ -1,15 +1,21 @@
-//! `serve`: echo, discard and source on the kernel's TCP, a thread per connection, for the
-//! kernel column of `ustack bench`. It runs until a signal ends the process.
+//! `serve`: echo, discard and source on the kernel's TCP, for the kernel column of `ustack
+//! bench`: discard and source with a thread per connection, echo with a pool of threads
+//! that accept and serve in turn, so a new echo connection costs the kernel's TCP and a
+//! few system calls but no thread start (the connection-rate row). It runs until a signal
+//! ends the process.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
 
 use crate::{pattern, DISCARD, ECHO, SOURCE};
 
-fn echo(mut s: TcpStream) {
+/// Echo threads: more than the connection-rate client's threads plus the ping-pong
+/// connection, so no client waits for a free one.
+const ECHO_WORKERS: usize = 16;
+
+fn echo(mut s: TcpStream, buf: &mut [u8]) {
     let _ = s.set_nodelay(true);
-    let mut buf = vec![0u8; 128 * 1024];
-    while let Ok(n @ 1..) = s.read(&mut buf) {
+    while let Ok(n @ 1..) = s.read(buf) {
         if s.write_all(&buf[..n]).is_err() {
             break;
         }
@@ -29,11 +35,18 @@ fn source(mut s: TcpStream) {
 
 pub fn serve(addr: Ipv4Addr) -> Result<(), String> {
     let mut threads = Vec::new();
-    for (port, service) in [
-        (ECHO, echo as fn(TcpStream)),
-        (DISCARD, discard),
-        (SOURCE, source),
-    ] {
+    let listener = TcpListener::bind(SocketAddrV4::new(addr, ECHO))
+        .map_err(|e| format!("cannot listen on {addr}:{ECHO}: {e}"))?;
+    for _ in 0..ECHO_WORKERS {
+        let listener = listener.try_clone().map_err(|e| e.to_string())?;
+        threads.push(std::thread::spawn(move || {
+            let mut buf = vec![0u8; 128 * 1024];
+            for s in listener.incoming().flatten() {
+                echo(s, &mut buf);
+            }
+        }));
+    }
+    for (port, service) in [(DISCARD, discard as fn(TcpStream)), (SOURCE, source)] {
         let listener = TcpListener::bind(SocketAddrV4::new(addr, port))
             .map_err(|e| format!("cannot listen on {addr}:{port}: {e}"))?;
         threads.push(std::thread::spawn(move || {

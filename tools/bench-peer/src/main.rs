@@ -5,8 +5,9 @@
 //!   answering ICMP echo and serving TCP echo (7), discard (9) and source (19), with CUBIC
 //!   and 4 MiB send and receive buffers per connection, until SIGTERM or SIGINT.
 //! - `serve --addr A.B.C.D`: the same three TCP services on the kernel's stack.
-//! - `client --target A.B.C.D --mode discard|source|pingpong --seconds N [--json]`: a
-//!   kernel-socket client that prints one JSON line with what it measured.
+//! - `client --target A.B.C.D --mode discard|source|pingpong|connect|hold --seconds N
+//!   [--count N] [--json]`: a kernel-socket client that prints one JSON line with what it
+//!   measured (`hold` prints one when its connections are open and one when they closed).
 //!
 //! smoltcp is used here only, never by the ustack crates. This is a small tool with three
 //! subcommands and a handful of flags each, so it parses its arguments by hand instead of
@@ -34,7 +35,7 @@ pub fn pattern(len: usize) -> Vec<u8> {
 const USAGE: &str = "usage:
   ustack-bench-peer smoltcp --tun NAME --addr A.B.C.D/LEN
   ustack-bench-peer serve --addr A.B.C.D
-  ustack-bench-peer client --target A.B.C.D --mode discard|source|pingpong --seconds N [--json]";
+  ustack-bench-peer client --target A.B.C.D --mode discard|source|pingpong|connect|hold --seconds N [--count N] [--json]";
 
 /// `--name value` pairs and bare `--flag`s after the subcommand.
 struct Flags(Vec<String>);
@@ -87,7 +88,13 @@ fn run(args: Vec<String>) -> Result<(), Failure> {
         "client" => {
             let mode = flags.value("mode")?.parse()?;
             let (target, seconds) = (flags.parse("target")?, flags.parse("seconds")?);
-            let report = client::run(target, mode, seconds).map_err(Failure::Run)?;
+            let count = if flags.has("count") {
+                flags.parse("count")?
+            } else {
+                10_000
+            };
+            let report = client::run(target, mode, seconds, count, flags.has("json"))
+                .map_err(Failure::Run)?;
             if flags.has("json") {
                 println!("{report}");
             } else {
