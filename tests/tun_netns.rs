@@ -1581,3 +1581,87 @@ fn ustack_iperf3_client_with_offload_measures_against_the_kernel_server() {
         );
     }
 }
+
+/// Python, run in the namespace: three connections at once to the tokio example, each
+/// sending lines and checking they come back in upper case.
+#[cfg(feature = "tokio")]
+const UPPER_CHECK: &str = r#"
+import socket, sys
+addr = (sys.argv[1], int(sys.argv[2]))
+conns = [socket.create_connection(addr, timeout=10) for _ in range(3)]
+for i, s in enumerate(conns):
+    s.sendall(b"".join(b"line %d of conn %d\n" % (j, i) for j in range(500)))
+    s.shutdown(socket.SHUT_WR)
+for i, s in enumerate(conns):
+    got = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        got += d
+    want = b"".join(b"LINE %d OF CONN %d\n" % (j, i) for j in range(500))
+    assert got == want, (i, len(got), got[:60])
+print("upper ok")
+"#;
+
+/// The README's tokio example (issue 12): a tokio service on ustack's async sockets on
+/// TUN serves three kernel connections at once, and ends after them with exit status 0.
+#[cfg(feature = "tokio")]
+#[test]
+fn the_tokio_example_serves_kernel_clients_on_tun() {
+    let Some(_turn) = root_only() else {
+        return;
+    };
+    let example = std::path::Path::new(env!("CARGO_BIN_EXE_ustack"))
+        .parent()
+        .expect("target dir")
+        .join("examples/tokio_echo");
+    assert!(
+        example.is_file(),
+        "{} missing: cargo test --features tokio builds it",
+        example.display()
+    );
+    let ns = Netns::new("tokio").unwrap();
+    let addr = format!("{OURS}/24");
+    let example = example.to_string_lossy().to_string();
+    let args = [
+        example.as_str(),
+        "--tun",
+        "ustk0",
+        "--addr",
+        &addr,
+        "--port",
+        "7777",
+        "--connections",
+        "3",
+    ];
+    let mut running = Running(
+        ns.command(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the example starts"),
+    );
+    let stdout = running.0.stdout.take().expect("piped");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    // Listening once it says so: a SYN before that would be refused.
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert!(first.starts_with("tokio_echo: serving"), "it said: {first}");
+    ns.must(&["ip", "addr", "add", &format!("{KERNEL}/24"), "dev", "ustk0"])
+        .unwrap();
+    ns.must(&["ip", "link", "set", "ustk0", "up"]).unwrap();
+    let out = ns
+        .exec(&["python3", "-c", UPPER_CHECK, OURS, "7777"])
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text: Vec<String> = lines.map_while(Result::ok).collect();
+    let text = text.join("\n");
+    let status = running.0.wait().unwrap();
+    assert!(status.success(), "{text}");
+    assert!(text.contains("served 3 connection(s)"), "{text}");
+    assert_eq!(text.matches(": 500 line(s)").count(), 3, "{text}");
+}

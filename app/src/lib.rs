@@ -7,6 +7,7 @@ pub use ustack_transport as transport;
 pub use ustack_transport::net;
 pub use ustack_transport::net::link;
 
+pub mod aio;
 #[cfg(target_os = "linux")]
 pub mod bench;
 pub mod demo;

@@ -184,7 +184,7 @@ impl From<CallError> for BindError {
 }
 
 /// The error for a reply that is not the answer `E`'s operation expects.
-fn failed<E: From<CallError>>(r: Reply) -> E {
+pub(crate) fn failed<E: From<CallError>>(r: Reply) -> E {
     match r {
         Reply::Err(e) => e.into(),
         other => CallError::Ended(RuntimeError::WrongReply(other.name())).into(),

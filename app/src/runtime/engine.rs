@@ -4,10 +4,8 @@
 
 use std::net::SocketAddrV4;
 
-use crossbeam_channel::Sender;
-
 use super::service::{ServiceKind, TcpService};
-use super::RuntimeError;
+use super::{ReplyTo, RuntimeError};
 use crate::link::{Duration, Instant, Link};
 use crate::transport::stack::{Stack, StackError, TcpHandle, UdpSendFailure};
 use crate::transport::tcp::{ConnectionError, RecvError, State};
@@ -164,7 +162,7 @@ pub(crate) struct Call {
     pub op: Op,
     pub timeout: Option<Duration>,
     pub deadline: Option<Instant>,
-    pub reply: Sender<Reply>,
+    pub reply: ReplyTo,
 }
 
 /// What [`Engine::retry`] answered.
@@ -378,7 +376,13 @@ impl Engine {
     pub fn serve(&mut self, mut call: Call, waiting: &mut Vec<Call>) -> bool {
         match self.attempt(&mut call) {
             Some(reply) => {
-                let _ = call.reply.send(reply);
+                // A connection whose caller is gone (an async connect or accept dropped
+                // before its answer) would be nobody's: reset it.
+                if let Err(Reply::Stream { h, .. }) = call.reply.send(reply) {
+                    if let Some(stack) = self.hosts.get_mut(call.host) {
+                        let _ = stack.tcp_abort(h);
+                    }
+                }
                 true
             }
             None => {

@@ -18,7 +18,8 @@ pub mod service;
 mod sim_world;
 mod wall_clock;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 
@@ -68,11 +69,104 @@ impl Op {
     }
 }
 
+/// Where the runtime sends a call's answer: the channel a blocked thread waits on, or the
+/// slot an async task polls (it wakes the task).
+pub(crate) enum ReplyTo {
+    Channel(Sender<Reply>),
+    Slot(Arc<ReplySlot>),
+}
+
+impl ReplyTo {
+    /// Delivers `reply`; gives it back if nobody will take it (the caller is gone), so the
+    /// runtime can undo what it stands for (close a connection nobody will own).
+    pub(crate) fn send(&self, reply: Reply) -> Result<(), Reply> {
+        match self {
+            ReplyTo::Channel(tx) => tx.send(reply).map_err(|e| e.into_inner()),
+            ReplyTo::Slot(slot) => slot.fill(reply),
+        }
+    }
+}
+
+impl std::fmt::Debug for ReplyTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReplyTo::Channel(_) => "Channel",
+            ReplyTo::Slot(_) => "Slot",
+        })
+    }
+}
+
+/// One answer on its way to an async task: the runtime fills it and wakes the task that
+/// polled it last.
+#[derive(Debug, Default)]
+pub(crate) struct ReplySlot {
+    state: Mutex<SlotState>,
+}
+
+#[derive(Debug, Default)]
+struct SlotState {
+    reply: Option<Reply>,
+    waker: Option<std::task::Waker>,
+    /// The task gave up on the answer (its socket was dropped).
+    abandoned: bool,
+}
+
+impl ReplySlot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        // A panic while holding this lock leaves plain data behind: use it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fill(&self, reply: Reply) -> Result<(), Reply> {
+        let mut state = self.lock();
+        if state.abandoned {
+            return Err(reply);
+        }
+        state.reply = Some(reply);
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// The answer if it came; otherwise `cx`'s task is woken when it does.
+    pub(crate) fn poll(&self, cx: &mut Context<'_>) -> Poll<Reply> {
+        let mut state = self.lock();
+        match state.reply.take() {
+            Some(reply) => Poll::Ready(reply),
+            None => {
+                if !state
+                    .waker
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    state.waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Nobody will take the answer: the runtime hands it back instead ([`ReplyTo::send`]).
+    /// Returns an answer that already came.
+    pub(crate) fn abandon(&self) -> Option<Reply> {
+        let mut state = self.lock();
+        state.abandoned = true;
+        state.waker = None;
+        state.reply.take()
+    }
+}
+
 /// Messages to the runtime thread.
 pub(crate) enum Msg {
     Call(Call),
     /// A participant finished (its thread returned or panicked).
     Exit(usize),
+    /// An async participant of a simulation has nothing to do until a call of its is
+    /// answered ([`SimWorld::spawn_async`]).
+    Idle(usize),
 }
 
 /// The sending side of the runtime, as sockets hold it.
@@ -116,6 +210,7 @@ impl std::fmt::Debug for Msg {
         match self {
             Msg::Call(c) => write!(f, "Call({:?})", c.op),
             Msg::Exit(p) => write!(f, "Exit({p})"),
+            Msg::Idle(p) => write!(f, "Idle({p})"),
         }
     }
 }
@@ -131,7 +226,7 @@ impl Caller {
             op,
             timeout,
             deadline: None,
-            reply,
+            reply: ReplyTo::Channel(reply),
         };
         if self.tx.send(Msg::Call(call)).is_err() {
             return Reply::Err(RuntimeError::Stopped.into());
@@ -147,6 +242,26 @@ impl Caller {
         answer
             .recv()
             .unwrap_or(Reply::Err(RuntimeError::Stopped.into()))
+    }
+
+    /// Makes a call without waiting: the answer comes in the returned slot, which wakes
+    /// the task that polls it (the async sockets). No busy-poll spin: an async task yields.
+    pub(crate) fn submit(&self, op: Op) -> Arc<ReplySlot> {
+        let slot = Arc::new(ReplySlot::default());
+        let call = Call {
+            participant: self.participant,
+            host: self.host,
+            op,
+            timeout: None,
+            deadline: None,
+            reply: ReplyTo::Slot(slot.clone()),
+        };
+        if self.tx.send(Msg::Call(call)).is_err() {
+            let _ = slot.fill(Reply::Err(RuntimeError::Stopped.into()));
+        } else if let Some(w) = &self.wake {
+            w.waker.wake();
+        }
+        slot
     }
 
     pub fn host(&self) -> HostId {

@@ -323,7 +323,7 @@ impl Driver {
     fn serve_one_or_tick(&mut self) -> bool {
         match self.rx.recv_timeout(self.idle_for(WALL_TICK)) {
             Ok(Msg::Call(call)) => self.serve(call),
-            Ok(Msg::Exit(_)) | Err(RecvTimeoutError::Timeout) => {}
+            Ok(Msg::Exit(_) | Msg::Idle(_)) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return false,
         }
         true
