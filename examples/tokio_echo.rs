@@ -81,7 +81,7 @@ fn main() -> ExitCode {
     });
     let stopped = device.shut_down(SHUTDOWN_GRACE);
     match (served, stopped) {
-        (Ok(n), Ok(())) => {
+        (Ok(n), Ok(_)) => {
             println!("tokio_echo: served {n} connection(s)");
             ExitCode::SUCCESS
         }

@@ -14,7 +14,8 @@ use clap::Args;
 use crate::link::{tap_boxed, Clock, Duration, Link, PcapSink, RawLink, TunLink};
 use crate::net::{Config, GatewayError, Interface, Ipv4Cidr, MacAddr};
 use crate::options::cidr;
-use crate::runtime::{BoxLink, Runtime, RuntimeOptions};
+use crate::runtime::{BoxLink, Caller, Runtime, RuntimeOptions};
+use crate::transport::ports::EPHEMERAL_PORTS;
 use crate::transport::stack::{Stack, StackConfig};
 use crate::transport::tcp::Algorithm;
 
@@ -62,6 +63,12 @@ pub struct DeviceArgs {
     /// but burns a CPU for as long as traffic keeps coming. Off (0) by default.
     #[arg(long, value_name = "MICROS", default_value_t = 0)]
     pub busy_poll: u64,
+    /// TUN only: open the device with this many queues (IFF_MULTI_QUEUE) and run a
+    /// stack on each, on a thread of its own, all with the same address. The kernel
+    /// keeps each flow on one queue, so connections are spread over the stacks by their
+    /// 4-tuple; each stack takes its own slice of the ephemeral ports.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub queues: u16,
     /// Write a pcapng capture of the device.
     #[arg(long)]
     pub pcap: Option<PathBuf>,
@@ -138,6 +145,11 @@ impl DeviceArgs {
                 "--offload on a TAP or raw device (it is for --tun)",
             ));
         }
+        if self.queues > 1 && !matches!(kind, DeviceKind::Tun(_)) {
+            return Err(DeviceError::NotImplemented(
+                "--queues on a TAP or raw device (it is for --tun)",
+            ));
+        }
         let addr = self.addr.ok_or(DeviceError::Unspecified)?;
         self.interface_config(addr)?;
         Ok((kind, addr))
@@ -163,7 +175,10 @@ impl DeviceArgs {
 
 /// A stack running on a device.
 pub struct Device {
+    /// The stack of the device (of its first queue, with `--queues`).
     pub runtime: Runtime,
+    /// The stacks of the other queues of a multi-queue TUN (`--queues`), in order.
+    pub queues: Vec<Runtime>,
     pub kind: DeviceKind,
     pub addr: Ipv4Cidr,
     /// The MAC the stack sends from, on an Ethernet device (TAP or raw).
@@ -172,6 +187,15 @@ pub struct Device {
     pub capture: Option<PcapSink>,
     /// The runtime's clock, to drive the stack on after the runtime stopped.
     clock: Clock,
+}
+
+/// What one queue's stack did, reported when the device shuts down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStats {
+    /// IP packets its queue delivered.
+    pub packets_in: u64,
+    /// TCP connections its listeners accepted.
+    pub connections_accepted: u64,
 }
 
 /// How long a shutdown lets connections close with FIN before it resets them.
@@ -201,32 +225,55 @@ impl Device {
     /// connection (FIN; RST where data was left unread), drives the stack on the wall
     /// clock until they are closed or `grace` passes, resets what is left, and flushes
     /// the capture.
-    pub fn shut_down(self, grace: Duration) -> Result<(), DeviceError> {
+    pub fn shut_down(self, grace: Duration) -> Result<Vec<QueueStats>, DeviceError> {
         let Device {
             runtime,
+            queues,
             capture,
             clock,
             ..
         } = self;
-        if let Some(mut stack) = runtime.stop() {
-            stack.tcp_close_all();
-            let end = clock.now() + grace;
-            loop {
-                let now = clock.now();
-                let _ = stack.poll(now);
-                if stack.tcp_closing() == 0 || now >= end {
-                    break;
-                }
-                std::thread::sleep(SHUTDOWN_TICK);
+        let mut stats = Vec::new();
+        for queue in std::iter::once(runtime).chain(queues) {
+            if let Some(stack) = queue.stop() {
+                stats.push(QueueStats {
+                    packets_in: stack.interface().stats().rx_packets,
+                    connections_accepted: stack.stats().connections_accepted,
+                });
+                close_in_order(stack, &clock, grace);
             }
-            stack.tcp_abort_all();
-            let _ = stack.poll(clock.now());
         }
-        match capture {
-            Some(sink) => sink.flush().map_err(DeviceError::Capture),
-            None => Ok(()),
+        if let Some(sink) = capture {
+            sink.flush().map_err(DeviceError::Capture)?;
         }
+        Ok(stats)
     }
+
+    /// Callers of every queue's stack, the first queue's first.
+    pub fn callers(&self) -> Vec<Caller> {
+        std::iter::once(&self.runtime)
+            .chain(&self.queues)
+            .map(Runtime::caller)
+            .collect()
+    }
+}
+
+/// Closes every connection of a stopped stack (FIN; RST where data was left unread),
+/// drives it on the wall clock until they are closed or `grace` passes, and resets
+/// what is left.
+fn close_in_order(mut stack: Stack<BoxLink>, clock: &Clock, grace: Duration) {
+    stack.tcp_close_all();
+    let end = clock.now() + grace;
+    loop {
+        let now = clock.now();
+        let _ = stack.poll(now);
+        if stack.tcp_closing() == 0 || now >= end {
+            break;
+        }
+        std::thread::sleep(SHUTDOWN_TICK);
+    }
+    stack.tcp_abort_all();
+    let _ = stack.poll(clock.now());
 }
 
 /// Opens (or creates) the TUN device `name`.
@@ -299,6 +346,9 @@ pub fn bring_up(args: &DeviceArgs) -> Result<Device, DeviceError> {
     }
     let sink = capture(args.pcap.as_deref())?;
     let name = kind.name();
+    if args.queues > 1 {
+        return bring_up_queues(args, kind, addr, iface_cfg, stack_cfg, sink);
+    }
     let (link, mac) = match &kind {
         DeviceKind::Tun(_) => {
             let dev = if args.offload {
@@ -324,6 +374,7 @@ pub fn bring_up(args: &DeviceArgs) -> Result<Device, DeviceError> {
     let clock = Clock::wall();
     Ok(Device {
         runtime: Runtime::start_with_options(stack, clock, args.runtime_options()),
+        queues: Vec::new(),
         kind,
         addr,
         mac,
@@ -331,6 +382,65 @@ pub fn bring_up(args: &DeviceArgs) -> Result<Device, DeviceError> {
         clock,
     })
 }
+
+/// Slice `i` of `n` of the ephemeral port range, for the stack of queue `i`.
+fn ephemeral_slice(i: usize, n: usize) -> std::ops::RangeInclusive<u16> {
+    let (lo, hi) = (
+        u32::from(*EPHEMERAL_PORTS.start()),
+        u32::from(*EPHEMERAL_PORTS.end()),
+    );
+    let span = (hi - lo + 1) / n as u32;
+    let start = lo + span * i as u32;
+    let end = if i + 1 == n { hi } else { start + span - 1 };
+    start as u16..=end as u16
+}
+
+/// [`bring_up`] of a multi-queue TUN: a stack and runtime per queue, each with its own
+/// seed and slice of the ephemeral ports, all with the same address and capture.
+fn bring_up_queues(
+    args: &DeviceArgs,
+    kind: DeviceKind,
+    addr: Ipv4Cidr,
+    iface_cfg: Config,
+    stack_cfg: StackConfig,
+    sink: Option<PcapSink>,
+) -> Result<Device, DeviceError> {
+    let n = usize::from(args.queues);
+    let name = kind.name().to_string();
+    let devs = TunLink::open_queues(&name, args.mtu, n, args.offload).map_err(DeviceError::Open)?;
+    let clock = Clock::wall();
+    let mut runtimes = Vec::with_capacity(n);
+    for (i, dev) in devs.into_iter().enumerate() {
+        let link = tap(dev, sink.as_ref(), &format!("{name}/q{i}"))?;
+        let seed = crate::link::seed::derive(stack_cfg.seed, QUEUE_STREAM + i as u64);
+        let cfg = StackConfig {
+            seed,
+            ephemeral_ports: ephemeral_slice(i, n),
+            ..stack_cfg.clone()
+        };
+        let mut iface = iface_cfg.clone();
+        iface.first_ident = crate::link::seed::derive(seed, IDENT_STREAM) as u16;
+        let stack = Stack::new(Interface::new(link, iface), cfg);
+        runtimes.push(Runtime::start_with_options(
+            stack,
+            clock,
+            args.runtime_options(),
+        ));
+    }
+    let runtime = runtimes.remove(0);
+    Ok(Device {
+        runtime,
+        queues: runtimes,
+        kind,
+        addr,
+        mac: None,
+        capture: sink,
+        clock,
+    })
+}
+
+/// Seed streams of the stacks of a multi-queue TUN (one per queue from here on).
+const QUEUE_STREAM: u64 = 0x9000;
 
 #[cfg(test)]
 mod tests {

@@ -76,19 +76,26 @@ pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> Result<(), UpError> {
     let stop = stop_signals()?;
     let device = bring_up(args)?;
     let caller = device.runtime.caller();
-    for kind in [ServiceKind::Echo, ServiceKind::Discard, ServiceKind::Source] {
-        serve_tcp(&caller, kind)?;
+    // Every queue's stack serves everything (the kernel picks a queue per flow).
+    let callers = device.callers();
+    for queue in &callers {
+        for kind in [ServiceKind::Echo, ServiceKind::Discard, ServiceKind::Source] {
+            serve_tcp(queue, kind)?;
+        }
+        serve_udp_echo(queue, SocketAddrV4::new(device.addr.addr, 7))?;
     }
-    serve_udp_echo(&caller, SocketAddrV4::new(device.addr.addr, 7))?;
-    let iperf = caller.clone();
     spawn("iperf3".into(), crate::iperf3::PORT, move || {
-        let _ = crate::iperf3::serve(&iperf);
+        let _ = crate::iperf3::serve(&callers);
     })?;
     let _ = writeln!(
         out,
-        "ustack up on {} as {}{}: answering ping, TCP echo (7), TCP discard (9), TCP source \
+        "ustack up on {}{} as {}{}: answering ping, TCP echo (7), TCP discard (9), TCP source \
          (19), UDP echo (7), and an iperf3 server for TCP and UDP tests (5201)",
         device.kind.name(),
+        match device.queues.len() {
+            0 => String::new(),
+            more => format!(" ({} queues, a stack each)", more + 1),
+        },
         device.addr,
         device.mac.map_or(String::new(), |mac| format!(" ({mac})")),
     );
@@ -101,7 +108,16 @@ pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> Result<(), UpError> {
             return Err(UpError::Stopped);
         }
     }
-    device.shut_down(SHUTDOWN_GRACE)?;
+    let queues = device.shut_down(SHUTDOWN_GRACE)?;
+    if queues.len() > 1 {
+        for (i, q) in queues.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "ustack up: queue {i}: {} packets in, {} connections accepted",
+                q.packets_in, q.connections_accepted
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "ustack up: stopped by a signal; connections closed, capture flushed"

@@ -25,7 +25,7 @@ fn run(config: SimConfig, test: impl FnOnce(SocketAddrV4) -> ClientTest) -> Clie
         clock,
     );
     let serving = server.caller();
-    std::thread::spawn(move || iperf3::serve(&serving));
+    std::thread::spawn(move || iperf3::serve(std::slice::from_ref(&serving)));
     // The server listens once its thread has run; a refused first try is retried.
     let test = test(SocketAddrV4::new(host_addr(2), iperf3::PORT));
     let interrupt = AtomicBool::new(false);

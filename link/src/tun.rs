@@ -57,14 +57,32 @@ pub struct TunLink {
 impl TunLink {
     /// Creates (or attaches to) the TUN device `name`. Needs CAP_NET_ADMIN.
     pub fn open(name: &str, mtu: usize) -> io::Result<TunLink> {
-        TunLink::open_as(name, mtu, Medium::Ip, false)
+        TunLink::open_as(name, mtu, Medium::Ip, false, false)
+    }
+
+    /// The TUN device `name` with `queues` queues (IFF_MULTI_QUEUE, Linux's
+    /// `Documentation/networking/tuntap.rst` section 3.3): one descriptor, and so one
+    /// `TunLink`, per queue. The kernel picks a queue per flow (`tun_automq_select_queue`:
+    /// the queue that last sent the flow's packets, else the flow's hash), so every
+    /// packet of one TCP connection arrives on the queue that answers it. One queue is
+    /// the plain device of [`TunLink::open`].
+    pub fn open_queues(
+        name: &str,
+        mtu: usize,
+        queues: usize,
+        offload: bool,
+    ) -> io::Result<Vec<TunLink>> {
+        let multi = queues > 1;
+        (0..queues.max(1))
+            .map(|_| TunLink::open_as(name, mtu, Medium::Ip, offload, multi))
+            .collect()
     }
 
     /// [`TunLink::open`] with checksum and segmentation offload: IFF_VNET_HDR, a 10-byte
     /// virtio header (TUNSETVNETHDRSZ), and TUNSETOFFLOAD with `TUN_F_CSUM | TUN_F_TSO4`
     /// (IPv4 only, so no TSO6). Packets of up to 64 KiB go both ways.
     pub fn open_offload(name: &str, mtu: usize) -> io::Result<TunLink> {
-        TunLink::open_as(name, mtu, Medium::Ip, true)
+        TunLink::open_as(name, mtu, Medium::Ip, true, false)
     }
 
     /// With offload, the counts of super-segments in and out and of malformed headers.
@@ -76,10 +94,16 @@ impl TunLink {
     /// bytes of payload. The device's own MAC is the kernel's side; the stack on it
     /// picks another one for itself. Needs CAP_NET_ADMIN.
     pub fn open_tap(name: &str, mtu: usize) -> io::Result<TunLink> {
-        TunLink::open_as(name, mtu, Medium::Ethernet, false)
+        TunLink::open_as(name, mtu, Medium::Ethernet, false, false)
     }
 
-    fn open_as(name: &str, mtu: usize, medium: Medium, offload: bool) -> io::Result<TunLink> {
+    fn open_as(
+        name: &str,
+        mtu: usize,
+        medium: Medium,
+        offload: bool,
+        multi_queue: bool,
+    ) -> io::Result<TunLink> {
         if name.is_empty() || name.len() >= libc::IFNAMSIZ {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -104,8 +128,14 @@ impl TunLink {
         let req = libc::ifreq {
             ifr_name,
             ifr_ifru: libc::__c_anonymous_ifr_ifru {
-                ifru_flags: (mode | libc::IFF_NO_PI | if offload { libc::IFF_VNET_HDR } else { 0 })
-                    as libc::c_short,
+                ifru_flags: (mode
+                    | libc::IFF_NO_PI
+                    | if offload { libc::IFF_VNET_HDR } else { 0 }
+                    | if multi_queue {
+                        libc::IFF_MULTI_QUEUE
+                    } else {
+                        0
+                    }) as libc::c_short,
             },
         };
         // SAFETY: `file` is an open /dev/net/tun descriptor and `req` a fully initialised

@@ -43,6 +43,10 @@ pub struct StackConfig {
     /// Connections the stack keeps in TIME-WAIT at once (Linux `tcp_max_tw_buckets`);
     /// one more closing when all are taken is freed at once.
     pub max_time_wait: usize,
+    /// Local ports of TCP active opens (RFC 6335 section 6's dynamic range by default).
+    /// Stacks that share an address (one per queue of a multi-queue TUN) get disjoint
+    /// slices, so no two of them pick the same 4-tuple.
+    pub ephemeral_ports: core::ops::RangeInclusive<u16>,
 }
 
 impl Default for StackConfig {
@@ -54,6 +58,7 @@ impl Default for StackConfig {
             syn_backlog: 256,
             syn_cookies: true,
             max_time_wait: 16_384,
+            ephemeral_ports: EPHEMERAL_PORTS,
         }
     }
 }
@@ -180,7 +185,7 @@ impl<L: Link> Stack<L> {
         Stack {
             iface,
             udp: UdpTable::seeded(cfg.udp.clone(), cfg.seed),
-            tcp_ports: PortAllocator::seeded(EPHEMERAL_PORTS, cfg.seed),
+            tcp_ports: PortAllocator::seeded(cfg.ephemeral_ports.clone(), cfg.seed),
             cfg,
             slots: Vec::new(),
             free: Vec::new(),

@@ -203,8 +203,21 @@ pub fn ping(t: &Target, cfg: &BenchConfig) -> Result<Vec<f64>, BenchError> {
 
 /// Gbit/s the receiver saw, from `iperf3 -J` (the kernel's iperf3 client).
 fn iperf3(t: &Target, cfg: &BenchConfig, reverse: bool) -> Result<Vec<f64>, BenchError> {
+    iperf3_streams(t, cfg, reverse, 1)
+}
+
+/// [`iperf3`] with `streams` parallel streams (`-P`).
+fn iperf3_streams(
+    t: &Target,
+    cfg: &BenchConfig,
+    reverse: bool,
+    streams: u32,
+) -> Result<Vec<f64>, BenchError> {
     let secs = cfg.seconds.to_string();
-    let mut args = vec!["timeout", "60", "iperf3", "-c", &t.addr, "-t", &secs, "-J"];
+    let parallel = streams.to_string();
+    let mut args = vec![
+        "timeout", "60", "iperf3", "-c", &t.addr, "-t", &secs, "-P", &parallel, "-J",
+    ];
     if reverse {
         args.push("-R");
     }
@@ -214,6 +227,16 @@ fn iperf3(t: &Target, cfg: &BenchConfig, reverse: bool) -> Result<Vec<f64>, Benc
         .as_f64()
         .ok_or_else(|| BenchError::Iperf3(v["error"].to_string()))?;
     Ok(vec![bps / 1e9])
+}
+
+/// Four streams from the kernel's iperf3 client into the stack (issue 12's 1 vs 2 queues).
+pub fn iperf3_in_p4(t: &Target, cfg: &BenchConfig) -> Result<Vec<f64>, BenchError> {
+    iperf3_streams(t, cfg, false, 4)
+}
+
+/// Four streams out of the stack (`-R -P 4`).
+pub fn iperf3_out_p4(t: &Target, cfg: &BenchConfig) -> Result<Vec<f64>, BenchError> {
+    iperf3_streams(t, cfg, true, 4)
 }
 
 /// The kernel's iperf3 client sends into the stack's iperf3 server.

@@ -22,6 +22,8 @@ pub enum StackKind {
     UstackOffload,
     /// `ustack up --busy-poll BUSY_POLL_US`: polls instead of sleeping between pings.
     UstackBusyPoll,
+    /// `ustack up --queues 2`: a multi-queue TUN with a stack per queue.
+    UstackQueues2,
     Smoltcp,
     /// ustack's TCP in this process over a SimLink pair (no device, no namespace).
     InProcess,
@@ -85,6 +87,7 @@ impl StackKind {
             StackKind::Ustack => "ustack up (TUN)",
             StackKind::UstackOffload => "ustack up --offload (TUN)",
             StackKind::UstackBusyPoll => "ustack up --busy-poll (TUN)",
+            StackKind::UstackQueues2 => "ustack up --queues 2 (TUN)",
             StackKind::Smoltcp => "smoltcp (TUN)",
             StackKind::InProcess => "ustack in process (SimLink)",
             StackKind::LossyKernel(_) => "kernel through ustack impair",
@@ -228,6 +231,7 @@ const USTACK_NET: &str = "198.18.4";
 const SMOLTCP_NET: &str = "198.18.6";
 const OFFLOAD_NET: &str = "198.18.7";
 const BUSY_POLL_NET: &str = "198.18.14";
+const QUEUES_NET: &str = "198.18.15";
 /// `--busy-poll` of the busy-polling ustack, in microseconds: longer than the 10 ms between
 /// the bench's pings, so the runtime never sleeps between them (the CPU row shows the cost).
 pub const BUSY_POLL_US: &str = "20000";
@@ -259,6 +263,7 @@ pub fn start(kind: StackKind, cfg: &BenchConfig) -> Result<Target, Unavailable> 
         StackKind::Ustack
         | StackKind::UstackOffload
         | StackKind::UstackBusyPoll
+        | StackKind::UstackQueues2
         | StackKind::Smoltcp => tun(kind, cfg),
         StackKind::LossyKernel(path) | StackKind::LossyUstack(path) => {
             lossy(kind, path, cfg).map_err(failed)
@@ -334,6 +339,7 @@ fn tun(kind: StackKind, cfg: &BenchConfig) -> Result<Target, Unavailable> {
         StackKind::Ustack => (USTACK_NET, "ubench2", "bench-us"),
         StackKind::UstackOffload => (OFFLOAD_NET, "ubench4", "bench-uo"),
         StackKind::UstackBusyPoll => (BUSY_POLL_NET, "ubench5", "bench-ub"),
+        StackKind::UstackQueues2 => (QUEUES_NET, "ubench6", "bench-uq"),
         _ => (SMOLTCP_NET, "ubench3", "bench-sm"),
     };
     let client = Netns::new(tag).map_err(|e| failed(e.into()))?;
@@ -344,6 +350,9 @@ fn tun(kind: StackKind, cfg: &BenchConfig) -> Result<Target, Unavailable> {
     let args: Vec<&str> = match kind {
         StackKind::Ustack => vec![&ustack, "up", "--tun", dev, "--addr", &cidr],
         StackKind::UstackOffload => vec![&ustack, "up", "--offload", "--tun", dev, "--addr", &cidr],
+        StackKind::UstackQueues2 => vec![
+            &ustack, "up", "--queues", "2", "--tun", dev, "--addr", &cidr,
+        ],
         StackKind::UstackBusyPoll => vec![
             &ustack,
             "up",

@@ -35,6 +35,11 @@ const IPERF_DONE: u8 = 16;
 const ACCESS_DENIED: u8 = 0xff;
 /// SERVER_ERROR is -2 as a signed byte.
 const SERVER_ERROR: u8 = 0xfe;
+/// iperf3's IEINITTEST ("test initialization failed", iperf_api.h since 3.0), sent
+/// after SERVER_ERROR.
+const IEINITTEST: i32 = 101;
+/// Linux's EPROTONOSUPPORT, the errno sent with it.
+const EPROTONOSUPPORT: i32 = 93;
 /// Largest JSON blob accepted from a client.
 const MAX_JSON: usize = 1 << 20;
 /// Receive buffer of a stream thread.
@@ -251,22 +256,57 @@ fn write_json(s: &mut TcpStream, v: &serde_json::Value) -> Result<(), Iperf3Erro
     Ok(())
 }
 
-/// Serves tests one after another for ever (until the listener fails).
-pub fn serve(caller: &Caller) -> Result<(), Iperf3Error> {
-    let listener = TcpListener::bind(caller, PORT, 16).map_err(std::io::Error::from)?;
+/// The iperf3 port of every stack a server runs on (one per queue of a multi-queue TUN,
+/// `ustack up --queues`): a thread per listener hands each connection over, so a test's
+/// control and data connections may arrive on different stacks.
+struct Acceptor {
+    conns: crossbeam_channel::Receiver<std::io::Result<TcpStream>>,
+    /// The stacks' callers, the first queue's first.
+    callers: Vec<Caller>,
+}
+
+impl Acceptor {
+    fn bind(callers: &[Caller]) -> Result<Acceptor, Iperf3Error> {
+        let (tx, conns) = crossbeam_channel::bounded(64);
+        for caller in callers {
+            let listener = TcpListener::bind(caller, PORT, 16).map_err(std::io::Error::from)?;
+            let tx = tx.clone();
+            std::thread::Builder::new()
+                .name("iperf3-accept".into())
+                .spawn(move || loop {
+                    let conn = listener.accept().map(|(s, _)| s).map_err(Into::into);
+                    let failed = conn.is_err();
+                    if tx.send(conn).is_err() || failed {
+                        return;
+                    }
+                })?;
+        }
+        Ok(Acceptor {
+            conns,
+            callers: callers.to_vec(),
+        })
+    }
+
+    fn accept(&self) -> std::io::Result<TcpStream> {
+        self.conns
+            .recv()
+            .unwrap_or_else(|_| Err(ErrorKind::NotConnected.into()))
+    }
+}
+
+/// Serves tests one after another for ever (until a listener fails), on the stacks of
+/// `callers` (one, or one per queue of a multi-queue TUN).
+pub fn serve(callers: &[Caller]) -> Result<(), Iperf3Error> {
+    let acceptor = Acceptor::bind(callers)?;
     loop {
-        let (mut ctrl, _) = listener.accept().map_err(std::io::Error::from)?;
+        let mut ctrl = acceptor.accept()?;
         // A failed test (client gone, bad parameters) must not stop the server.
-        let _ = run_test(caller, &listener, &mut ctrl);
+        let _ = run_test(&acceptor, &mut ctrl);
     }
 }
 
 /// One test, from the control connection's cookie to IPERF_DONE.
-fn run_test(
-    caller: &Caller,
-    listener: &TcpListener,
-    ctrl: &mut TcpStream,
-) -> Result<(), Iperf3Error> {
+fn run_test(acceptor: &Acceptor, ctrl: &mut TcpStream) -> Result<(), Iperf3Error> {
     let mut cookie = [0u8; COOKIE_LEN];
     ctrl.read_exact(&mut cookie)?;
     ctrl.write_all(&[PARAM_EXCHANGE])?;
@@ -281,6 +321,19 @@ fn run_test(
     let parallel = number("parallel").unwrap_or(1).clamp(1, 128) as usize;
     let reverse = flag("reverse");
     if flag("udp") {
+        let [caller] = acceptor.callers.as_slice() else {
+            // A UDP stream's datagrams reach whichever queue the kernel hashes them to,
+            // where no socket of the test may be bound: refuse the test, do not lose it.
+            eprintln!("ustack iperf3 server: UDP tests need a single queue (--queues 1)");
+            // After SERVER_ERROR iperf3 reads its own error number and errno, 32-bit
+            // big-endian each: IEINITTEST (101) and EPROTONOSUPPORT (93), which iperf3
+            // prints as a failed test initialization: "Protocol not supported".
+            let mut msg = vec![SERVER_ERROR];
+            msg.extend_from_slice(&IEINITTEST.to_be_bytes());
+            msg.extend_from_slice(&EPROTONOSUPPORT.to_be_bytes());
+            ctrl.write_all(&msg)?;
+            return Ok(());
+        };
         let udp = udp::Udp {
             // iperf3 leaves "bandwidth" out for an unlimited test (-b 0).
             rate: number("bandwidth").unwrap_or(0),
@@ -301,7 +354,7 @@ fn run_test(
     ctrl.write_all(&[CREATE_STREAMS])?;
     let mut streams = Vec::with_capacity(parallel);
     while streams.len() < parallel {
-        let (mut s, _) = listener.accept().map_err(std::io::Error::from)?;
+        let mut s = acceptor.accept()?;
         let mut c = [0u8; COOKIE_LEN];
         s.read_exact(&mut c)?;
         if c == cookie {
