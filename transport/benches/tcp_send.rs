@@ -13,7 +13,7 @@ use ustack_transport::net::link::{Duration, Instant};
 use ustack_transport::stack::{Stack, TcpHandle};
 
 mod common;
-use common::{allocations, established, segment_end, BenchLink, Peer};
+use common::{allocations, established, established_sack, segment_end, BenchLink, Peer};
 
 const MSS: usize = 1460;
 /// Bytes queued per round: 32 segments, inside the initial 64 KiB send buffer.
@@ -103,5 +103,73 @@ fn send(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, send);
+/// Segments in flight in the window bench: about 2.9 MB, the kernel's receive window
+/// when it reads from ustack's source service over TUN.
+const WINDOW_SEGMENTS: usize = 2000;
+
+/// The peer acknowledges two more segments (as Linux does, one ACK per two full-sized
+/// segments), and the application queues two more, which go out.
+fn window_round(stack: &mut Stack<BenchLink>, h: TcpHandle, peer: &mut Peer, now: Instant) {
+    peer.ack = peer.ack.wrapping_add(2 * MSS as u32);
+    let ack = peer.segment(&[]);
+    let data = [0x5au8; 2 * MSS];
+    one_round_exact(stack, h, now, ack, &data);
+}
+
+/// [`one_round`], every byte of `data` queued.
+fn one_round_exact(
+    stack: &mut Stack<BenchLink>,
+    h: TcpHandle,
+    now: Instant,
+    ack: Vec<u8>,
+    data: &[u8],
+) {
+    let queued = one_round(stack, h, now, ack, data);
+    assert_eq!(queued, data.len(), "the send buffer has room");
+}
+
+/// A connection (SACK and so RACK on) with [`WINDOW_SEGMENTS`] in flight: each round of the warm-up the peer
+/// acknowledges two segments and four more go out.
+fn warm_window() -> (Stack<BenchLink>, TcpHandle, Peer, Instant) {
+    let (mut stack, h, mut peer) = established_sack(MSS as u16);
+    let mut now = Instant::ZERO;
+    let data = [0x5au8; 2 * MSS];
+    one_round_exact(&mut stack, h, now, peer.segment(&[]), &data);
+    let (end, _) = segment_end(&stack.interface().link().last_sent);
+    peer.ack = end.wrapping_sub(2 * MSS as u32);
+    let mut in_flight = 2;
+    while in_flight < WINDOW_SEGMENTS {
+        now += Duration::from_micros(5);
+        window_round(&mut stack, h, &mut peer, now);
+        one_round_exact(&mut stack, h, now, peer.segment(&[]), &data);
+        in_flight += 2;
+    }
+    let (end, _) = segment_end(&stack.interface().link().last_sent);
+    assert_eq!(
+        end.wrapping_sub(peer.ack) as usize,
+        WINDOW_SEGMENTS * MSS,
+        "the windows let the whole window out"
+    );
+    (stack, h, peer, now)
+}
+
+/// Per-ACK cost with a large window in flight: an ACK that moves SND.UNA by two segments
+/// must not cost work in proportion to the window (loss detection, pipe).
+fn send_window(c: &mut Criterion) {
+    let mut group = c.benchmark_group("tcp_send");
+    group.throughput(Throughput::Bytes(2 * MSS as u64));
+    group.bench_function(
+        "2000 segments in flight, an ACK per 2 segments, 2 sent per ACK",
+        |bench| {
+            let (mut stack, h, mut peer, mut now) = warm_window();
+            bench.iter(|| {
+                now += Duration::from_micros(1);
+                window_round(&mut stack, h, &mut peer, now);
+            });
+        },
+    );
+    group.finish();
+}
+
+criterion_group!(benches, send, send_window);
 criterion_main!(benches);

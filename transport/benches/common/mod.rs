@@ -116,6 +116,25 @@ impl Peer {
 /// A stack with one connection accepted from the peer (MSS `mss`, window scale 7, no
 /// timestamps: the peer's 65535 window is 8 MiB), reached through a real handshake.
 pub fn established(mss: u16) -> (Stack<BenchLink>, TcpHandle, Peer) {
+    established_with(&[
+        TcpOptionElement::MaximumSegmentSize(mss),
+        TcpOptionElement::WindowScale(7),
+    ])
+}
+
+/// [`established`] with SACK permitted as well (as Linux offers it), which turns on
+/// SACK loss recovery and RACK-TLP.
+#[allow(dead_code)] // Only the send bench uses it; every bench compiles this module.
+pub fn established_sack(mss: u16) -> (Stack<BenchLink>, TcpHandle, Peer) {
+    established_with(&[
+        TcpOptionElement::MaximumSegmentSize(mss),
+        TcpOptionElement::WindowScale(7),
+        TcpOptionElement::SelectiveAcknowledgementPermitted,
+    ])
+}
+
+/// A stack with one connection accepted from the peer, whose SYN carries `options`.
+fn established_with(options: &[TcpOptionElement]) -> (Stack<BenchLink>, TcpHandle, Peer) {
     let iface = Interface::new(
         BenchLink::default(),
         Config::new(Ipv4Cidr {
@@ -129,10 +148,7 @@ pub fn established(mss: u16) -> (Stack<BenchLink>, TcpHandle, Peer) {
     let syn = PacketBuilder::ipv4(PEER.octets(), US.octets(), 64)
         .tcp(PEER_PORT, PORT, 1000, 65535)
         .syn()
-        .options(&[
-            TcpOptionElement::MaximumSegmentSize(mss),
-            TcpOptionElement::WindowScale(7),
-        ])
+        .options(options)
         .expect("options");
     let mut packet = Vec::new();
     syn.write(&mut packet, &[]).expect("build the SYN");

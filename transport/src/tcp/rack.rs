@@ -215,8 +215,14 @@ impl Rack {
     /// else min_RTT / 4, at most SRTT.
     fn reo_wnd(&self, in_recovery: bool, srtt: Option<Duration>) -> Duration {
         if !self.reordering_seen {
-            let sacked = self.sent.iter().filter(|s| s.sacked).count();
-            if in_recovery || sacked >= DUP_THRESH {
+            let sacked = || {
+                self.sent
+                    .iter()
+                    .filter(|s| s.sacked)
+                    .take(DUP_THRESH)
+                    .count()
+            };
+            if in_recovery || sacked() >= DUP_THRESH {
                 return Duration::ZERO;
             }
         }
@@ -239,8 +245,11 @@ impl Rack {
         let Some((xmit_ts, end_seq)) = self.latest else {
             return found;
         };
-        let wait = self.rtt + self.reo_wnd(in_recovery, srtt);
-        for s in &mut self.sent {
+        // The reordering window counts the SACKed entries: computed once, and only if
+        // some segment was sent before the latest one delivered.
+        let mut wait = None;
+        for i in 0..self.sent.len() {
+            let s = self.sent[i];
             if s.sacked {
                 continue;
             }
@@ -249,11 +258,22 @@ impl Rack {
                 continue;
             }
             if !sent_after(xmit_ts, end_seq, s.xmit_ts, s.end) {
+                if !s.retransmitted {
+                    // Entries are first sent in sequence order and a retransmission
+                    // only moves an entry's time later, so every entry after a never
+                    // retransmitted one was sent after it: not before the latest one
+                    // delivered either, and not marked lost (RACK.xmit_ts only moves
+                    // forward). Linux `tcp_rack_detect_loss` ends its walk of the
+                    // time-ordered list likewise; without this every ACK walked the
+                    // whole window.
+                    break;
+                }
                 continue;
             }
+            let wait = *wait.get_or_insert_with(|| self.rtt + self.reo_wnd(in_recovery, srtt));
             let due = s.xmit_ts + wait;
             if due <= now {
-                s.lost = true;
+                self.sent[i].lost = true;
                 found.lost += 1;
                 found.any_lost = true;
             } else {
@@ -360,6 +380,121 @@ mod tests {
         r.on_cumulative_ack(s(400), t0 + ms(20));
         assert!(r.sent.is_empty());
         assert_eq!(r.pipe(), 0);
+    }
+
+    /// RFC 8985 section 6.2 step 5 as written: every segment in flight is checked. What
+    /// [`Rack::detect_loss`] must equal, whatever walk it takes.
+    fn detect_loss_full_walk(
+        r: &mut Rack,
+        now: Instant,
+        in_recovery: bool,
+        srtt: Option<Duration>,
+    ) -> Detection {
+        let mut found = Detection::default();
+        let Some((xmit_ts, end_seq)) = r.latest else {
+            return found;
+        };
+        let wait = r.rtt + r.reo_wnd(in_recovery, srtt);
+        for s in &mut r.sent {
+            if s.sacked {
+                continue;
+            }
+            if s.lost {
+                found.any_lost = true;
+                continue;
+            }
+            if !sent_after(xmit_ts, end_seq, s.xmit_ts, s.end) {
+                continue;
+            }
+            let due = s.xmit_ts + wait;
+            if due <= now {
+                s.lost = true;
+                found.lost += 1;
+                found.any_lost = true;
+            } else {
+                let remaining = due - now;
+                found.timeout = Some(found.timeout.map_or(remaining, |t| t.max(remaining)));
+            }
+        }
+        found
+    }
+
+    /// One event of a sender's life as RACK sees it, on 100-byte segments.
+    #[derive(Debug, Clone)]
+    enum Event {
+        /// New segments at SND.MAX.
+        Send(u8),
+        /// A retransmission of segment `.0` (modulo what is in flight), `.1` long.
+        Resend(u8, u8),
+        /// A SACK of segments `[.0, .0 + .1)` above SND.UNA.
+        Sack(u8, u8),
+        /// SND.UNA moves up by `.0` segments.
+        Ack(u8),
+        Detect(bool),
+        /// The clock moves on by `.0` ms.
+        Wait(u8),
+    }
+
+    fn event() -> impl proptest::strategy::Strategy<Value = Event> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (1u8..8).prop_map(Event::Send),
+            (any::<u8>(), 1u8..4).prop_map(|(a, b)| Event::Resend(a, b)),
+            (any::<u8>(), 1u8..4).prop_map(|(a, b)| Event::Sack(a, b)),
+            (0u8..4).prop_map(Event::Ack),
+            any::<bool>().prop_map(Event::Detect),
+            (0u8..60).prop_map(Event::Wait),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The walk that stops at the first segment sent after the latest delivered one
+        /// marks the same segments lost and asks for the same timer as the full walk,
+        /// under any schedule of sends, retransmissions, SACKs and ACKs.
+        #[test]
+        fn detect_loss_stops_early_with_the_full_walks_result(
+            events in proptest::collection::vec(event(), 1..200)
+        ) {
+            const SEG: u32 = 100;
+            let mut r = Rack::default();
+            let mut now = Instant::from_secs(1);
+            let (mut una, mut max) = (0u32, 0u32);
+            r.on_rtt_sample(ms(20));
+            for e in events {
+                let flight = (max - una) / SEG;
+                match e {
+                    Event::Send(n) => {
+                        let end = max + u32::from(n) * SEG;
+                        r.on_sent(s(max), s(end), now);
+                        max = end;
+                    }
+                    Event::Resend(at, n) if flight > 0 => {
+                        let start = una + (u32::from(at) % flight) * SEG;
+                        let end = (start + u32::from(n) * SEG).min(max);
+                        r.on_sent(s(start), s(end), now);
+                    }
+                    Event::Sack(at, n) if flight > 0 => {
+                        let left = una + (u32::from(at) % flight) * SEG;
+                        let right = (left + u32::from(n) * SEG).min(max);
+                        r.on_sack(&[(s(left), s(right))], now);
+                    }
+                    Event::Ack(n) => {
+                        una = (una + u32::from(n) * SEG).min(max);
+                        r.on_cumulative_ack(s(una), now);
+                    }
+                    Event::Detect(in_recovery) => {
+                        let mut full = r.clone();
+                        let expected =
+                            detect_loss_full_walk(&mut full, now, in_recovery, Some(ms(20)));
+                        let got = r.detect_loss(now, in_recovery, Some(ms(20)));
+                        proptest::prop_assert_eq!(got, expected);
+                        proptest::prop_assert_eq!(&r.sent, &full.sent);
+                    }
+                    Event::Wait(n) => now += ms(u64::from(n)),
+                    Event::Resend(..) | Event::Sack(..) => {}
+                }
+            }
+        }
     }
 
     #[test]

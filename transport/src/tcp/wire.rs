@@ -334,7 +334,9 @@ pub fn emit_at(
     };
     out.clear();
     out.resize(headroom, 0);
-    out.extend_from_slice(&header.to_bytes());
+    // Written straight into `out` (`to_bytes` would build the header in an ArrayVec
+    // first, to be copied again: about 3% of the tcp_send window bench).
+    header.write(out).expect("writing to a Vec does not fail");
     out.extend_from_slice(seg.payload);
     let len = u16::try_from(out.len() - headroom)
         .ok()

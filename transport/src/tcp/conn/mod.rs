@@ -47,6 +47,7 @@ mod timers;
 
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
+use std::ops::Range;
 
 use self::recovery::Recovery;
 use super::assembler::Assembler;
@@ -272,7 +273,13 @@ pub struct Connection {
     /// Start of the current RFC 5961 section 7 interval and the challenge ACKs sent in it.
     challenge_window: (Instant, u32),
     error: Option<ConnectionError>,
+    /// The payload of the segment `poll_transmit` builds, when it is not one contiguous
+    /// run of the send buffer (see `tx_ring`): only where the buffer's ring wraps.
     tx_payload: Vec<u8>,
+    /// The payload of the segment `poll_transmit` builds as offsets into the send buffer
+    /// when they lie in one of its two slices: the emitter copies it from there straight
+    /// into the packet (one copy from the send buffer to the device's buffer).
+    tx_ring: Option<Range<usize>>,
     /// The segment size the link is to cut the last segment out of `poll_transmit` into
     /// (TSO), 0 if it is one segment.
     tx_segment: u16,
@@ -364,6 +371,7 @@ impl Connection {
             challenge_window: (now, 0),
             error: None,
             tx_payload: Vec::new(),
+            tx_ring: None,
             tx_segment: 0,
             stats: ConnStats::default(),
             cfg,

@@ -110,7 +110,21 @@ impl Connection {
         SACK_OPTION_OVERHEAD + SACK_BLOCK_LEN * self.ooo.blocks().min(fit).min(MAX_SACK_BLOCKS)
     }
 
-    /// Builds a segment; payload is whatever is in `tx_payload`.
+    /// The payload chosen for the segment being built: a run of the send buffer
+    /// (`tx_ring`) or, where the ring wraps, its copy in `tx_payload`.
+    fn tx_data(&self) -> &[u8] {
+        let Some(range) = self.tx_ring.clone() else {
+            return &self.tx_payload;
+        };
+        let (a, b) = self.send_buf.as_slices();
+        if range.end <= a.len() {
+            &a[range]
+        } else {
+            &b[range.start - a.len()..range.end - a.len()]
+        }
+    }
+
+    /// Builds a segment; its payload is [`Connection::tx_data`].
     fn segment(&mut self, now: Instant, seq: SeqNumber, mut flags: Flags) -> Segment<'_> {
         let syn = flags.syn;
         let has_ack = self.state != State::SynSent || flags.ack;
@@ -142,7 +156,7 @@ impl Connection {
             window,
             urgent: 0,
             options,
-            payload: &self.tx_payload,
+            payload: self.tx_data(),
         }
     }
 
@@ -150,6 +164,7 @@ impl Connection {
     /// probes, and pure ACKs. Call until it returns `None` after every event.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Segment<'_>> {
         self.tx_payload.clear();
+        self.tx_ring = None;
         self.tx_segment = 0;
         if let Some(rst) = self.pending.reset_reply.take() {
             self.stats.rsts_out += 1;
@@ -274,7 +289,7 @@ impl Connection {
         ready.then_some(release)
     }
 
-    /// The segment in `tx_payload` went out at `now`: the next may leave once this one
+    /// The segment in [`Connection::tx_data`] went out at `now`: the next may leave once this one
     /// has at the pacing rate. As Linux's `tcp_update_skb_after_send`: a segment sent
     /// late (the caller woke after its time) shortens the next gap by up to half.
     fn paced(&mut self, now: Instant) {
@@ -284,7 +299,7 @@ impl Connection {
         let Some(rate) = self.cc.pacing_rate(self.rtt.srtt()).filter(|&r| r > 0) else {
             return;
         };
-        let gap = Duration::from_micros(self.tx_payload.len() as u64 * 1_000_000 / rate);
+        let gap = Duration::from_micros(self.tx_data().len() as u64 * 1_000_000 / rate);
         let start = self.next_send_time.max(now);
         let late = start - self.next_send_time;
         self.next_send_time = start + (gap - late.min(gap / 2));
@@ -316,8 +331,8 @@ impl Connection {
         self.fin_sent || at - self.snd_una < self.snd_wnd
     }
 
-    /// Chooses the next data (or FIN) segment, copies its payload into `tx_payload` and
-    /// advances snd_nxt. Sender SWS avoidance and Nagle (RFC 9293 section 3.8.6.2.1).
+    /// Chooses the next data (or FIN) segment, points `tx_ring` at its payload (or copies
+    /// it into `tx_payload` where the ring wraps) and advances snd_nxt. Sender SWS avoidance and Nagle (RFC 9293 section 3.8.6.2.1).
     fn next_data(&mut self, now: Instant) -> Option<(SeqNumber, Flags)> {
         let data_end = self.snd_una + self.send_buf.len();
         // RFC 6691: the MSS excludes options, so SACK blocks riding on a data segment
@@ -404,11 +419,8 @@ impl Connection {
         }
         let (a, b) = self.send_buf.as_slices();
         let range = offset..offset + len;
-        if range.end <= a.len() {
-            self.tx_payload.extend_from_slice(&a[range]);
-        } else if range.start >= a.len() {
-            self.tx_payload
-                .extend_from_slice(&b[range.start - a.len()..range.end - a.len()]);
+        if range.end <= a.len() || range.start >= a.len() {
+            self.tx_ring = Some(range);
         } else {
             self.tx_payload.extend_from_slice(&a[range.start..]);
             self.tx_payload.extend_from_slice(&b[..range.end - a.len()]);

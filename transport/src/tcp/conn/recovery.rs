@@ -428,6 +428,10 @@ impl Connection {
     /// recovery, into the queue that just overflowed. As in Linux, the first ACK of
     /// recovery always lets the fast retransmit out.
     pub(super) fn prr_on_ack(&mut self, delivered: usize, safe_ack: bool) {
+        if !matches!(self.recovery, Recovery::Sack { prr: Some(_), .. }) {
+            // Outside PRR there is nothing to set; pipe walks the window.
+            return;
+        }
         let pipe = self.pipe();
         let ssthresh = self.cc.ssthresh();
         let mss = self.snd_mss;

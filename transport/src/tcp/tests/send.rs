@@ -610,3 +610,37 @@ fn a_busy_send_buffer_keeps_its_memory_and_an_idle_one_gives_it_back() {
         s.buffer_capacity()
     );
 }
+
+/// RFC 9293 section 3.8.6: the segments carry the application's bytes in order. Segments
+/// are cut straight out of the send buffer's ring, so they must also do so where the
+/// ring wraps (one segment then takes the end of the ring and its start): writes of
+/// uneven sizes, each acknowledged piecemeal, move the ring's head around its buffer.
+#[test]
+fn segments_carry_the_stream_wherever_the_send_buffer_wraps() {
+    let mut s = established(TcpConfig {
+        nodelay: true,
+        ..cfg()
+    });
+    let stream = pattern(400_000, 3);
+    let (mut queued, mut sent) = (0, Vec::new());
+    for round in 0..200 {
+        let want = (round * 7919 % 30_000) + 1;
+        let end = (queued + want).min(stream.len());
+        queued += s.send(&stream[queued..end]).unwrap();
+        let mut acks = Vec::new();
+        while let Some(seg) = s.conn.poll_transmit(s.now) {
+            assert_eq!(seg.seq, ISS + 1 + sent.len(), "in order, no retransmission");
+            sent.extend_from_slice(seg.payload);
+            acks.push(seg.seq + seg.payload.len());
+        }
+        // Every other segment acknowledged, as Linux does; the last one of a round is
+        // left in flight, so the buffer never drains (a drained ring starts over at
+        // the front of its memory).
+        for ack in acks.iter().skip(1).step_by(2) {
+            send!(s, peer_ack(*ack));
+        }
+        s.now += ms(1);
+    }
+    assert!(sent.len() > 2 * usize::from(WINDOW), "{} bytes", sent.len());
+    assert_eq!(sent, stream[..sent.len()]);
+}
