@@ -122,7 +122,9 @@ crate::net::link::counters! {
 
 #[derive(Debug)]
 struct Slot {
-    conn: Connection,
+    /// Boxed: a free slot then costs the table a few words, not a whole connection,
+    /// and a closed connection's memory goes back at once (the table never shrinks).
+    conn: Box<Connection>,
     generation: u32,
     /// Listener port, while the connection waits in its SYN or accept queue.
     listener: Option<u16>,
@@ -315,7 +317,7 @@ impl<L: Link> Stack<L> {
 
     /// The connection behind a handle, to read its state and counters.
     pub fn tcp(&self, h: TcpHandle) -> Result<&Connection, StackError> {
-        self.slot(h).map(|s| &s.conn)
+        self.slot(h).map(|s| &*s.conn)
     }
 
     /// Queues data; marks the connection for transmission only if something was queued,
@@ -822,7 +824,7 @@ impl<L: Link> Stack<L> {
         };
         self.generations[index] = self.generations[index].wrapping_add(1);
         self.slots[index] = Some(Slot {
-            conn,
+            conn: Box::new(conn),
             generation: self.generations[index],
             listener,
             queued: false,
