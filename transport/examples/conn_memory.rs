@@ -6,7 +6,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::memory::{measure, Counting};
+use common::memory::{allocations_per_segment, measure, Counting};
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
@@ -21,6 +21,10 @@ fn main() {
     } else {
         args
     };
+    println!(
+        "allocations per received segment, 64 MiB transfer: {:.3}",
+        allocations_per_segment(64 << 20)
+    );
     for n in counts {
         let started = std::time::Instant::now();
         measure(n).print();

@@ -168,6 +168,9 @@ pub struct Stack<L: Link> {
     tcp_ports: PortAllocator,
     /// Connections in TIME-WAIT, at most `cfg.max_time_wait`.
     time_wait: usize,
+    /// The time of the latest [`Stack::poll`] or [`Stack::transmit`]: when an application
+    /// call (which carries no time) happened, near enough to schedule a reclaim.
+    clock: Instant,
     /// Where the device reads packets into; their payloads are parsed in place.
     rx: Vec<u8>,
     tx: Vec<u8>,
@@ -192,6 +195,7 @@ impl<L: Link> Stack<L> {
             dirty: BTreeSet::new(),
             timers: BTreeSet::new(),
             time_wait: 0,
+            clock: Instant::ZERO,
             rx: Vec::new(),
             tx: Vec::new(),
             stats: TransportStats::default(),
@@ -334,9 +338,7 @@ impl<L: Link> Stack<L> {
     /// end of stream.
     pub fn tcp_recv(&mut self, h: TcpHandle, buf: &mut [u8]) -> Result<usize, StackError> {
         let n = self.slot_mut(h)?.conn.recv(buf)?;
-        if n > 0 {
-            self.dirty.insert(h.index);
-        }
+        self.consumed(h, n);
         Ok(n)
     }
 
@@ -344,10 +346,21 @@ impl<L: Link> Stack<L> {
     /// results as [`Stack::tcp_recv`].
     pub fn tcp_discard(&mut self, h: TcpHandle, max: usize) -> Result<usize, StackError> {
         let n = self.slot_mut(h)?.conn.discard(max)?;
-        if n > 0 {
-            self.dirty.insert(h.index);
-        }
+        self.consumed(h, n);
         Ok(n)
+    }
+
+    /// The application took `n` bytes from `h`: a window update may be due, and a
+    /// drained receive buffer's memory goes back unless it refills soon.
+    fn consumed(&mut self, h: TcpHandle, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let clock = self.clock;
+        if let Some(slot) = self.slots[h.index].as_mut() {
+            slot.conn.reclaim_later(clock);
+        }
+        self.dirty.insert(h.index);
     }
 
     /// Closes the sending side (FIN after the queued data).
@@ -519,6 +532,7 @@ impl<L: Link> Stack<L> {
     /// the link: for a driver whose application queued data right after a poll (an echo,
     /// a window update), so it leaves before the next read.
     pub fn transmit(&mut self, now: Instant) {
+        self.clock = now;
         while let Some(&(at, index)) = self.timers.first() {
             if at > now {
                 break;

@@ -20,13 +20,16 @@ use ustack_transport::tcp::State;
 pub struct Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         LIVE.fetch_add(layout.size(), Ordering::Relaxed);
         System.alloc(layout)
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         LIVE.fetch_add(layout.size(), Ordering::Relaxed);
         System.alloc_zeroed(layout)
     }
@@ -35,6 +38,7 @@ unsafe impl GlobalAlloc for Counting {
         System.dealloc(ptr, layout)
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         LIVE.fetch_add(new_size, Ordering::Relaxed);
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
         System.realloc(ptr, layout, new_size)
@@ -44,6 +48,25 @@ unsafe impl GlobalAlloc for Counting {
 /// Bytes allocated and not freed, process-wide.
 pub fn live_bytes() -> usize {
     LIVE.load(Ordering::Relaxed)
+}
+
+/// Allocations and reallocations so far, process-wide.
+pub fn allocations() -> usize {
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+/// Allocations per segment the receiver takes in, over a bulk transfer of `len` bytes
+/// on a clean link, both stacks counted (the sender's side included).
+pub fn allocations_per_segment(len: usize) -> f64 {
+    let mut p = Pair::clean();
+    let (c, s) = p.connect(80);
+    let data = super::pattern(len, 3);
+    let before = allocations();
+    let got = super::transfer(&mut p, c, s, &data, Duration::from_secs(600));
+    let allocated = allocations() - before;
+    assert_eq!(got.len(), data.len());
+    let segments = p.b.tcp(s).unwrap().stats().segs_in;
+    allocated as f64 / segments as f64
 }
 
 /// Resident set size of the process (`/proc/self/statm`, second field, in pages).
