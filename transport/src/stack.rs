@@ -65,6 +65,31 @@ pub struct TcpHandle {
     generation: u32,
 }
 
+/// What may have changed for the application since [`Stack::take_events`] last ran: the
+/// connections the stack worked on (data or a FIN arrived, room opened in the send
+/// buffer, the handshake completed, the connection closed or failed or was reaped) and
+/// the listeners whose accept queue grew. A driver visits only these instead of every
+/// connection each round (readiness, as epoll reports it); an event may be spurious, a
+/// change never goes unreported.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TcpEvents {
+    /// Each connection once, as the handle that named it when it changed.
+    pub conns: Vec<TcpHandle>,
+    /// Each port once.
+    pub listeners: Vec<u16>,
+}
+
+impl TcpEvents {
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty() && self.listeners.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.conns.clear();
+        self.listeners.clear();
+    }
+}
+
 /// Why a TCP call failed at the stack level.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StackError {
@@ -136,6 +161,8 @@ struct Slot {
     timer_key: Option<Instant>,
     /// Counted in [`Stack`]'s TIME-WAIT entries.
     time_wait: bool,
+    /// Listed in the stack's pending [`TcpEvents`].
+    event_pending: bool,
 }
 
 #[derive(Debug)]
@@ -146,6 +173,8 @@ struct Listener {
     /// When the listener last answered a SYN with a cookie: ACKs for no connection are
     /// checked for one only for a while after.
     last_cookie: Option<Instant>,
+    /// Listed in the stack's pending [`TcpEvents`].
+    event_pending: bool,
 }
 
 type FourTuple = (SocketAddrV4, SocketAddrV4);
@@ -168,6 +197,8 @@ pub struct Stack<L: Link> {
     tcp_ports: PortAllocator,
     /// Connections in TIME-WAIT, at most `cfg.max_time_wait`.
     time_wait: usize,
+    /// Changes not yet taken by [`Stack::take_events`].
+    events: TcpEvents,
     /// The time of the latest [`Stack::poll`] or [`Stack::transmit`]: when an application
     /// call (which carries no time) happened, near enough to schedule a reclaim.
     clock: Instant,
@@ -195,6 +226,7 @@ impl<L: Link> Stack<L> {
             dirty: BTreeSet::new(),
             timers: BTreeSet::new(),
             time_wait: 0,
+            events: TcpEvents::default(),
             clock: Instant::ZERO,
             rx: Vec::new(),
             tx: Vec::new(),
@@ -247,6 +279,7 @@ impl<L: Link> Stack<L> {
                 backlog: backlog.max(1),
                 half_open: 0,
                 ready: VecDeque::new(),
+                event_pending: false,
                 last_cookie: None,
             },
         );
@@ -549,6 +582,25 @@ impl<L: Link> Stack<L> {
         }
     }
 
+    /// Hands over (into `events`, which is cleared first) what changed since the last
+    /// call; see [`TcpEvents`].
+    pub fn take_events(&mut self, events: &mut TcpEvents) {
+        events.clear();
+        std::mem::swap(events, &mut self.events);
+        for h in &events.conns {
+            if let Some(slot) = self.slots[h.index].as_mut() {
+                if slot.generation == h.generation {
+                    slot.event_pending = false;
+                }
+            }
+        }
+        for port in &events.listeners {
+            if let Some(l) = self.listeners.get_mut(port) {
+                l.event_pending = false;
+            }
+        }
+    }
+
     /// ICMP errors about our TCP segments go to their connection (RFC 1122 section
     /// 4.2.3.9), "fragmentation needed" as path MTU discovery (RFC 1191 section 6.1);
     /// echo replies and the rest are counted and left (ping is not a socket).
@@ -845,6 +897,7 @@ impl<L: Link> Stack<L> {
             detached: false,
             timer_key: None,
             time_wait: false,
+            event_pending: false,
         });
         self.by_tuple.insert(tuple, index);
         self.dirty.insert(index);
@@ -859,6 +912,13 @@ impl<L: Link> Stack<L> {
         };
         if slot.detached {
             slot.conn.orphan(now);
+        }
+        if !slot.event_pending {
+            slot.event_pending = true;
+            self.events.conns.push(TcpHandle {
+                index,
+                generation: slot.generation,
+            });
         }
         let (local, remote) = (slot.conn.local(), slot.conn.remote());
         let mut opts = SendOptions {
@@ -913,6 +973,10 @@ impl<L: Link> Stack<L> {
                     l.half_open = l.half_open.saturating_sub(1);
                     l.ready.push_back(index);
                     slot.queued = true;
+                    if !l.event_pending {
+                        l.event_pending = true;
+                        self.events.listeners.push(port);
+                    }
                 }
             }
             if state == State::Closed {
@@ -937,6 +1001,12 @@ impl<L: Link> Stack<L> {
 
     fn remove(&mut self, index: usize) {
         if let Some(slot) = self.slots[index].take() {
+            if !slot.event_pending {
+                self.events.conns.push(TcpHandle {
+                    index,
+                    generation: slot.generation,
+                });
+            }
             if let Some(key) = slot.timer_key {
                 self.timers.remove(&(key, index));
             }
@@ -1442,5 +1512,47 @@ mod tests {
             s.interface().link().acks,
             [acked(0), acked(0), acked(0), acked(0), acked(5)]
         );
+    }
+
+    /// The runtime's readiness (issue 12 item 3): a connection that changed is reported
+    /// once per take however often it changed, an idle one not at all, and a listener
+    /// when its accept queue grows; a reaped connection is reported with its old handle.
+    #[test]
+    fn events_name_each_connection_that_changed_once() {
+        let (mut a, mut b) = recorder_pair(1500);
+        let mut events = TcpEvents::default();
+        b.tcp_listen(80, 4).unwrap();
+        let c = a
+            .tcp_connect(Instant::ZERO, SocketAddrV4::new(B, 80))
+            .unwrap();
+        let mut s = None;
+        let now = drive(&mut a, &mut b, Instant::ZERO, |_, b| {
+            s = s.or_else(|| b.tcp_accept(80));
+            s.is_some()
+        });
+        let s = s.expect("accepted");
+        a.take_events(&mut events);
+        assert_eq!(events.conns, [c]);
+        b.take_events(&mut events);
+        assert_eq!(
+            (&events.conns[..], &events.listeners[..]),
+            (&[s][..], &[80][..])
+        );
+        // Nothing happened since: nothing to report.
+        a.take_events(&mut events);
+        assert!(events.is_empty());
+        // Data in several segments: one event for the receiver.
+        a.tcp_send(c, &[7; 5000]).unwrap();
+        let now = drive(&mut a, &mut b, now, |_, b| {
+            b.tcp(s).unwrap().recv_queue() == 5000
+        });
+        b.take_events(&mut events);
+        assert_eq!(events.conns, [s]);
+        // Closed and reaped: the handle the application held.
+        b.tcp_abort(s).unwrap();
+        b.poll(now).unwrap();
+        b.take_events(&mut events);
+        assert_eq!(events.conns, [s]);
+        assert_eq!(b.connections(), 0);
     }
 }

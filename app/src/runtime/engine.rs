@@ -2,6 +2,7 @@
 //! stacks and the execution of socket calls against them. A call either completes now or
 //! waits (with an optional deadline) until the stacks' state lets it complete.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddrV4;
 
 use crossbeam_channel::Sender;
@@ -9,7 +10,7 @@ use crossbeam_channel::Sender;
 use super::service::{ServiceKind, TcpService};
 use super::RuntimeError;
 use crate::link::{Duration, Instant, Link};
-use crate::transport::stack::{Stack, StackError, TcpHandle, UdpSendFailure};
+use crate::transport::stack::{Stack, StackError, TcpEvents, TcpHandle, UdpSendFailure};
 use crate::transport::tcp::{ConnectionError, RecvError, State};
 use crate::transport::udp::{UdpHandle, UdpRecvError};
 
@@ -177,6 +178,18 @@ pub(crate) struct Retried {
     pub socket_call: bool,
 }
 
+/// What changed on one host (its stack's [`TcpEvents`]) and who has yet to see it:
+/// the built-in services and the parked calls each take their own copy, so a round
+/// visits only the connections that had an event, not all of them.
+#[derive(Debug, Default)]
+struct Readiness {
+    /// For the services: connections, in handle order.
+    services: BTreeSet<TcpHandle>,
+    /// For the parked calls: connections and listener ports.
+    calls: BTreeSet<TcpHandle>,
+    listeners: BTreeSet<u16>,
+}
+
 /// The hosts, their clock, and the built-in services running on them.
 pub(crate) struct Engine {
     pub hosts: Vec<Stack<BoxLink>>,
@@ -184,6 +197,10 @@ pub(crate) struct Engine {
     services: Vec<TcpService>,
     /// Echo's bytes on their way from a receive buffer to a send buffer.
     scratch: Vec<u8>,
+    /// Per host, what changed and has not been looked at yet.
+    ready: Vec<Readiness>,
+    /// Where a stack's events are taken into.
+    taken: TcpEvents,
 }
 
 /// How much one echo connection moves per step.
@@ -205,12 +222,50 @@ impl Engine {
             now,
             services: Vec::new(),
             scratch: Vec::new(),
+            ready: Vec::new(),
+            taken: TcpEvents::default(),
         }
     }
 
     pub fn add_host(&mut self, stack: Stack<BoxLink>) -> HostId {
         self.hosts.push(stack);
+        self.ready.push(Readiness::default());
         self.hosts.len() - 1
+    }
+
+    /// Takes every stack's events into [`Readiness`], for the services and the calls.
+    fn collect_events(&mut self) {
+        for (stack, ready) in self.hosts.iter_mut().zip(&mut self.ready) {
+            stack.take_events(&mut self.taken);
+            for &h in &self.taken.conns {
+                ready.services.insert(h);
+                ready.calls.insert(h);
+            }
+            ready.listeners.extend(&self.taken.listeners);
+        }
+    }
+
+    /// Whether a parked call may complete now: its deadline passed, or its connection
+    /// (or listener) had an event since the calls were last tried. Clock and UDP calls
+    /// are always tried (they have no connection events).
+    fn may_complete(
+        &self,
+        call: &Call,
+        calls: &BTreeSet<TcpHandle>,
+        ports: &BTreeSet<u16>,
+    ) -> bool {
+        if call.deadline.is_some_and(|d| d <= self.now) {
+            return true;
+        }
+        match &call.op {
+            Op::TcpRead { h, .. }
+            | Op::TcpWrite { h, .. }
+            | Op::TcpConnect {
+                started: Some(h), ..
+            } => calls.contains(h),
+            Op::TcpAccept { port } => ports.contains(port),
+            _ => true,
+        }
     }
 
     /// Receive errors that host `id`'s link has reported so far (the interface counts
@@ -388,10 +443,32 @@ impl Engine {
         }
     }
 
-    /// Tries every parked call again, in the order given; says which kinds were answered.
+    /// Tries again, in the order given, every parked call whose connection had an event
+    /// since the last retry (or that may complete for another reason, see
+    /// [`Engine::may_complete`]); says which kinds were answered. The others could not
+    /// complete now: trying them would cost a look at each of them every round.
     pub fn retry(&mut self, waiting: &mut Vec<Call>) -> Retried {
+        self.collect_events();
+        let ready: Vec<(BTreeSet<TcpHandle>, BTreeSet<u16>)> = self
+            .ready
+            .iter_mut()
+            .map(|r| {
+                (
+                    std::mem::take(&mut r.calls),
+                    std::mem::take(&mut r.listeners),
+                )
+            })
+            .collect();
         let mut retried = Retried::default();
         for call in std::mem::take(waiting) {
+            let may = match ready.get(call.host) {
+                Some((calls, ports)) => self.may_complete(&call, calls, ports),
+                None => true,
+            };
+            if !may {
+                waiting.push(call);
+                continue;
+            }
             let socket_call = !call.op.is_clock();
             if self.serve(call, waiting) {
                 retried.any = true;
@@ -440,16 +517,25 @@ impl Engine {
         }
     }
 
+    /// Gives each service its turn on the connections that had an event (and the ones
+    /// it accepts now).
     fn run_services(&mut self) {
+        self.collect_events();
         if self.services.is_empty() {
             return;
         }
         if self.scratch.len() < ECHO_CHUNK {
             self.scratch.resize(ECHO_CHUNK, 0);
         }
+        let ready: Vec<BTreeSet<TcpHandle>> = self
+            .ready
+            .iter_mut()
+            .map(|r| std::mem::take(&mut r.services))
+            .collect();
         for service in &mut self.services {
-            if let Some(stack) = self.hosts.get_mut(service.host()) {
-                service.poll(stack, &mut self.scratch);
+            let host = service.host();
+            if let (Some(stack), Some(ready)) = (self.hosts.get_mut(host), ready.get(host)) {
+                service.poll(stack, &mut self.scratch, ready);
                 stack.transmit(self.now);
             }
         }
