@@ -199,6 +199,9 @@ pub struct Stack<L: Link> {
     time_wait: usize,
     /// Changes not yet taken by [`Stack::take_events`].
     events: TcpEvents,
+    /// Whether anyone takes the events (since the first [`Stack::take_events`]): a
+    /// stack driven without a runtime does not collect them.
+    events_on: bool,
     /// The time of the latest [`Stack::poll`] or [`Stack::transmit`]: when an application
     /// call (which carries no time) happened, near enough to schedule a reclaim.
     clock: Instant,
@@ -227,6 +230,7 @@ impl<L: Link> Stack<L> {
             timers: BTreeSet::new(),
             time_wait: 0,
             events: TcpEvents::default(),
+            events_on: false,
             clock: Instant::ZERO,
             rx: Vec::new(),
             tx: Vec::new(),
@@ -583,8 +587,9 @@ impl<L: Link> Stack<L> {
     }
 
     /// Hands over (into `events`, which is cleared first) what changed since the last
-    /// call; see [`TcpEvents`].
+    /// call; see [`TcpEvents`]. The stack collects events from the first call on.
     pub fn take_events(&mut self, events: &mut TcpEvents) {
+        self.events_on = true;
         events.clear();
         std::mem::swap(events, &mut self.events);
         for h in &events.conns {
@@ -913,7 +918,7 @@ impl<L: Link> Stack<L> {
         if slot.detached {
             slot.conn.orphan(now);
         }
-        if !slot.event_pending {
+        if self.events_on && !slot.event_pending {
             slot.event_pending = true;
             self.events.conns.push(TcpHandle {
                 index,
@@ -973,7 +978,7 @@ impl<L: Link> Stack<L> {
                     l.half_open = l.half_open.saturating_sub(1);
                     l.ready.push_back(index);
                     slot.queued = true;
-                    if !l.event_pending {
+                    if self.events_on && !l.event_pending {
                         l.event_pending = true;
                         self.events.listeners.push(port);
                     }
@@ -1001,7 +1006,7 @@ impl<L: Link> Stack<L> {
 
     fn remove(&mut self, index: usize) {
         if let Some(slot) = self.slots[index].take() {
-            if !slot.event_pending {
+            if self.events_on && !slot.event_pending {
                 self.events.conns.push(TcpHandle {
                     index,
                     generation: slot.generation,
@@ -1521,6 +1526,9 @@ mod tests {
     fn events_name_each_connection_that_changed_once() {
         let (mut a, mut b) = recorder_pair(1500);
         let mut events = TcpEvents::default();
+        a.take_events(&mut events);
+        b.take_events(&mut events);
+        assert!(events.is_empty());
         b.tcp_listen(80, 4).unwrap();
         let c = a
             .tcp_connect(Instant::ZERO, SocketAddrV4::new(B, 80))

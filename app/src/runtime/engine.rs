@@ -227,7 +227,9 @@ impl Engine {
         }
     }
 
-    pub fn add_host(&mut self, stack: Stack<BoxLink>) -> HostId {
+    pub fn add_host(&mut self, mut stack: Stack<BoxLink>) -> HostId {
+        // From now on the stack collects its events for the runtime.
+        stack.take_events(&mut self.taken);
         self.hosts.push(stack);
         self.ready.push(Readiness::default());
         self.hosts.len() - 1
