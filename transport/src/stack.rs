@@ -22,6 +22,7 @@ use crate::tcp::error::{ConnectionError, RecvError, SendError};
 use crate::tcp::mss_for_mtu;
 use crate::tcp::seq::SeqNumber;
 use crate::tcp::stats::ConnStats;
+use crate::tcp::time_wait::{TimeWait, TimeWaitInput};
 use crate::tcp::wire::{self, Segment, WireError};
 use crate::tcp::TcpConfig;
 use crate::udp::{UdpConfig, UdpHandle, UdpInput, UdpTable};
@@ -179,6 +180,14 @@ struct Listener {
 
 type FourTuple = (SocketAddrV4, SocketAddrV4);
 
+/// A connection the application let go of, in TIME-WAIT, in compact form.
+#[derive(Debug)]
+struct TimeWaitSlot {
+    tw: TimeWait,
+    /// Owes the ACK that goes out at the end of the batch (see [`TimeWaitInput`]).
+    ack_pending: bool,
+}
+
 /// The transport layer.
 #[derive(Debug)]
 pub struct Stack<L: Link> {
@@ -195,8 +204,16 @@ pub struct Stack<L: Link> {
     timers: BTreeSet<(Instant, usize)>,
     /// Local ports of active opens.
     tcp_ports: PortAllocator,
-    /// Connections in TIME-WAIT, at most `cfg.max_time_wait`.
+    /// Connections in TIME-WAIT, at most `cfg.max_time_wait`: those the application
+    /// still holds, and the compact ones in `time_waits`.
     time_wait: usize,
+    /// Connections in TIME-WAIT that nobody holds, as about a hundred bytes each
+    /// instead of a whole connection (Linux's timewait sockets), by 4-tuple.
+    time_waits: BTreeMap<FourTuple, TimeWaitSlot>,
+    /// When each of `time_waits` ends.
+    time_wait_timers: BTreeSet<(Instant, FourTuple)>,
+    /// Entries of `time_waits` owing an ACK at the end of the batch.
+    time_wait_acks: Vec<FourTuple>,
     /// Changes not yet taken by [`Stack::take_events`].
     events: TcpEvents,
     /// Whether anyone takes the events (since the first [`Stack::take_events`]): a
@@ -229,6 +246,9 @@ impl<L: Link> Stack<L> {
             dirty: BTreeSet::new(),
             timers: BTreeSet::new(),
             time_wait: 0,
+            time_waits: BTreeMap::new(),
+            time_wait_timers: BTreeSet::new(),
+            time_wait_acks: Vec::new(),
             events: TcpEvents::default(),
             events_on: false,
             clock: Instant::ZERO,
@@ -267,7 +287,7 @@ impl<L: Link> Stack<L> {
 
     /// Live connections (any state but reaped).
     pub fn connections(&self) -> usize {
-        self.by_tuple.len()
+        self.by_tuple.len() + self.time_waits.len()
     }
 
     // ---- TCP application calls ----
@@ -326,11 +346,14 @@ impl<L: Link> Stack<L> {
         }
         let local_ip = self.iface.addr();
         let (by_tuple, listeners) = (&self.by_tuple, &self.listeners);
+        let time_waits = &self.time_waits;
         let port = self
             .tcp_ports
             .pick(|port| {
                 let local = SocketAddrV4::new(local_ip, port);
-                by_tuple.contains_key(&(local, remote)) || listeners.contains_key(&port)
+                by_tuple.contains_key(&(local, remote))
+                    || time_waits.contains_key(&(local, remote))
+                    || listeners.contains_key(&port)
             })
             .ok_or(StackError::NoEphemeralPort(remote))?;
         let local = SocketAddrV4::new(local_ip, port);
@@ -525,10 +548,13 @@ impl<L: Link> Stack<L> {
 
     /// When [`Stack::poll`] next has work: a packet arriving, a timer, or output pending.
     pub fn poll_at(&self, now: Instant) -> Option<Instant> {
-        if !self.dirty.is_empty() {
+        if !self.dirty.is_empty() || !self.time_wait_acks.is_empty() {
             return Some(now);
         }
-        let timer = self.timers.first().map(|(t, _)| *t);
+        let timer = match (self.timers.first(), self.time_wait_timers.first()) {
+            (Some(a), Some(b)) => Some(a.0.min(b.0)),
+            (a, b) => a.map(|t| t.0).or(b.map(|t| t.0)),
+        };
         match (self.iface.poll_at(now), timer) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -583,6 +609,75 @@ impl<L: Link> Stack<L> {
         }
         while let Some(index) = self.dirty.pop_first() {
             self.flush(now, index);
+        }
+        while let Some(&(at, tuple)) = self.time_wait_timers.first() {
+            if at > now {
+                break;
+            }
+            self.time_wait_timers.pop_first();
+            if self.time_waits.remove(&tuple).is_some() {
+                self.time_wait -= 1;
+            }
+        }
+        for tuple in std::mem::take(&mut self.time_wait_acks) {
+            // Unless an ACK that could not wait answered it meanwhile.
+            if self.time_waits.get(&tuple).is_some_and(|e| e.ack_pending) {
+                self.time_wait_ack(now, tuple);
+            }
+        }
+    }
+
+    /// Sends the ACK of the compact TIME-WAIT `tuple` if it owes one.
+    fn time_wait_ack(&mut self, now: Instant, tuple: FourTuple) {
+        let Some(entry) = self.time_waits.get_mut(&tuple) else {
+            return;
+        };
+        entry.ack_pending = false;
+        let seg = entry.tw.ack(now, &mut self.closed_stats);
+        let (local, remote) = tuple;
+        let opts = SendOptions {
+            dont_fragment: true,
+            ..SendOptions::default()
+        };
+        let headroom = self.iface.tx_headroom();
+        wire::emit_at(&seg, *local.ip(), *remote.ip(), &mut self.tx, headroom);
+        if self
+            .iface
+            .send_prebuilt(now, *remote.ip(), IpNumber::TCP, &opts, &mut self.tx)
+            .is_err()
+        {
+            self.stats.send_errors += 1;
+        }
+    }
+
+    /// A segment for a compact TIME-WAIT entry (what its connection would have done with
+    /// it, see [`TimeWait::handle_segment`]).
+    fn on_time_wait(&mut self, now: Instant, tuple: FourTuple, seg: &Segment<'_>) {
+        let Some(entry) = self.time_waits.get_mut(&tuple) else {
+            return;
+        };
+        let deadline = entry.tw.deadline();
+        match entry.tw.handle_segment(now, seg, &mut self.closed_stats) {
+            TimeWaitInput::Nothing => {}
+            TimeWaitInput::Ack => self.time_wait_ack(now, tuple),
+            TimeWaitInput::AckLater => {
+                if !entry.ack_pending {
+                    entry.ack_pending = true;
+                    self.time_wait_acks.push(tuple);
+                }
+            }
+            TimeWaitInput::Closed => {
+                self.time_waits.remove(&tuple);
+                self.time_wait_timers.remove(&(deadline, tuple));
+                self.time_wait -= 1;
+                return;
+            }
+        }
+        if let Some(entry) = self.time_waits.get(&tuple) {
+            if entry.tw.deadline() != deadline {
+                self.time_wait_timers.remove(&(deadline, tuple));
+                self.time_wait_timers.insert((entry.tw.deadline(), tuple));
+            }
         }
     }
 
@@ -695,6 +790,10 @@ impl<L: Link> Stack<L> {
                 }
                 return;
             }
+        }
+        if self.time_waits.contains_key(&(local, remote)) {
+            self.on_time_wait(now, (local, remote), &seg);
+            return;
         }
         let f = seg.flags;
         if f.ack && !f.syn && !f.rst && self.on_cookie_ack(now, local, remote, &seg) {
@@ -1001,6 +1100,25 @@ impl<L: Link> Stack<L> {
             .is_some_and(|s| s.detached && s.conn.is_closed());
         if reap {
             self.remove(index);
+            return;
+        }
+        // Linux `tcp_time_wait`: a TIME-WAIT nobody holds becomes compact.
+        let compact = self.slots[index]
+            .as_mut()
+            .filter(|s| s.detached && s.time_wait)
+            .and_then(|s| s.conn.time_wait());
+        if let Some(tw) = compact {
+            self.remove(index);
+            let tuple = (tw.local(), tw.remote());
+            self.time_wait += 1;
+            self.time_wait_timers.insert((tw.deadline(), tuple));
+            self.time_waits.insert(
+                tuple,
+                TimeWaitSlot {
+                    tw,
+                    ack_pending: false,
+                },
+            );
         }
     }
 
@@ -1562,5 +1680,52 @@ mod tests {
         b.take_events(&mut events);
         assert_eq!(events.conns, [s]);
         assert_eq!(b.connections(), 0);
+    }
+
+    /// A FIN (with ACK) from A's port 40000 to B's port 80.
+    fn fin_from_peer(seq: u32, ack: u32) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ipv4(A.octets(), B.octets(), 64)
+            .tcp(40_000, 80, seq, 65535)
+            .ack(ack)
+            .fin();
+        let mut out = Vec::new();
+        b.write(&mut out, &[]).unwrap();
+        out
+    }
+
+    /// Linux `tcp_time_wait` (issue 12 item 2): a TIME-WAIT the application let go of is
+    /// kept compact, and still re-ACKs the peer's retransmitted FIN at once, answers a
+    /// batch of invalid ACKs with one ACK, and holds the 4-tuple until 2 MSL have passed.
+    #[test]
+    fn a_released_time_wait_is_compact_and_still_answers() {
+        let (mut s, iss1) = batch_receiver();
+        s.tcp_close_all();
+        s.poll(Instant::from_millis(1)).unwrap();
+        let fin_ack = |s: &mut Stack<Batch>, at: u64| {
+            let fin = fin_from_peer(PEER_ISN + 1, iss1 + 1);
+            s.interface_mut().link_mut().inbox.push_back(fin);
+            s.poll(Instant::from_millis(at)).unwrap();
+        };
+        fin_ack(&mut s, 2);
+        assert_eq!(s.interface().link().acks, [PEER_ISN + 1, PEER_ISN + 2]);
+        assert_eq!((s.connections(), s.time_waits.len()), (1, 1));
+        assert!(s.slots.iter().all(Option::is_none), "no connection left");
+        assert_eq!(s.time_wait, 1);
+        // The FIN again (our ACK was lost): re-ACKed.
+        fin_ack(&mut s, 1000);
+        assert_eq!(s.interface().link().acks[2..], [PEER_ISN + 2]);
+        // Three ACKs of data never sent in one batch: one ACK answers them.
+        for _ in 0..3 {
+            let bogus = from_peer(PEER_ISN + 2, iss1 + 500, &[], false);
+            s.interface_mut().link_mut().inbox.push_back(bogus);
+        }
+        s.poll(Instant::from_millis(1100)).unwrap();
+        assert_eq!(s.interface().link().acks[3..], [PEER_ISN + 2]);
+        // 2 MSL after the last FIN, the 4-tuple is free.
+        s.poll(Instant::from_millis(60_999)).unwrap();
+        assert_eq!(s.connections(), 1);
+        s.poll(Instant::from_millis(61_000)).unwrap();
+        assert_eq!((s.connections(), s.time_wait), (0, 0));
+        assert!(s.time_wait_timers.is_empty());
     }
 }

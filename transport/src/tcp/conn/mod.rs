@@ -60,6 +60,7 @@ use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
 use super::seq::SeqNumber;
 use super::stats::ConnStats;
+use super::time_wait::TimeWait;
 use super::timer::{Timer, TimerTable};
 use super::wire::{Segment, MAX_WINDOW_SCALE};
 use crate::net::link::{Duration, Instant};
@@ -742,6 +743,44 @@ impl Connection {
             self.recv_buf = VecDeque::new();
         }
         self.arm_fin_wait2_timeout(now);
+    }
+
+    /// Linux `tcp_time_wait`: the compact [`TimeWait`] that answers for this connection
+    /// from now on, if it is in TIME-WAIT with nothing left to send or read; `None`
+    /// otherwise (it then stays a connection).
+    pub(crate) fn time_wait(&mut self) -> Option<TimeWait> {
+        let deadline = self.timers.get(Timer::TimeWait)?;
+        let rcv_wnd = self.advertised().max(self.window_to_advertise());
+        let quiet = self.state == State::TimeWait
+            && self.error.is_none()
+            && self.pending == PendingOutput::default()
+            && self.snd_una == self.snd_max
+            && self.snd_nxt == self.snd_max
+            && self.recv_buf.is_empty()
+            && self.ooo.is_empty();
+        if !quiet || rcv_wnd == 0 {
+            return None;
+        }
+        Some(TimeWait {
+            local: self.local,
+            remote: self.remote,
+            snd_nxt: self.snd_nxt,
+            rcv_nxt: self.rcv_nxt,
+            window: self.window_field(),
+            rcv_wnd: rcv_wnd.min(u32::MAX as usize) as u32,
+            snd_wl1: self.snd_wl1,
+            snd_wl2: self.snd_wl2,
+            max_snd_wnd: self.max_snd_wnd.min(u32::MAX as usize) as u32,
+            snd_shift: self.snd_shift,
+            ts_enabled: self.ts_enabled,
+            ts_recent: self.ts_recent,
+            ts_offset: self.ts_offset,
+            last_ack_sent: self.last_ack_sent,
+            challenge_window: self.challenge_window,
+            challenge_ack_limit: self.cfg.challenge_ack_limit,
+            deadline,
+            length: self.cfg.time_wait,
+        })
     }
 
     /// Gives up an orphan: a RST (as Linux sends), then CLOSED with `error`.
