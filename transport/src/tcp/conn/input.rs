@@ -735,6 +735,6 @@ impl Connection {
 
     /// RFC 9293 section 3.10.7.1-style reset for an unacceptable segment.
     fn send_rst_for(&mut self, seg: &Segment<'_>) {
-        self.pending.reset_reply = Some(seg.reset_reply());
+        self.pending.reset_reply = Some(Box::new(seg.reset_reply()));
     }
 }

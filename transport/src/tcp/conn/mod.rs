@@ -114,11 +114,11 @@ enum AckPending {
 }
 
 /// What [`Connection::poll_transmit`] owes the peer besides data, SYN and FIN.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct PendingOutput {
     /// A RST answering one unacceptable segment (RFC 9293 section 3.10.7); the
-    /// connection lives on.
-    reset_reply: Option<Segment<'static>>,
+    /// connection lives on. Boxed: rare, and a connection's state stays small (issue 12).
+    reset_reply: Option<Box<Segment<'static>>>,
     /// The application aborted (RFC 9293 section 3.10.5): a RST at SND.MAX, then CLOSED.
     abort_reset: bool,
     /// A zero-window or keep-alive probe: one old byte's sequence number, SND.UNA - 1.
@@ -238,8 +238,9 @@ pub struct Connection {
     timers: TimerTable,
     rtt: RttEstimator,
     cc: Congestion,
-    /// Delivery-rate samples, when the congestion control uses them (BBR).
-    rate: Option<DeliveryRate>,
+    /// Delivery-rate samples, when the congestion control uses them (BBR). Boxed, so a
+    /// connection without them does not carry their room (issue 12: small connections).
+    rate: Option<Box<DeliveryRate>>,
     /// Pacing: when the next data segment may leave.
     next_send_time: Instant,
     /// Retransmissions of the current oldest unacknowledged data (or SYN).
@@ -304,7 +305,7 @@ impl Connection {
         let mss = usize::from(cfg.mss);
         let rtt = RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto);
         let cc = Congestion::new(cfg.congestion, mss).with_pacing(cfg.pacing);
-        let rate = cc.wants_rate_samples().then(DeliveryRate::default);
+        let rate = cc.wants_rate_samples().then(Box::<DeliveryRate>::default);
         let rcv_space = RecvAutotune::new(cfg.recv_buffer, cfg.recv_buffer_max, mss);
         let rcv_shift = if cfg.window_scaling {
             window_shift(rcv_space.max())

@@ -154,7 +154,7 @@ impl Connection {
         if let Some(rst) = self.pending.reset_reply.take() {
             self.stats.rsts_out += 1;
             self.stats.segs_out += 1;
-            return Some(rst);
+            return Some(*rst);
         }
         if self.pending.abort_reset {
             self.pending.abort_reset = false;
