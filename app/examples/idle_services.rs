@@ -1,8 +1,8 @@
 //! The runtime's cost per round with many idle connections on its built-in services
-//! (issue 12 item 3): `cargo run --release -p ustack-app --example idle_services -- [N]`.
+//! (issue 12 item 3): `cargo run --release -p ustack-app --example idle_services -- [N [K]]`.
 //! Host 2 of a simulated pair runs echo (7) and discard (9) inside its runtime; host 1
 //! opens N idle connections to them (half each, at most 16 000 per port: one client
-//! address has 16 384 ephemeral ports), then one client thread makes 200 echo round
+//! address has 16 384 ephemeral ports), then one client thread makes K (200) echo round
 //! trips beside them. Prints the wall time per round trip next to the same with no idle
 //! connections: a runtime that visits every connection each round pays O(N) per round.
 
@@ -15,10 +15,8 @@ use ustack_app::sim::{host_addr, two_hosts};
 use ustack_app::socket::TcpStream;
 use ustack_app::transport::stack::StackConfig;
 
-const ROUND_TRIPS: usize = 200;
-
 /// Wall time per echo round trip with `n` idle connections beside it.
-fn per_round_trip(n: usize) -> std::time::Duration {
+fn per_round_trip(n: usize, round_trips: usize) -> std::time::Duration {
     let cfg = StackConfig {
         syn_backlog: n.max(16),
         ..StackConfig::default()
@@ -53,11 +51,11 @@ fn per_round_trip(n: usize) -> std::time::Duration {
     world.run(Duration::from_secs(10)).expect("idle");
     assert!(world.host(server).connections() >= n, "all accepted");
     let started = std::time::Instant::now();
-    let done = world.spawn(client, "ping", |caller| {
+    let done = world.spawn(client, "ping", move |caller| {
         let addr = SocketAddrV4::new(host_addr(2), ServiceKind::Echo.port());
         let mut s = TcpStream::connect(&caller, addr, None).expect("connect");
         let mut buf = [0u8; 64];
-        for i in 0..ROUND_TRIPS {
+        for i in 0..round_trips {
             let msg = format!("ping {i}");
             s.write_all(msg.as_bytes()).unwrap();
             s.read_exact(&mut buf[..msg.len()]).unwrap();
@@ -66,7 +64,7 @@ fn per_round_trip(n: usize) -> std::time::Duration {
     });
     world.run(Duration::from_secs(60)).expect("pinged");
     done.join().expect("ping thread");
-    started.elapsed() / ROUND_TRIPS as u32
+    started.elapsed() / round_trips as u32
 }
 
 fn main() {
@@ -74,8 +72,12 @@ fn main() {
         .nth(1)
         .map(|a| a.parse().expect("a connection count"))
         .unwrap_or(32_000);
-    let base = per_round_trip(0);
-    let loaded = per_round_trip(n);
+    let round_trips: usize = std::env::args()
+        .nth(2)
+        .map(|a| a.parse().expect("a number of round trips"))
+        .unwrap_or(200);
+    let base = per_round_trip(0, round_trips);
+    let loaded = per_round_trip(n, round_trips);
     println!(
         "echo round trip (wall time, simulator): {:.1} us alone, {:.1} us beside {n} idle \
          service connections ({:.2} ns per idle connection per round trip)",
