@@ -15,8 +15,9 @@ use ustack_app::sim::{host_addr, two_hosts};
 use ustack_app::socket::TcpStream;
 use ustack_app::transport::stack::StackConfig;
 
-/// Wall time per echo round trip with `n` idle connections beside it.
-fn per_round_trip(n: usize, round_trips: usize) -> std::time::Duration {
+/// Wall time per echo round trip with `n` idle connections beside it, and the wall time
+/// it took to open them.
+fn per_round_trip(n: usize, round_trips: usize) -> (std::time::Duration, std::time::Duration) {
     let cfg = StackConfig {
         syn_backlog: n.max(16),
         ..StackConfig::default()
@@ -27,6 +28,7 @@ fn per_round_trip(n: usize, round_trips: usize) -> std::time::Duration {
         serve(&caller, ServiceKind::Discard, 16_000).expect("discard");
     });
     world.run(Duration::from_secs(1)).expect("started");
+    let opening = std::time::Instant::now();
     for i in 0..n {
         let kind = if i % 2 == 0 {
             ServiceKind::Echo
@@ -50,6 +52,7 @@ fn per_round_trip(n: usize, round_trips: usize) -> std::time::Duration {
     });
     world.run(Duration::from_secs(10)).expect("idle");
     assert!(world.host(server).connections() >= n, "all accepted");
+    let opened = opening.elapsed();
     let started = std::time::Instant::now();
     let done = world.spawn(client, "ping", move |caller| {
         let addr = SocketAddrV4::new(host_addr(2), ServiceKind::Echo.port());
@@ -64,7 +67,7 @@ fn per_round_trip(n: usize, round_trips: usize) -> std::time::Duration {
     });
     world.run(Duration::from_secs(60)).expect("pinged");
     done.join().expect("ping thread");
-    started.elapsed() / round_trips as u32
+    (started.elapsed() / round_trips as u32, opened)
 }
 
 fn main() {
@@ -76,13 +79,19 @@ fn main() {
         .nth(2)
         .map(|a| a.parse().expect("a number of round trips"))
         .unwrap_or(200);
-    let base = per_round_trip(0, round_trips);
-    let loaded = per_round_trip(n, round_trips);
+    let (base, _) = per_round_trip(0, round_trips);
+    let (loaded, opened) = per_round_trip(n, round_trips);
     println!(
         "echo round trip (wall time, simulator): {:.1} us alone, {:.1} us beside {n} idle \
          service connections ({:.2} ns per idle connection per round trip)",
         base.as_secs_f64() * 1e6,
         loaded.as_secs_f64() * 1e6,
         (loaded.as_secs_f64() - base.as_secs_f64()) * 1e9 / n as f64
+    );
+    println!(
+        "opening them (handshakes on the simulator, accepted by the services): {:.2} s, \
+         {:.0} connections/s of wall time",
+        opened.as_secs_f64(),
+        n as f64 / opened.as_secs_f64()
     );
 }

@@ -207,8 +207,8 @@ pub struct Stack<L: Link> {
     /// Connections in TIME-WAIT, at most `cfg.max_time_wait`: those the application
     /// still holds, and the compact ones in `time_waits`.
     time_wait: usize,
-    /// Connections in TIME-WAIT that nobody holds, as about a hundred bytes each
-    /// instead of a whole connection (Linux's timewait sockets), by 4-tuple.
+    /// Connections in TIME-WAIT that nobody holds, as about 200 bytes each (with the
+    /// map nodes) instead of a whole connection (Linux's timewait sockets), by 4-tuple.
     time_waits: BTreeMap<FourTuple, TimeWaitSlot>,
     /// When each of `time_waits` ends.
     time_wait_timers: BTreeSet<(Instant, FourTuple)>,
