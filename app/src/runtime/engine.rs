@@ -577,6 +577,66 @@ mod tests {
         }
     }
 
+    /// Runs `engine` from event to event until `until` (no calls waiting).
+    fn run_until(engine: &mut Engine, until: Instant) {
+        loop {
+            engine.settle();
+            match engine.next_event(&[]) {
+                Some(t) if t <= until => {
+                    engine.now = t.max(engine.now + Duration::from_micros(1));
+                }
+                _ => break,
+            }
+        }
+        engine.now = until;
+        engine.settle();
+    }
+
+    /// Issue 12 item 3: a round gives a turn only to the service connections that had an
+    /// event, so an echo beside many idle connections costs a few turns, not one per
+    /// idle connection per round.
+    #[test]
+    fn services_visit_only_connections_with_an_event() {
+        use crate::link::{SimConfig, SimLink};
+        use crate::sim::host_addr;
+        const IDLE: usize = 50;
+        let (la, lb) = SimLink::pair(SimConfig::default(), 1).unwrap();
+        let mut engine = Engine::new(Instant::ZERO);
+        let stack = |link: SimLink, n| {
+            crate::sim::stack(Box::new(link), host_addr(n), StackConfig::default())
+        };
+        let client = engine.add_host(stack(la, 1));
+        let server = engine.add_host(stack(lb, 2));
+        let (reply, _answers) = crossbeam_channel::unbounded();
+        let mut serve = Call {
+            participant: 0,
+            host: server,
+            op: Op::TcpServe {
+                kind: ServiceKind::Echo,
+                backlog: 64,
+            },
+            timeout: None,
+            deadline: None,
+            reply,
+        };
+        assert!(matches!(engine.attempt(&mut serve), Some(Reply::Done)));
+        let echo = SocketAddrV4::new(host_addr(2), ServiceKind::Echo.port());
+        let conns: Vec<TcpHandle> = (0..=IDLE)
+            .map(|_| engine.hosts[client].tcp_connect(engine.now, echo).unwrap())
+            .collect();
+        run_until(&mut engine, Instant::from_secs(2));
+        assert_eq!(engine.services[0].connections(), IDLE + 1);
+        let before = engine.services[0].turns();
+        // One connection's request and its echo, beside the idle ones.
+        engine.hosts[client].tcp_send(conns[0], b"ping").unwrap();
+        run_until(&mut engine, Instant::from_secs(3));
+        let mut buf = [0u8; 8];
+        assert_eq!(engine.hosts[client].tcp_recv(conns[0], &mut buf), Ok(4));
+        assert_eq!(&buf[..4], b"ping");
+        let turns = engine.services[0].turns() - before;
+        assert!((1..=4).contains(&turns), "{turns} turns for one echo");
+    }
+
     #[test]
     fn settle_counts_link_receive_errors_and_finishes_the_tick() {
         let mut engine = Engine::new(Instant::ZERO);

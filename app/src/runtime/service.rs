@@ -88,6 +88,9 @@ pub(crate) struct TcpService {
     kind: ServiceKind,
     /// By handle: a round visits the ones with an event.
     conns: BTreeMap<TcpHandle, ServiceConn>,
+    /// Turns given to connections so far (what a round costs), for the tests.
+    #[cfg(test)]
+    turns: u64,
     /// The RFC 864 pattern (source only).
     pattern: Vec<u8>,
 }
@@ -105,6 +108,8 @@ impl TcpService {
             host,
             kind,
             conns: BTreeMap::new(),
+            #[cfg(test)]
+            turns: 0,
             pattern: if kind == ServiceKind::Source {
                 chargen_pattern()
             } else {
@@ -115,6 +120,18 @@ impl TcpService {
 
     pub fn host(&self) -> HostId {
         self.host
+    }
+
+    /// Turns given to connections so far.
+    #[cfg(test)]
+    pub fn turns(&self) -> u64 {
+        self.turns
+    }
+
+    /// Connections the service holds.
+    #[cfg(test)]
+    pub fn connections(&self) -> usize {
+        self.conns.len()
     }
 
     /// Accepts what is queued and gives its turn to every connection accepted now or
@@ -143,6 +160,10 @@ impl TcpService {
             let Some(c) = self.conns.get_mut(h) else {
                 continue;
             };
+            #[cfg(test)]
+            {
+                self.turns += 1;
+            }
             let turn = match self.kind {
                 ServiceKind::Discard => discard(stack, c.h),
                 ServiceKind::Echo => echo(stack, c.h, scratch),
