@@ -22,6 +22,7 @@ use crate::tcp::error::{ConnectionError, RecvError, SendError};
 use crate::tcp::mss_for_mtu;
 use crate::tcp::seq::SeqNumber;
 use crate::tcp::stats::ConnStats;
+use crate::tcp::time_wait::{TimeWait, TimeWaitInput};
 use crate::tcp::wire::{self, Segment, WireError};
 use crate::tcp::TcpConfig;
 use crate::udp::{UdpConfig, UdpHandle, UdpInput, UdpTable};
@@ -68,6 +69,31 @@ impl Default for StackConfig {
 pub struct TcpHandle {
     index: usize,
     generation: u32,
+}
+
+/// What may have changed for the application since [`Stack::take_events`] last ran: the
+/// connections the stack worked on (data or a FIN arrived, room opened in the send
+/// buffer, the handshake completed, the connection closed or failed or was reaped) and
+/// the listeners whose accept queue grew. A driver visits only these instead of every
+/// connection each round (readiness, as epoll reports it); an event may be spurious, a
+/// change never goes unreported.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TcpEvents {
+    /// Each connection once, as the handle that named it when it changed.
+    pub conns: Vec<TcpHandle>,
+    /// Each port once.
+    pub listeners: Vec<u16>,
+}
+
+impl TcpEvents {
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty() && self.listeners.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.conns.clear();
+        self.listeners.clear();
+    }
 }
 
 /// Why a TCP call failed at the stack level.
@@ -127,7 +153,9 @@ crate::net::link::counters! {
 
 #[derive(Debug)]
 struct Slot {
-    conn: Connection,
+    /// Boxed: a free slot then costs the table a few words, not a whole connection,
+    /// and a closed connection's memory goes back at once (the table never shrinks).
+    conn: Box<Connection>,
     generation: u32,
     /// Listener port, while the connection waits in its SYN or accept queue.
     listener: Option<u16>,
@@ -139,6 +167,8 @@ struct Slot {
     timer_key: Option<Instant>,
     /// Counted in [`Stack`]'s TIME-WAIT entries.
     time_wait: bool,
+    /// Listed in the stack's pending [`TcpEvents`].
+    event_pending: bool,
 }
 
 #[derive(Debug)]
@@ -149,9 +179,19 @@ struct Listener {
     /// When the listener last answered a SYN with a cookie: ACKs for no connection are
     /// checked for one only for a while after.
     last_cookie: Option<Instant>,
+    /// Listed in the stack's pending [`TcpEvents`].
+    event_pending: bool,
 }
 
 type FourTuple = (SocketAddrV4, SocketAddrV4);
+
+/// A connection the application let go of, in TIME-WAIT, in compact form.
+#[derive(Debug)]
+struct TimeWaitSlot {
+    tw: TimeWait,
+    /// Owes the ACK that goes out at the end of the batch (see [`TimeWaitInput`]).
+    ack_pending: bool,
+}
 
 /// The transport layer.
 #[derive(Debug)]
@@ -169,8 +209,24 @@ pub struct Stack<L: Link> {
     timers: BTreeSet<(Instant, usize)>,
     /// Local ports of active opens.
     tcp_ports: PortAllocator,
-    /// Connections in TIME-WAIT, at most `cfg.max_time_wait`.
+    /// Connections in TIME-WAIT, at most `cfg.max_time_wait`: those the application
+    /// still holds, and the compact ones in `time_waits`.
     time_wait: usize,
+    /// Connections in TIME-WAIT that nobody holds, as about 200 bytes each (with the
+    /// map nodes) instead of a whole connection (Linux's timewait sockets), by 4-tuple.
+    time_waits: BTreeMap<FourTuple, TimeWaitSlot>,
+    /// When each of `time_waits` ends.
+    time_wait_timers: BTreeSet<(Instant, FourTuple)>,
+    /// Entries of `time_waits` owing an ACK at the end of the batch.
+    time_wait_acks: Vec<FourTuple>,
+    /// Changes not yet taken by [`Stack::take_events`].
+    events: TcpEvents,
+    /// Whether anyone takes the events (since the first [`Stack::take_events`]): a
+    /// stack driven without a runtime does not collect them.
+    events_on: bool,
+    /// The time of the latest [`Stack::poll`] or [`Stack::transmit`]: when an application
+    /// call (which carries no time) happened, near enough to schedule a reclaim.
+    clock: Instant,
     /// Where the device reads packets into; their payloads are parsed in place.
     rx: Vec<u8>,
     tx: Vec<u8>,
@@ -195,6 +251,12 @@ impl<L: Link> Stack<L> {
             dirty: BTreeSet::new(),
             timers: BTreeSet::new(),
             time_wait: 0,
+            time_waits: BTreeMap::new(),
+            time_wait_timers: BTreeSet::new(),
+            time_wait_acks: Vec::new(),
+            events: TcpEvents::default(),
+            events_on: false,
+            clock: Instant::ZERO,
             rx: Vec::new(),
             tx: Vec::new(),
             stats: TransportStats::default(),
@@ -230,7 +292,7 @@ impl<L: Link> Stack<L> {
 
     /// Live connections (any state but reaped).
     pub fn connections(&self) -> usize {
-        self.by_tuple.len()
+        self.by_tuple.len() + self.time_waits.len()
     }
 
     // ---- TCP application calls ----
@@ -246,6 +308,7 @@ impl<L: Link> Stack<L> {
                 backlog: backlog.max(1),
                 half_open: 0,
                 ready: VecDeque::new(),
+                event_pending: false,
                 last_cookie: None,
             },
         );
@@ -288,11 +351,14 @@ impl<L: Link> Stack<L> {
         }
         let local_ip = self.iface.addr();
         let (by_tuple, listeners) = (&self.by_tuple, &self.listeners);
+        let time_waits = &self.time_waits;
         let port = self
             .tcp_ports
             .pick(|port| {
                 let local = SocketAddrV4::new(local_ip, port);
-                by_tuple.contains_key(&(local, remote)) || listeners.contains_key(&port)
+                by_tuple.contains_key(&(local, remote))
+                    || time_waits.contains_key(&(local, remote))
+                    || listeners.contains_key(&port)
             })
             .ok_or(StackError::NoEphemeralPort(remote))?;
         let local = SocketAddrV4::new(local_ip, port);
@@ -320,7 +386,7 @@ impl<L: Link> Stack<L> {
 
     /// The connection behind a handle, to read its state and counters.
     pub fn tcp(&self, h: TcpHandle) -> Result<&Connection, StackError> {
-        self.slot(h).map(|s| &s.conn)
+        self.slot(h).map(|s| &*s.conn)
     }
 
     /// Queues data; marks the connection for transmission only if something was queued,
@@ -337,9 +403,7 @@ impl<L: Link> Stack<L> {
     /// end of stream.
     pub fn tcp_recv(&mut self, h: TcpHandle, buf: &mut [u8]) -> Result<usize, StackError> {
         let n = self.slot_mut(h)?.conn.recv(buf)?;
-        if n > 0 {
-            self.dirty.insert(h.index);
-        }
+        self.consumed(h, n);
         Ok(n)
     }
 
@@ -347,10 +411,21 @@ impl<L: Link> Stack<L> {
     /// results as [`Stack::tcp_recv`].
     pub fn tcp_discard(&mut self, h: TcpHandle, max: usize) -> Result<usize, StackError> {
         let n = self.slot_mut(h)?.conn.discard(max)?;
-        if n > 0 {
-            self.dirty.insert(h.index);
-        }
+        self.consumed(h, n);
         Ok(n)
+    }
+
+    /// The application took `n` bytes from `h`: a window update may be due, and a
+    /// drained receive buffer's memory goes back unless it refills soon.
+    fn consumed(&mut self, h: TcpHandle, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let clock = self.clock;
+        if let Some(slot) = self.slots[h.index].as_mut() {
+            slot.conn.reclaim_later(clock);
+        }
+        self.dirty.insert(h.index);
     }
 
     /// Closes the sending side (FIN after the queued data).
@@ -478,10 +553,13 @@ impl<L: Link> Stack<L> {
 
     /// When [`Stack::poll`] next has work: a packet arriving, a timer, or output pending.
     pub fn poll_at(&self, now: Instant) -> Option<Instant> {
-        if !self.dirty.is_empty() {
+        if !self.dirty.is_empty() || !self.time_wait_acks.is_empty() {
             return Some(now);
         }
-        let timer = self.timers.first().map(|(t, _)| *t);
+        let timer = match (self.timers.first(), self.time_wait_timers.first()) {
+            (Some(a), Some(b)) => Some(a.0.min(b.0)),
+            (a, b) => a.map(|t| t.0).or(b.map(|t| t.0)),
+        };
         match (self.iface.poll_at(now), timer) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -522,6 +600,7 @@ impl<L: Link> Stack<L> {
     /// the link: for a driver whose application queued data right after a poll (an echo,
     /// a window update), so it leaves before the next read.
     pub fn transmit(&mut self, now: Instant) {
+        self.clock = now;
         while let Some(&(at, index)) = self.timers.first() {
             if at > now {
                 break;
@@ -535,6 +614,95 @@ impl<L: Link> Stack<L> {
         }
         while let Some(index) = self.dirty.pop_first() {
             self.flush(now, index);
+        }
+        while let Some(&(at, tuple)) = self.time_wait_timers.first() {
+            if at > now {
+                break;
+            }
+            self.time_wait_timers.pop_first();
+            if self.time_waits.remove(&tuple).is_some() {
+                self.time_wait -= 1;
+            }
+        }
+        for tuple in std::mem::take(&mut self.time_wait_acks) {
+            // Unless an ACK that could not wait answered it meanwhile.
+            if self.time_waits.get(&tuple).is_some_and(|e| e.ack_pending) {
+                self.time_wait_ack(now, tuple);
+            }
+        }
+    }
+
+    /// Sends the ACK of the compact TIME-WAIT `tuple` if it owes one.
+    fn time_wait_ack(&mut self, now: Instant, tuple: FourTuple) {
+        let Some(entry) = self.time_waits.get_mut(&tuple) else {
+            return;
+        };
+        entry.ack_pending = false;
+        let seg = entry.tw.ack(now, &mut self.closed_stats);
+        let (local, remote) = tuple;
+        let opts = SendOptions {
+            dont_fragment: true,
+            ..SendOptions::default()
+        };
+        let headroom = self.iface.tx_headroom();
+        wire::emit_at(&seg, *local.ip(), *remote.ip(), &mut self.tx, headroom);
+        if self
+            .iface
+            .send_prebuilt(now, *remote.ip(), IpNumber::TCP, &opts, &mut self.tx)
+            .is_err()
+        {
+            self.stats.send_errors += 1;
+        }
+    }
+
+    /// A segment for a compact TIME-WAIT entry (what its connection would have done with
+    /// it, see [`TimeWait::handle_segment`]).
+    fn on_time_wait(&mut self, now: Instant, tuple: FourTuple, seg: &Segment<'_>) {
+        let Some(entry) = self.time_waits.get_mut(&tuple) else {
+            return;
+        };
+        let deadline = entry.tw.deadline();
+        match entry.tw.handle_segment(now, seg, &mut self.closed_stats) {
+            TimeWaitInput::Nothing => {}
+            TimeWaitInput::Ack => self.time_wait_ack(now, tuple),
+            TimeWaitInput::AckLater => {
+                if !entry.ack_pending {
+                    entry.ack_pending = true;
+                    self.time_wait_acks.push(tuple);
+                }
+            }
+            TimeWaitInput::Closed => {
+                self.time_waits.remove(&tuple);
+                self.time_wait_timers.remove(&(deadline, tuple));
+                self.time_wait -= 1;
+                return;
+            }
+        }
+        if let Some(entry) = self.time_waits.get(&tuple) {
+            if entry.tw.deadline() != deadline {
+                self.time_wait_timers.remove(&(deadline, tuple));
+                self.time_wait_timers.insert((entry.tw.deadline(), tuple));
+            }
+        }
+    }
+
+    /// Hands over (into `events`, which is cleared first) what changed since the last
+    /// call; see [`TcpEvents`]. The stack collects events from the first call on.
+    pub fn take_events(&mut self, events: &mut TcpEvents) {
+        self.events_on = true;
+        events.clear();
+        std::mem::swap(events, &mut self.events);
+        for h in &events.conns {
+            if let Some(slot) = self.slots[h.index].as_mut() {
+                if slot.generation == h.generation {
+                    slot.event_pending = false;
+                }
+            }
+        }
+        for port in &events.listeners {
+            if let Some(l) = self.listeners.get_mut(port) {
+                l.event_pending = false;
+            }
         }
     }
 
@@ -627,6 +795,10 @@ impl<L: Link> Stack<L> {
                 }
                 return;
             }
+        }
+        if self.time_waits.contains_key(&(local, remote)) {
+            self.on_time_wait(now, (local, remote), &seg);
+            return;
         }
         let f = seg.flags;
         if f.ack && !f.syn && !f.rst && self.on_cookie_ack(now, local, remote, &seg) {
@@ -827,13 +999,14 @@ impl<L: Link> Stack<L> {
         };
         self.generations[index] = self.generations[index].wrapping_add(1);
         self.slots[index] = Some(Slot {
-            conn,
+            conn: Box::new(conn),
             generation: self.generations[index],
             listener,
             queued: false,
             detached: false,
             timer_key: None,
             time_wait: false,
+            event_pending: false,
         });
         self.by_tuple.insert(tuple, index);
         self.dirty.insert(index);
@@ -848,6 +1021,13 @@ impl<L: Link> Stack<L> {
         };
         if slot.detached {
             slot.conn.orphan(now);
+        }
+        if self.events_on && !slot.event_pending {
+            slot.event_pending = true;
+            self.events.conns.push(TcpHandle {
+                index,
+                generation: slot.generation,
+            });
         }
         let (local, remote) = (slot.conn.local(), slot.conn.remote());
         let mut opts = SendOptions {
@@ -902,6 +1082,10 @@ impl<L: Link> Stack<L> {
                     l.half_open = l.half_open.saturating_sub(1);
                     l.ready.push_back(index);
                     slot.queued = true;
+                    if self.events_on && !l.event_pending {
+                        l.event_pending = true;
+                        self.events.listeners.push(port);
+                    }
                 }
             }
             if state == State::Closed {
@@ -921,11 +1105,36 @@ impl<L: Link> Stack<L> {
             .is_some_and(|s| s.detached && s.conn.is_closed());
         if reap {
             self.remove(index);
+            return;
+        }
+        // Linux `tcp_time_wait`: a TIME-WAIT nobody holds becomes compact.
+        let compact = self.slots[index]
+            .as_mut()
+            .filter(|s| s.detached && s.time_wait)
+            .and_then(|s| s.conn.time_wait());
+        if let Some(tw) = compact {
+            self.remove(index);
+            let tuple = (tw.local(), tw.remote());
+            self.time_wait += 1;
+            self.time_wait_timers.insert((tw.deadline(), tuple));
+            self.time_waits.insert(
+                tuple,
+                TimeWaitSlot {
+                    tw,
+                    ack_pending: false,
+                },
+            );
         }
     }
 
     fn remove(&mut self, index: usize) {
         if let Some(slot) = self.slots[index].take() {
+            if self.events_on && !slot.event_pending {
+                self.events.conns.push(TcpHandle {
+                    index,
+                    generation: slot.generation,
+                });
+            }
             if let Some(key) = slot.timer_key {
                 self.timers.remove(&(key, index));
             }
@@ -1431,5 +1640,97 @@ mod tests {
             s.interface().link().acks,
             [acked(0), acked(0), acked(0), acked(0), acked(5)]
         );
+    }
+
+    /// The runtime's readiness (issue 12 item 3): a connection that changed is reported
+    /// once per take however often it changed, an idle one not at all, and a listener
+    /// when its accept queue grows; a reaped connection is reported with its old handle.
+    #[test]
+    fn events_name_each_connection_that_changed_once() {
+        let (mut a, mut b) = recorder_pair(1500);
+        let mut events = TcpEvents::default();
+        a.take_events(&mut events);
+        b.take_events(&mut events);
+        assert!(events.is_empty());
+        b.tcp_listen(80, 4).unwrap();
+        let c = a
+            .tcp_connect(Instant::ZERO, SocketAddrV4::new(B, 80))
+            .unwrap();
+        let mut s = None;
+        let now = drive(&mut a, &mut b, Instant::ZERO, |_, b| {
+            s = s.or_else(|| b.tcp_accept(80));
+            s.is_some()
+        });
+        let s = s.expect("accepted");
+        a.take_events(&mut events);
+        assert_eq!(events.conns, [c]);
+        b.take_events(&mut events);
+        assert_eq!(
+            (&events.conns[..], &events.listeners[..]),
+            (&[s][..], &[80][..])
+        );
+        // Nothing happened since: nothing to report.
+        a.take_events(&mut events);
+        assert!(events.is_empty());
+        // Data in several segments: one event for the receiver.
+        a.tcp_send(c, &[7; 5000]).unwrap();
+        let now = drive(&mut a, &mut b, now, |_, b| {
+            b.tcp(s).unwrap().recv_queue() == 5000
+        });
+        b.take_events(&mut events);
+        assert_eq!(events.conns, [s]);
+        // Closed and reaped: the handle the application held.
+        b.tcp_abort(s).unwrap();
+        b.poll(now).unwrap();
+        b.take_events(&mut events);
+        assert_eq!(events.conns, [s]);
+        assert_eq!(b.connections(), 0);
+    }
+
+    /// A FIN (with ACK) from A's port 40000 to B's port 80.
+    fn fin_from_peer(seq: u32, ack: u32) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ipv4(A.octets(), B.octets(), 64)
+            .tcp(40_000, 80, seq, 65535)
+            .ack(ack)
+            .fin();
+        let mut out = Vec::new();
+        b.write(&mut out, &[]).unwrap();
+        out
+    }
+
+    /// Linux `tcp_time_wait` (issue 12 item 2): a TIME-WAIT the application let go of is
+    /// kept compact, and still re-ACKs the peer's retransmitted FIN at once, answers a
+    /// batch of invalid ACKs with one ACK, and holds the 4-tuple until 2 MSL have passed.
+    #[test]
+    fn a_released_time_wait_is_compact_and_still_answers() {
+        let (mut s, iss1) = batch_receiver();
+        s.tcp_close_all();
+        s.poll(Instant::from_millis(1)).unwrap();
+        let fin_ack = |s: &mut Stack<Batch>, at: u64| {
+            let fin = fin_from_peer(PEER_ISN + 1, iss1 + 1);
+            s.interface_mut().link_mut().inbox.push_back(fin);
+            s.poll(Instant::from_millis(at)).unwrap();
+        };
+        fin_ack(&mut s, 2);
+        assert_eq!(s.interface().link().acks, [PEER_ISN + 1, PEER_ISN + 2]);
+        assert_eq!((s.connections(), s.time_waits.len()), (1, 1));
+        assert!(s.slots.iter().all(Option::is_none), "no connection left");
+        assert_eq!(s.time_wait, 1);
+        // The FIN again (our ACK was lost): re-ACKed.
+        fin_ack(&mut s, 1000);
+        assert_eq!(s.interface().link().acks[2..], [PEER_ISN + 2]);
+        // Three ACKs of data never sent in one batch: one ACK answers them.
+        for _ in 0..3 {
+            let bogus = from_peer(PEER_ISN + 2, iss1 + 500, &[], false);
+            s.interface_mut().link_mut().inbox.push_back(bogus);
+        }
+        s.poll(Instant::from_millis(1100)).unwrap();
+        assert_eq!(s.interface().link().acks[3..], [PEER_ISN + 2]);
+        // 2 MSL after the last FIN, the 4-tuple is free.
+        s.poll(Instant::from_millis(60_999)).unwrap();
+        assert_eq!(s.connections(), 1);
+        s.poll(Instant::from_millis(61_000)).unwrap();
+        assert_eq!((s.connections(), s.time_wait), (0, 0));
+        assert!(s.time_wait_timers.is_empty());
     }
 }

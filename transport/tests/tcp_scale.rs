@@ -5,7 +5,7 @@ mod common;
 
 use std::net::SocketAddrV4;
 
-use common::{Pair, B};
+use common::{exchange, pattern, Pair, B};
 use ustack_transport::net::link::{Duration, SimConfig};
 use ustack_transport::stack::StackConfig;
 use ustack_transport::tcp::{Connection, State};
@@ -137,4 +137,42 @@ fn time_wait_entries_are_capped() {
     assert_eq!(p.a.stats().time_wait_overflows, 1);
     p.run_for(Duration::from_secs(61));
     assert_eq!(p.a.connections(), 0);
+}
+
+/// Issue 12 item 2 (Linux `sk_mem_reclaim` from the socket's timers): after a transfer
+/// both ways, once the applications have read everything and the connection stays idle
+/// for the reclaim delay (200 ms), neither end holds buffer memory.
+#[test]
+fn an_idle_connection_gives_its_buffers_back() {
+    let mut p = Pair::clean();
+    let (c, s) = p.connect(80);
+    let up = pattern(300_000, 1);
+    let down = pattern(200_000, 2);
+    let (got_up, got_down) = exchange(&mut p, c, s, &up, &down, Duration::from_secs(60));
+    assert_eq!((got_up, got_down), (up, down));
+    let held = |p: &Pair| {
+        (
+            p.a.tcp(c).unwrap().buffer_capacity(),
+            p.b.tcp(s).unwrap().buffer_capacity(),
+        )
+    };
+    let (a, b) = held(&p);
+    assert!(
+        a > 0 && b > 0,
+        "buffers in use right after the transfer: {a} {b}"
+    );
+    p.run_for(Duration::from_millis(300));
+    assert_eq!(held(&p), (0, 0));
+    // A small exchange keeps its few bytes (no timer per request); a larger one brings
+    // the buffers back, and they go again.
+    let (got_up, _) = exchange(&mut p, c, s, b"ping", b"pong", Duration::from_secs(5));
+    assert_eq!(got_up, b"ping");
+    p.run_for(Duration::from_millis(300));
+    let (a, b) = held(&p);
+    assert!(a <= 64 && b <= 64, "{a} {b}");
+    let up = pattern(50_000, 3);
+    let (got_up, _) = exchange(&mut p, c, s, &up, b"ok", Duration::from_secs(60));
+    assert_eq!(got_up, up);
+    p.run_for(Duration::from_millis(300));
+    assert_eq!(held(&p), (0, 0));
 }

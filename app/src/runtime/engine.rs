@@ -2,12 +2,13 @@
 //! stacks and the execution of socket calls against them. A call either completes now or
 //! waits (with an optional deadline) until the stacks' state lets it complete.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddrV4;
 
 use super::service::{ServiceKind, TcpService};
 use super::{ReplyTo, RuntimeError};
 use crate::link::{Duration, Instant, Link};
-use crate::transport::stack::{Stack, StackError, TcpHandle, UdpSendFailure};
+use crate::transport::stack::{Stack, StackError, TcpEvents, TcpHandle, UdpSendFailure};
 use crate::transport::tcp::{ConnectionError, RecvError, State};
 use crate::transport::udp::{UdpHandle, UdpRecvError};
 
@@ -175,6 +176,18 @@ pub(crate) struct Retried {
     pub socket_call: bool,
 }
 
+/// What changed on one host (its stack's [`TcpEvents`]) and who has yet to see it:
+/// the built-in services and the parked calls each take their own copy, so a round
+/// visits only the connections that had an event, not all of them.
+#[derive(Debug, Default)]
+struct Readiness {
+    /// For the services: connections, in handle order.
+    services: BTreeSet<TcpHandle>,
+    /// For the parked calls: connections and listener ports.
+    calls: BTreeSet<TcpHandle>,
+    listeners: BTreeSet<u16>,
+}
+
 /// The hosts, their clock, and the built-in services running on them.
 pub(crate) struct Engine {
     pub hosts: Vec<Stack<BoxLink>>,
@@ -182,6 +195,10 @@ pub(crate) struct Engine {
     services: Vec<TcpService>,
     /// Echo's bytes on their way from a receive buffer to a send buffer.
     scratch: Vec<u8>,
+    /// Per host, what changed and has not been looked at yet.
+    ready: Vec<Readiness>,
+    /// Where a stack's events are taken into.
+    taken: TcpEvents,
 }
 
 /// How much one echo connection moves per step.
@@ -203,12 +220,52 @@ impl Engine {
             now,
             services: Vec::new(),
             scratch: Vec::new(),
+            ready: Vec::new(),
+            taken: TcpEvents::default(),
         }
     }
 
-    pub fn add_host(&mut self, stack: Stack<BoxLink>) -> HostId {
+    pub fn add_host(&mut self, mut stack: Stack<BoxLink>) -> HostId {
+        // From now on the stack collects its events for the runtime.
+        stack.take_events(&mut self.taken);
         self.hosts.push(stack);
+        self.ready.push(Readiness::default());
         self.hosts.len() - 1
+    }
+
+    /// Takes every stack's events into [`Readiness`], for the services and the calls.
+    fn collect_events(&mut self) {
+        for (stack, ready) in self.hosts.iter_mut().zip(&mut self.ready) {
+            stack.take_events(&mut self.taken);
+            for &h in &self.taken.conns {
+                ready.services.insert(h);
+                ready.calls.insert(h);
+            }
+            ready.listeners.extend(&self.taken.listeners);
+        }
+    }
+
+    /// Whether a parked call may complete now: its deadline passed, or its connection
+    /// (or listener) had an event since the calls were last tried. Clock and UDP calls
+    /// are always tried (they have no connection events).
+    fn may_complete(
+        &self,
+        call: &Call,
+        calls: &BTreeSet<TcpHandle>,
+        ports: &BTreeSet<u16>,
+    ) -> bool {
+        if call.deadline.is_some_and(|d| d <= self.now) {
+            return true;
+        }
+        match &call.op {
+            Op::TcpRead { h, .. }
+            | Op::TcpWrite { h, .. }
+            | Op::TcpConnect {
+                started: Some(h), ..
+            } => calls.contains(h),
+            Op::TcpAccept { port } => ports.contains(port),
+            _ => true,
+        }
     }
 
     /// Receive errors that host `id`'s link has reported so far (the interface counts
@@ -392,10 +449,32 @@ impl Engine {
         }
     }
 
-    /// Tries every parked call again, in the order given; says which kinds were answered.
+    /// Tries again, in the order given, every parked call whose connection had an event
+    /// since the last retry (or that may complete for another reason, see
+    /// [`Engine::may_complete`]); says which kinds were answered. The others could not
+    /// complete now: trying them would cost a look at each of them every round.
     pub fn retry(&mut self, waiting: &mut Vec<Call>) -> Retried {
+        self.collect_events();
+        let ready: Vec<(BTreeSet<TcpHandle>, BTreeSet<u16>)> = self
+            .ready
+            .iter_mut()
+            .map(|r| {
+                (
+                    std::mem::take(&mut r.calls),
+                    std::mem::take(&mut r.listeners),
+                )
+            })
+            .collect();
         let mut retried = Retried::default();
         for call in std::mem::take(waiting) {
+            let may = match ready.get(call.host) {
+                Some((calls, ports)) => self.may_complete(&call, calls, ports),
+                None => true,
+            };
+            if !may {
+                waiting.push(call);
+                continue;
+            }
             let socket_call = !call.op.is_clock();
             if self.serve(call, waiting) {
                 retried.any = true;
@@ -444,16 +523,25 @@ impl Engine {
         }
     }
 
+    /// Gives each service its turn on the connections that had an event (and the ones
+    /// it accepts now).
     fn run_services(&mut self) {
+        self.collect_events();
         if self.services.is_empty() {
             return;
         }
         if self.scratch.len() < ECHO_CHUNK {
             self.scratch.resize(ECHO_CHUNK, 0);
         }
+        let ready: Vec<BTreeSet<TcpHandle>> = self
+            .ready
+            .iter_mut()
+            .map(|r| std::mem::take(&mut r.services))
+            .collect();
         for service in &mut self.services {
-            if let Some(stack) = self.hosts.get_mut(service.host()) {
-                service.poll(stack, &mut self.scratch);
+            let host = service.host();
+            if let (Some(stack), Some(ready)) = (self.hosts.get_mut(host), ready.get(host)) {
+                service.poll(stack, &mut self.scratch, ready);
                 stack.transmit(self.now);
             }
         }
@@ -491,6 +579,66 @@ mod tests {
         fn poll_at(&self, _now: Instant) -> Option<Instant> {
             None
         }
+    }
+
+    /// Runs `engine` from event to event until `until` (no calls waiting).
+    fn run_until(engine: &mut Engine, until: Instant) {
+        loop {
+            engine.settle();
+            match engine.next_event(&[]) {
+                Some(t) if t <= until => {
+                    engine.now = t.max(engine.now + Duration::from_micros(1));
+                }
+                _ => break,
+            }
+        }
+        engine.now = until;
+        engine.settle();
+    }
+
+    /// Issue 12 item 3: a round gives a turn only to the service connections that had an
+    /// event, so an echo beside many idle connections costs a few turns, not one per
+    /// idle connection per round.
+    #[test]
+    fn services_visit_only_connections_with_an_event() {
+        use crate::link::{SimConfig, SimLink};
+        use crate::sim::host_addr;
+        const IDLE: usize = 50;
+        let (la, lb) = SimLink::pair(SimConfig::default(), 1).unwrap();
+        let mut engine = Engine::new(Instant::ZERO);
+        let stack = |link: SimLink, n| {
+            crate::sim::stack(Box::new(link), host_addr(n), StackConfig::default())
+        };
+        let client = engine.add_host(stack(la, 1));
+        let server = engine.add_host(stack(lb, 2));
+        let (reply, _answers) = crossbeam_channel::unbounded();
+        let mut serve = Call {
+            participant: 0,
+            host: server,
+            op: Op::TcpServe {
+                kind: ServiceKind::Echo,
+                backlog: 64,
+            },
+            timeout: None,
+            deadline: None,
+            reply,
+        };
+        assert!(matches!(engine.attempt(&mut serve), Some(Reply::Done)));
+        let echo = SocketAddrV4::new(host_addr(2), ServiceKind::Echo.port());
+        let conns: Vec<TcpHandle> = (0..=IDLE)
+            .map(|_| engine.hosts[client].tcp_connect(engine.now, echo).unwrap())
+            .collect();
+        run_until(&mut engine, Instant::from_secs(2));
+        assert_eq!(engine.services[0].connections(), IDLE + 1);
+        let before = engine.services[0].turns();
+        // One connection's request and its echo, beside the idle ones.
+        engine.hosts[client].tcp_send(conns[0], b"ping").unwrap();
+        run_until(&mut engine, Instant::from_secs(3));
+        let mut buf = [0u8; 8];
+        assert_eq!(engine.hosts[client].tcp_recv(conns[0], &mut buf), Ok(4));
+        assert_eq!(&buf[..4], b"ping");
+        let turns = engine.services[0].turns() - before;
+        assert!((1..=4).contains(&turns), "{turns} turns for one echo");
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! that read it from the device, and the ACK or the echoed data goes out in that
 //! wake-up's flush.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use crate::runtime::{CallError, Caller, Op, Reply, RuntimeError};
 use crate::socket::BindError;
 use crate::transport::stack::{Stack, TcpHandle};
@@ -84,7 +86,11 @@ struct ServiceConn {
 pub(crate) struct TcpService {
     host: HostId,
     kind: ServiceKind,
-    conns: Vec<ServiceConn>,
+    /// By handle: a round visits the ones with an event.
+    conns: BTreeMap<TcpHandle, ServiceConn>,
+    /// Turns given to connections so far (what a round costs), for the tests.
+    #[cfg(test)]
+    turns: u64,
     /// The RFC 864 pattern (source only).
     pattern: Vec<u8>,
 }
@@ -101,7 +107,9 @@ impl TcpService {
         TcpService {
             host,
             kind,
-            conns: Vec::new(),
+            conns: BTreeMap::new(),
+            #[cfg(test)]
+            turns: 0,
             pattern: if kind == ServiceKind::Source {
                 chargen_pattern()
             } else {
@@ -114,29 +122,60 @@ impl TcpService {
         self.host
     }
 
-    /// Accepts what is queued and gives every connection its turn. `scratch` carries
-    /// echoed bytes from the receive buffer to the send buffer.
-    pub fn poll(&mut self, stack: &mut Stack<BoxLink>, scratch: &mut [u8]) {
+    /// Turns given to connections so far.
+    #[cfg(test)]
+    pub fn turns(&self) -> u64 {
+        self.turns
+    }
+
+    /// Connections the service holds.
+    #[cfg(test)]
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Accepts what is queued and gives its turn to every connection accepted now or
+    /// named in `ready` (the connections with an event since the last turn: nothing
+    /// changed for the others, whose turn would do nothing). `scratch` carries echoed
+    /// bytes from the receive buffer to the send buffer.
+    pub fn poll(
+        &mut self,
+        stack: &mut Stack<BoxLink>,
+        scratch: &mut [u8],
+        ready: &BTreeSet<TcpHandle>,
+    ) {
         let port = self.kind.port();
+        let mut fresh = Vec::new();
         while let Some(h) = stack.tcp_accept(port) {
             // Echo answers each request at once: a ping-pong must not wait for Nagle.
             if self.kind == ServiceKind::Echo {
                 let _ = stack.tcp_set_nodelay(h, true);
             }
-            self.conns.push(ServiceConn { h, offset: 0 });
+            self.conns.insert(h, ServiceConn { h, offset: 0 });
+            if !ready.contains(&h) {
+                fresh.push(h);
+            }
         }
-        let (kind, pattern) = (self.kind, &self.pattern);
-        self.conns.retain_mut(|c| {
-            let turn = match kind {
+        for h in ready.iter().chain(&fresh) {
+            let Some(c) = self.conns.get_mut(h) else {
+                continue;
+            };
+            #[cfg(test)]
+            {
+                self.turns += 1;
+            }
+            let turn = match self.kind {
                 ServiceKind::Discard => discard(stack, c.h),
                 ServiceKind::Echo => echo(stack, c.h, scratch),
                 ServiceKind::Source => match discard(stack, c.h) {
-                    Turn::Open => source(stack, c, pattern),
+                    Turn::Open => source(stack, c, &self.pattern),
                     Turn::Closed => Turn::Closed,
                 },
             };
-            matches!(turn, Turn::Open)
-        });
+            if matches!(turn, Turn::Closed) {
+                self.conns.remove(h);
+            }
+        }
     }
 }
 

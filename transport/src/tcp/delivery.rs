@@ -97,6 +97,14 @@ pub(crate) struct DeliveryRate {
 }
 
 impl DeliveryRate {
+    /// Gives back the memory of an empty list of segments in flight (an idle
+    /// connection's reclaim).
+    pub(crate) fn release_if_empty(&mut self) {
+        if self.sent.is_empty() {
+            self.sent = VecDeque::new();
+        }
+    }
+
     /// Section 3.2: `[start, end)` goes out at `now`; `idle`: nothing was in flight.
     /// A retransmission takes fresh values for every segment it overlaps.
     pub(crate) fn on_send(&mut self, now: Instant, start: SeqNumber, end: SeqNumber, idle: bool) {

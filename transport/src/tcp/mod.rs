@@ -18,6 +18,7 @@ mod rtt;
 mod sack;
 pub(crate) mod seq;
 pub mod stats;
+pub mod time_wait;
 mod timer;
 pub mod wire;
 

@@ -73,6 +73,14 @@ impl Rack {
         self.sent = VecDeque::new();
     }
 
+    /// Gives back the memory of an empty list of segments in flight (an idle
+    /// connection's reclaim).
+    pub(crate) fn release_if_empty(&mut self) {
+        if self.sent.is_empty() {
+            self.sent = VecDeque::new();
+        }
+    }
+
     /// One RTT sample of the connection (RFC 6298): RACK.min_RTT follows it.
     pub(crate) fn on_rtt_sample(&mut self, rtt: Duration) {
         self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));

@@ -27,6 +27,13 @@ impl Scoreboard {
         self.blocks.clear();
     }
 
+    /// Gives back the memory of an empty scoreboard (an idle connection's reclaim).
+    pub(crate) fn release_if_empty(&mut self) {
+        if self.blocks.is_empty() {
+            self.blocks = Vec::new();
+        }
+    }
+
     /// Folds in the blocks of one ACK; parts outside `(una, max]` are ignored (they are
     /// D-SACKs or bogus). Returns the bytes newly marked.
     pub(crate) fn update(

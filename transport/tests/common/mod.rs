@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod memory;
 mod pattern;
 
 use std::net::{Ipv4Addr, SocketAddrV4};

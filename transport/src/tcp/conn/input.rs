@@ -385,12 +385,12 @@ impl Connection {
             // The send buffer may already hold data queued in SYN-RECEIVED.
             let data_acked = (acked - usize::from(syn_acked)).min(self.send_buf.len());
             self.send_buf.drain(..data_acked);
-            if self.send_buf.is_empty() && self.send_buf.capacity() > super::RETAINED_BUFFER {
+            if self.send_buf.is_empty() {
                 // Not shrunk here: a sender the application keeps busy drains its buffer
                 // with every ACK that covers all in flight and refills it at once (the
                 // source service over TUN did so each round, a 4 MiB buffer shrunk and
                 // regrown through mremap and page faults). Reclaimed once it stays empty.
-                self.timers.set(Timer::Reclaim, now + super::RECLAIM_DELAY);
+                self.reclaim_later(now);
             }
             self.snd_una = ack;
             self.scoreboard.prune(ack);
@@ -735,6 +735,6 @@ impl Connection {
 
     /// RFC 9293 section 3.10.7.1-style reset for an unacceptable segment.
     fn send_rst_for(&mut self, seg: &Segment<'_>) {
-        self.pending.reset_reply = Some(seg.reset_reply());
+        self.pending.reset_reply = Some(Box::new(seg.reset_reply()));
     }
 }

@@ -61,7 +61,8 @@ use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
 use super::seq::SeqNumber;
 use super::stats::ConnStats;
-use super::timer::TimerTable;
+use super::time_wait::TimeWait;
+use super::timer::{Timer, TimerTable};
 use super::wire::{Segment, MAX_WINDOW_SCALE};
 use crate::net::link::{Duration, Instant};
 
@@ -114,11 +115,11 @@ enum AckPending {
 }
 
 /// What [`Connection::poll_transmit`] owes the peer besides data, SYN and FIN.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct PendingOutput {
     /// A RST answering one unacceptable segment (RFC 9293 section 3.10.7); the
-    /// connection lives on.
-    reset_reply: Option<Segment<'static>>,
+    /// connection lives on. Boxed: rare, and a connection's state stays small (issue 12).
+    reset_reply: Option<Box<Segment<'static>>>,
     /// The application aborted (RFC 9293 section 3.10.5): a RST at SND.MAX, then CLOSED.
     abort_reset: bool,
     /// A zero-window or keep-alive probe: one old byte's sequence number, SND.UNA - 1.
@@ -162,13 +163,15 @@ const TIMESTAMP_OPTION_LEN: usize = 12;
 /// the holes a burst of tail drops leaves in a full window, and than the out-of-order
 /// blocks a receiver like ours keeps, so that recovery does not resend what the peer has.
 const MAX_SCOREBOARD_BLOCKS: usize = 256;
-/// Capacity a drained send or receive buffer keeps: beyond it the memory goes back when
-/// the buffer empties, so an idle connection holds little while small reads and writes do
-/// not reallocate each time.
-const RETAINED_BUFFER: usize = 16 * 1024;
-/// How long a drained send buffer must stay empty before its memory beyond
-/// [`RETAINED_BUFFER`] goes back (Linux's delayed-ACK ceiling, `TCP_DELACK_MAX`, one of
-/// the timers that reclaim socket memory there).
+/// Capacity of a drained send or receive buffer small enough to keep without arming
+/// the reclaim timer: a request-response connection that moves a few bytes at a time
+/// does not run a timer per exchange, and an idle connection still holds little (its
+/// state, about 1.6 KiB, and at most this much per buffer: under issue 12's 4 KiB).
+const RETAINED_BUFFER: usize = 512;
+/// How long a drained send or receive buffer must stay empty before its memory goes back
+/// (Linux's delayed-ACK ceiling, `TCP_DELACK_MAX`, one of the timers that reclaim socket
+/// memory there): a busy connection that drains and refills its buffers keeps them, an
+/// idle one holds none (issue 12: at most 4 KiB per idle connection).
 const RECLAIM_DELAY: Duration = Duration::from_millis(200);
 /// In-order bytes a batch of arriving segments may hold its ACK back for: the 64 KiB of
 /// a GRO super-segment, which Linux acknowledges as one (see [`Connection::ack_due`]).
@@ -236,8 +239,9 @@ pub struct Connection {
     timers: TimerTable,
     rtt: RttEstimator,
     cc: Congestion,
-    /// Delivery-rate samples, when the congestion control uses them (BBR).
-    rate: Option<DeliveryRate>,
+    /// Delivery-rate samples, when the congestion control uses them (BBR). Boxed, so a
+    /// connection without them does not carry their room (issue 12: small connections).
+    rate: Option<Box<DeliveryRate>>,
     /// Pacing: when the next data segment may leave.
     next_send_time: Instant,
     /// Retransmissions of the current oldest unacknowledged data (or SYN).
@@ -308,7 +312,7 @@ impl Connection {
         let mss = usize::from(cfg.mss);
         let rtt = RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto);
         let cc = Congestion::new(cfg.congestion, mss).with_pacing(cfg.pacing);
-        let rate = cc.wants_rate_samples().then(DeliveryRate::default);
+        let rate = cc.wants_rate_samples().then(Box::<DeliveryRate>::default);
         let rcv_space = RecvAutotune::new(cfg.recv_buffer, cfg.recv_buffer_max, mss);
         let rcv_shift = if cfg.window_scaling {
             window_shift(rcv_space.max())
@@ -606,7 +610,8 @@ impl Connection {
 
     /// Takes received bytes in order. `Ok(0)` means nothing has arrived yet;
     /// `Err(RecvError::Finished)` is the end of the stream (the peer sent FIN and
-    /// everything before it was read).
+    /// everything before it was read). The buffer keeps its memory: the driver calls
+    /// [`Connection::reclaim_later`] once it is drained.
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
         if !self.readable()? {
             return Ok(0);
@@ -614,23 +619,53 @@ impl Connection {
         // Slice copies from the ring's two halves (a byte-wise drain was a third of the
         // runtime thread's time under iperf3); reading a VecDeque cannot fail.
         let n = std::io::Read::read(&mut self.recv_buf, buf).unwrap_or(0);
-        self.consumed(true);
+        self.consumed();
         Ok(n)
     }
 
     /// Takes up to `max` received bytes in order and drops them, without copying: what
-    /// a discard service (RFC 863) does with its input. Same results as [`Connection::recv`],
-    /// except that the receive buffer keeps its memory when emptied (a sink drains it on
-    /// every batch: giving it back each time cost a third of the runtime in page faults
-    /// and regrowth under a bulk transfer); it goes when the connection does.
+    /// a discard service (RFC 863) does with its input. Same results as [`Connection::recv`].
     pub fn discard(&mut self, max: usize) -> Result<usize, RecvError> {
         if !self.readable()? {
             return Ok(0);
         }
         let n = max.min(self.recv_buf.len());
         self.recv_buf.drain(..n);
-        self.consumed(false);
+        self.consumed();
         Ok(n)
+    }
+
+    /// A buffer was drained at `now` (for the receive buffer, the driver's latest time:
+    /// the application's read carries none): if it holds more than [`RETAINED_BUFFER`],
+    /// the memory of every empty buffer goes back once they stay empty for
+    /// [`RECLAIM_DELAY`] (see [`Connection::reclaim`]). A buffer emptied and refilled
+    /// within that time keeps its memory: giving it back on every drain cost a third of
+    /// the runtime in page faults and regrowth under a bulk transfer, and made the
+    /// receive path allocate about once every ten segments.
+    pub fn reclaim_later(&mut self, now: Instant) {
+        let big = |b: &VecDeque<u8>| b.is_empty() && b.capacity() > RETAINED_BUFFER;
+        if big(&self.send_buf) || big(&self.recv_buf) {
+            self.timers.set(Timer::Reclaim, now + RECLAIM_DELAY);
+        }
+    }
+
+    /// Linux `sk_mem_reclaim` (from its delayed-ACK and write timers): the memory of
+    /// every empty buffer and per-segment list goes back, so an idle connection holds its
+    /// state and nothing else. What is in use stays.
+    fn reclaim(&mut self) {
+        release_if_empty(&mut self.send_buf);
+        release_if_empty(&mut self.recv_buf);
+        if self.ooo.is_empty() {
+            self.ooo.release();
+        }
+        if self.tx_payload.is_empty() {
+            self.tx_payload = Vec::new();
+        }
+        self.scoreboard.release_if_empty();
+        self.rack.release_if_empty();
+        if let Some(rate) = &mut self.rate {
+            rate.release_if_empty();
+        }
     }
 
     /// Whether there are bytes to read; the end of the stream or the connection's error
@@ -648,12 +683,8 @@ impl Connection {
         Ok(false)
     }
 
-    /// After the application took bytes: memory back (if `shrink`), and a window update
-    /// if due.
-    fn consumed(&mut self, shrink: bool) {
-        if shrink {
-            shrink_drained(&mut self.recv_buf);
-        }
+    /// After the application took bytes: a window update if due.
+    fn consumed(&mut self) {
         if self.state == State::TimeWait && self.recv_buf.is_empty() {
             self.recv_buf = VecDeque::new();
         }
@@ -723,6 +754,44 @@ impl Connection {
         self.arm_fin_wait2_timeout(now);
     }
 
+    /// Linux `tcp_time_wait`: the compact [`TimeWait`] that answers for this connection
+    /// from now on, if it is in TIME-WAIT with nothing left to send or read; `None`
+    /// otherwise (it then stays a connection).
+    pub(crate) fn time_wait(&mut self) -> Option<TimeWait> {
+        let deadline = self.timers.get(Timer::TimeWait)?;
+        let rcv_wnd = self.advertised().max(self.window_to_advertise());
+        let quiet = self.state == State::TimeWait
+            && self.error.is_none()
+            && self.pending == PendingOutput::default()
+            && self.snd_una == self.snd_max
+            && self.snd_nxt == self.snd_max
+            && self.recv_buf.is_empty()
+            && self.ooo.is_empty();
+        if !quiet || rcv_wnd == 0 {
+            return None;
+        }
+        Some(TimeWait {
+            local: self.local,
+            remote: self.remote,
+            snd_nxt: self.snd_nxt,
+            rcv_nxt: self.rcv_nxt,
+            window: self.window_field(),
+            rcv_wnd: rcv_wnd.min(u32::MAX as usize) as u32,
+            snd_wl1: self.snd_wl1,
+            snd_wl2: self.snd_wl2,
+            max_snd_wnd: self.max_snd_wnd.min(u32::MAX as usize) as u32,
+            snd_shift: self.snd_shift,
+            ts_enabled: self.ts_enabled,
+            ts_recent: self.ts_recent,
+            ts_offset: self.ts_offset,
+            last_ack_sent: self.last_ack_sent,
+            challenge_window: self.challenge_window,
+            challenge_ack_limit: self.cfg.challenge_ack_limit,
+            deadline,
+            length: self.cfg.time_wait,
+        })
+    }
+
     /// Gives up an orphan: a RST (as Linux sends), then CLOSED with `error`.
     fn abort_orphan(&mut self, error: ConnectionError) {
         self.abort();
@@ -741,10 +810,10 @@ impl Connection {
     }
 }
 
-/// Gives back the memory of an emptied buffer beyond [`RETAINED_BUFFER`].
-fn shrink_drained(buf: &mut VecDeque<u8>) {
-    if buf.is_empty() && buf.capacity() > RETAINED_BUFFER {
-        buf.shrink_to(RETAINED_BUFFER);
+/// Gives back the memory of an empty buffer.
+fn release_if_empty(buf: &mut VecDeque<u8>) {
+    if buf.is_empty() {
+        *buf = VecDeque::new();
     }
 }
 

@@ -45,7 +45,7 @@ impl Connection {
     }
 
     /// The window field of the next segment, never moving the right edge left.
-    fn window_field(&mut self) -> u16 {
+    pub(super) fn window_field(&mut self) -> u16 {
         let free = self.window_to_advertise();
         let current = self.advertised();
         // Receiver SWS avoidance: only move the right edge by a worthwhile amount.
@@ -169,7 +169,7 @@ impl Connection {
         if let Some(rst) = self.pending.reset_reply.take() {
             self.stats.rsts_out += 1;
             self.stats.segs_out += 1;
-            return Some(rst);
+            return Some(*rst);
         }
         if self.pending.abort_reset {
             self.pending.abort_reset = false;

@@ -87,7 +87,7 @@ impl Connection {
                 Timer::TimeWait => self.end_time_wait(),
                 // The segment it held goes out with the next `poll_transmit`.
                 Timer::Pacing => {}
-                Timer::Reclaim => super::shrink_drained(&mut self.send_buf),
+                Timer::Reclaim => self.reclaim(),
                 Timer::UserTimeout => {
                     let waiting = self.snd_max > self.snd_una
                         || matches!(self.state, State::SynSent | State::SynReceived);

@@ -419,3 +419,4 @@ mod reset;
 mod send;
 mod sequence;
 mod simultaneous;
+mod time_wait;
