@@ -621,7 +621,7 @@ mod tests {
             },
             timeout: None,
             deadline: None,
-            reply,
+            reply: crate::runtime::ReplyTo::Channel(reply),
         };
         assert!(matches!(engine.attempt(&mut serve), Some(Reply::Done)));
         let echo = SocketAddrV4::new(host_addr(2), ServiceKind::Echo.port());
