@@ -6,7 +6,7 @@
 //! and the system call's entry and exit were the largest single item of the runtime
 //! thread's profile (`do_syscall_64` about 13% self, more in the syscall-exit path), as
 //! much as the stack's own work on the packet. Linux has no recvmmsg(2) for a character
-//! device; io_uring is its way to issue a batch of reads at once: `BATCH` read requests
+//! device; io_uring is its way to issue a batch of reads at once: up to `MAX_BATCH` reads
 //! go in with one io_uring_enter(2), each executes at once (the descriptor is
 //! `O_NONBLOCK`, so an empty queue completes the read with `EAGAIN` rather than arming a
 //! poll), and their completions are in the ring when the call returns. The packets are
@@ -144,16 +144,17 @@ impl BatchReader {
     fn fill(&mut self, fd: RawFd, size: usize) -> io::Result<()> {
         let batch = self.batch;
         // Zeroed buffers: calloc may hand over zero pages that become resident only as
-        // packets are written to them. A caller whose buffer grew gets slots as long.
-        if self.slots.first().is_some_and(|s| s.len() < size) {
-            self.slots.clear();
-        }
+        // packets are written to them.
         while self.slots.len() < batch {
             self.slots.push(vec![0; size.max(1)]);
         }
         {
             let mut sq = self.ring.submission();
             for (i, slot) in self.slots.iter_mut().take(batch).enumerate() {
+                // A caller whose buffer grew gets slots as long.
+                if slot.len() < size {
+                    slot.resize(size, 0);
+                }
                 let len = u32::try_from(slot.len()).unwrap_or(u32::MAX);
                 let read = opcode::Read::new(types::Fd(fd), slot.as_mut_ptr(), len)
                     .build()
