@@ -262,9 +262,7 @@ impl Link for TunLink {
             return Ok(self.recv_offload(now, buf)?.map(|(n, _)| n));
         }
         if let Some(batch) = self.batch.as_mut() {
-            return batch
-                .recv(self.file.as_raw_fd(), buf)
-                .map_err(LinkError::Io);
+            return batch.recv(self.file.as_fd(), buf).map_err(LinkError::Io);
         }
         match self.file.read(buf) {
             Ok(n) => Ok(Some(n)),
@@ -317,7 +315,7 @@ impl Link for TunLink {
     ) -> Result<Option<(usize, RxOffload)>, LinkError> {
         match self.batch.as_mut() {
             Some(batch) => Ok(batch
-                .recv_swap(self.file.as_raw_fd(), buf)
+                .recv_swap(self.file.as_fd(), buf)
                 .map_err(LinkError::Io)?
                 .map(|n| (n, RxOffload::default()))),
             None => self.recv_offload(now, buf),
