@@ -20,6 +20,8 @@ mod testnet;
 pub mod time;
 #[cfg(target_os = "linux")]
 pub mod tun;
+#[cfg(target_os = "linux")]
+pub mod uring;
 pub mod vnet;
 
 pub use hub::{HubConfig, HubPort, SimHub};

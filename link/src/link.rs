@@ -154,6 +154,18 @@ pub trait Link {
         Ok(self.recv(now, buf)?.map(|n| (n, RxOffload::default())))
     }
 
+    /// [`Link::recv_offload`] into `buf`, which the link may instead exchange for a
+    /// buffer of its own holding the packet, at least as long as `buf` was (the packet is
+    /// then cut where a read into `buf` would have cut it): a link that reads many
+    /// packets ahead hands each over without copying it.
+    fn recv_swap(
+        &mut self,
+        now: Instant,
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<(usize, RxOffload)>, LinkError> {
+        self.recv_offload(now, buf)
+    }
+
     /// [`Link::send`] of a TCP/IPv4 packet the device is to split into segments of
     /// `segment_size` payload bytes (TSO), which it may do only if
     /// [`Capabilities::tso_max`] allows the packet; a device without TSO sends the packet
@@ -200,6 +212,13 @@ macro_rules! forward_link {
                 buf: &mut [u8],
             ) -> Result<Option<(usize, RxOffload)>, LinkError> {
                 (**self).recv_offload(now, buf)
+            }
+            fn recv_swap(
+                &mut self,
+                now: Instant,
+                buf: &mut Vec<u8>,
+            ) -> Result<Option<(usize, RxOffload)>, LinkError> {
+                (**self).recv_swap(now, buf)
             }
             fn send_offload(
                 &mut self,

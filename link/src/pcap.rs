@@ -295,6 +295,21 @@ impl<L: Link> Link for PcapTap<L> {
         Ok(got)
     }
 
+    /// Records the packet as [`PcapTap::recv_offload`] does, in the buffer the inner
+    /// link handed over.
+    fn recv_swap(
+        &mut self,
+        now: Instant,
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<(usize, crate::link::RxOffload)>, LinkError> {
+        let got = self.inner.recv_swap(now, buf)?;
+        if let Some((n, _)) = got {
+            self.sink
+                .write(self.interface, now, &buf[..n.min(buf.len())], false, None);
+        }
+        Ok(got)
+    }
+
     /// Records the TSO super-segment as the stack built it, before the device splits it.
     fn send_offload(
         &mut self,

@@ -769,7 +769,7 @@ impl<L: Link> Interface<L> {
     fn recv_raw(
         &mut self,
         now: Instant,
-        buf: &mut [u8],
+        buf: &mut Vec<u8>,
     ) -> Result<Option<(Received, Delivered)>, LinkError> {
         self.expire_fragments(now);
         self.start(now);
@@ -778,7 +778,7 @@ impl<L: Link> Interface<L> {
             self.run_arp(now);
         }
         loop {
-            match self.link.recv_offload(now, buf) {
+            match self.link.recv_swap(now, buf) {
                 Ok(Some((n, offload))) => {
                     let (range, link_broadcast) = match self.unframe(now, &buf[..n]) {
                         Some(framed) => framed,
