@@ -11,9 +11,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ustack_app::demo::{ping, tcp, udp, Outcome};
+use ustack_app::demo::{ping, scale, tcp, udp, Outcome};
 use ustack_app::device::{bring_up, stop_signals, DeviceArgs, SHUTDOWN_GRACE};
-use ustack_app::options::{BenchArgs, ImpairArgs, Iperf3Args, PingArgs, TcpDemoArgs, UdpDemoArgs};
+use ustack_app::options::{
+    BenchArgs, ImpairArgs, Iperf3Args, PingArgs, ScaleArgs, TcpDemoArgs, UdpDemoArgs,
+};
 use ustack_app::{bench, impair, iperf3, options, up};
 
 /// ustack: a user-space TCP/IP stack. Runs on a simulated network, a TUN or TAP device or
@@ -56,6 +58,9 @@ enum Demo {
     /// UDP ticket-selling RPC with at-most-once semantics and fail-over to a backup.
     #[command(after_help = options::udp_defaults())]
     Udp(UdpDemoArgs),
+    /// Many TCP connections on one simulated stack pair: time to open them, memory per
+    /// idle connection, memory after they close (default 10 000).
+    Scale(ScaleArgs),
 }
 
 /// The command ran and failed.
@@ -134,6 +139,14 @@ fn demo_tcp(args: &TcpDemoArgs) -> Ran {
 fn demo_udp(args: &UdpDemoArgs) -> Ran {
     let report = udp::run(&args.config(), &mut stdout()).map_err(Failure::run)?;
     conclude(&report, args.demo.json)
+}
+
+fn demo_scale(args: &ScaleArgs) -> Ran {
+    let report = scale::run(&args.config(), &mut stdout()).map_err(|e| match e {
+        scale::ScaleError::Count => Failure::usage(e),
+        e => Failure::run(e),
+    })?;
+    conclude(&report, args.json)
 }
 
 /// `ustack demo`: the three demos with their defaults (a short ping).
@@ -225,6 +238,9 @@ fn main() -> ExitCode {
         Command::Demo {
             which: Some(Demo::Udp(args)),
         } => exit("demo udp", demo_udp(&args)),
+        Command::Demo {
+            which: Some(Demo::Scale(args)),
+        } => exit("demo scale", demo_scale(&args)),
         Command::Up(args) => exit("up", run_up(&args)),
         Command::Iperf3(args) => exit("iperf3", run_iperf3(&args)),
         Command::Impair(args) => exit("impair", run_impair(&args)),

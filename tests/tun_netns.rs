@@ -441,6 +441,8 @@ const BENCH_ROWS: &[(&str, [bool; 3])] = &[
     ("lossy01_send_bbr", [true, true, false]),
     ("lossy01_receive", [true, true, false]),
     ("sim", [false, true, false]),
+    ("sim_idle_bytes_per_conn", [false, true, false]),
+    ("sim_connect_rate", [false, true, false]),
 ];
 
 /// `ustack bench --quick` measures the kernel, ustack and smoltcp side by side (issue 10):

@@ -121,6 +121,30 @@ impl PingArgs {
     }
 }
 
+/// `ustack demo scale`.
+#[derive(Args, Debug, Clone, Default, PartialEq)]
+pub struct ScaleArgs {
+    /// Connections to open at once (1 to 1 000 000).
+    #[arg(long)]
+    pub connections: Option<usize>,
+    /// Seed of the run.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print a JSON summary as the last line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl ScaleArgs {
+    pub fn config(&self) -> crate::demo::scale::ScaleConfig {
+        let d = crate::demo::scale::ScaleConfig::default();
+        crate::demo::scale::ScaleConfig {
+            connections: self.connections.unwrap_or(d.connections),
+            seed: self.seed.unwrap_or(d.seed),
+        }
+    }
+}
+
 /// `ustack demo tcp`.
 #[derive(Args, Debug, Clone, Default, PartialEq)]
 pub struct TcpDemoArgs {

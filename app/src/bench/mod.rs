@@ -663,6 +663,28 @@ static MEASUREMENTS: &[Measurement] = &[
             &[],
         )],
     },
+    Measurement {
+        probe: "scale",
+        run: probes::scale,
+        fresh: false,
+        stacks: [None, Some(StackKind::InProcess), None],
+        rows: &[
+            row(
+                "sim_idle_bytes_per_conn",
+                "RSS per idle conn (100k, simulator)",
+                "bytes",
+                Better::Lower,
+                &[],
+            ),
+            row(
+                "sim_connect_rate",
+                "  connections opened/s (100k, simulator)",
+                "conn/s",
+                Better::Higher,
+                &[],
+            ),
+        ],
+    },
 ];
 
 /// One column of one row.

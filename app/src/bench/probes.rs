@@ -164,6 +164,36 @@ pub fn idle_memory(t: &Target, cfg: &BenchConfig) -> Result<Vec<f64>, BenchError
     ])
 }
 
+/// Connections `ustack demo scale` opens on one simulated stack pair.
+pub const SCALE_CONNECTIONS: usize = 100_000;
+
+/// `ustack demo scale --connections 100000` in a process of its own (RSS is per
+/// process): resident bytes per idle connection end, and connections opened per second
+/// of wall time (handshakes on the simulator, both stacks in one thread).
+pub fn scale(_: &Target, cfg: &BenchConfig) -> Result<Vec<f64>, BenchError> {
+    let count = SCALE_CONNECTIONS.to_string();
+    let out = std::process::Command::new(&cfg.ustack)
+        .args(["demo", "scale", "--connections", &count, "--json"])
+        .output()
+        .map_err(BenchError::Io)?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or_default())
+        .map_err(|_| {
+            BenchError::Client(
+                "demo scale".into(),
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            )
+        })?;
+    let (per_end, rate) = (
+        v["rss_per_idle_end"].as_f64(),
+        v["connections_per_second"].as_f64(),
+    );
+    match (per_end, rate) {
+        (Some(b), Some(r)) if out.status.success() => Ok(vec![b, r]),
+        _ => Err(BenchError::Client("demo scale".into(), v.to_string())),
+    }
+}
+
 /// ICMP echo with iputils ping every 10 ms: p50 and p99 round trip in us, and the stack
 /// process's CPU over the pings in % of one core (user + system; NaN for the kernel).
 pub fn ping(t: &Target, cfg: &BenchConfig) -> Result<Vec<f64>, BenchError> {

@@ -2,6 +2,7 @@
 //! time.
 
 pub mod ping;
+pub mod scale;
 pub mod tcp;
 pub mod udp;
 
@@ -29,6 +30,17 @@ impl Outcome for ping::PingReport {
         } else {
             None
         }
+    }
+}
+
+impl Outcome for scale::ScaleReport {
+    fn to_json(&self) -> serde_json::Value {
+        scale::ScaleReport::to_json(self)
+    }
+
+    /// A run that finished succeeded: every stage checks itself (and errors otherwise).
+    fn failure(&self) -> Option<String> {
+        None
     }
 }
 

@@ -159,6 +159,18 @@ impl ReplySlot {
     }
 }
 
+/// Returns the heap memory the process freed to the OS (glibc's `malloc_trim(0)`; a
+/// no-op elsewhere): after many connections closed, the allocator would otherwise keep
+/// all of it resident. No crate wraps this glibc call.
+pub fn return_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim takes a size and only releases free heap pages; no pointer of
+    // ours is involved.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Messages to the runtime thread.
 pub(crate) enum Msg {
     Call(Call),
