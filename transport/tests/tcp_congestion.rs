@@ -162,6 +162,24 @@ fn bbr_resumes_at_full_rate_after_an_outage() {
     );
 }
 
+/// HyStart (Linux `tcp_cubic`, on by default): slow start ends when the RTT rises as the
+/// bottleneck's queue builds, before the queue overflows. 20 Mbit/s, 10 ms each way, a
+/// queue of 100 ms (five BDPs): CUBIC fills the link and loses nothing in 5 s, where slow
+/// start ran on until the queue overflowed (459 segments retransmitted, seed 3).
+#[test]
+fn cubic_leaves_slow_start_before_the_queue_overflows() {
+    let imp = Impairments {
+        delay: Duration::from_millis(10),
+        rate_bps: Some(20_000_000),
+        queue_bytes: 250_000,
+        ..Impairments::none()
+    };
+    let run = bulk(Algorithm::Cubic, imp, 5, 3);
+    assert_eq!(run.retransmits, 0, "{run:?}");
+    assert_eq!(run.timeouts, 0, "{run:?}");
+    assert!(run.utilisation() > 0.8, "{run:?}");
+}
+
 /// A at full speed to B with BBR over `imp`, the stacks polled only every `tick` (the
 /// caller sleeps between looks, as the wall-clock runtime does, and wakes no earlier than
 /// the tick whatever its timers asked for), for `secs`; bytes B read in each second.
