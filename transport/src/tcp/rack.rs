@@ -355,6 +355,12 @@ impl Rack {
         self.pipe
     }
 
+    /// When the oldest segment in flight (the one at SND.UNA) was last sent (Linux
+    /// `tcp_skb_timestamp_us` of the retransmission queue's head).
+    pub(crate) fn oldest_sent(&self) -> Option<Instant> {
+        self.sent.front().map(|s| s.xmit_ts)
+    }
+
     /// The last segment sent, not SACKed, as `(start, end)`: what a tail loss probe
     /// resends when there is no new data (RFC 8985 section 7.3).
     pub(crate) fn last_unsacked(&self) -> Option<(SeqNumber, SeqNumber)> {

@@ -450,7 +450,7 @@ impl Connection {
             }
         }
         if ack > snd_una_before {
-            self.arm_tlp(now);
+            self.arm_tlp(now, true);
         }
         if let Some((prior_in_flight, holes_before)) = before {
             self.take_rate_sample(now, seg, prior_in_flight, holes_before);

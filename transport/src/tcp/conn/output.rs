@@ -476,7 +476,7 @@ impl Connection {
         if tlp.is_some() {
             self.tlp_sent(now, self.snd_max, !new_data);
         } else if new_data {
-            self.arm_tlp(now);
+            self.arm_tlp(now, false);
         }
         Some((
             seq,
