@@ -61,6 +61,11 @@ pub(crate) struct Rack {
     fack: Option<SeqNumber>,
     /// RACK.reordering_seen.
     reordering_seen: bool,
+    /// Bytes of `sent` neither SACKed nor lost, and segments lost and not SACKed: kept
+    /// as the flags change, so that pipe and "is anything lost" cost no walk of the
+    /// list on every segment sent (a list of thousands in a large window).
+    pipe: usize,
+    lost_unsacked: usize,
 }
 
 /// RFC 8985 section 6.2 RACK_sent_after(t1, seq1, t2, seq2).
@@ -71,6 +76,30 @@ fn sent_after(t1: Instant, seq1: SeqNumber, t2: Instant, seq2: SeqNumber) -> boo
 impl Rack {
     pub(crate) fn clear(&mut self) {
         self.sent = VecDeque::new();
+        self.pipe = 0;
+        self.lost_unsacked = 0;
+    }
+
+    /// Takes `s` out of the counters (before its flags or bounds change).
+    fn uncount(&mut self, s: &Sent) {
+        if !s.sacked {
+            if s.lost {
+                self.lost_unsacked -= 1;
+            } else {
+                self.pipe -= s.end - s.start;
+            }
+        }
+    }
+
+    /// Puts `s` into the counters (after its flags or bounds changed).
+    fn count(&mut self, s: &Sent) {
+        if !s.sacked {
+            if s.lost {
+                self.lost_unsacked += 1;
+            } else {
+                self.pipe += s.end - s.start;
+            }
+        }
     }
 
     /// Gives back the memory of an empty list of segments in flight (an idle
@@ -92,7 +121,12 @@ impl Rack {
         if let Some(s) = self.sent.get(i).copied() {
             if s.start < seq && seq < s.end {
                 self.sent[i].end = seq;
-                self.sent.insert(i + 1, Sent { start: seq, ..s });
+                let tail = Sent { start: seq, ..s };
+                self.sent.insert(i + 1, tail);
+                // The bytes stay counted; a lost segment became two.
+                if s.lost && !s.sacked {
+                    self.lost_unsacked += 1;
+                }
             }
         }
     }
@@ -108,13 +142,20 @@ impl Rack {
             self.split_at(start);
             self.split_at(end);
             let first = self.sent.partition_point(|s| s.end <= start);
-            for s in self.sent.iter_mut().skip(first) {
-                if s.start >= end {
+            for i in first..self.sent.len() {
+                let before = self.sent[i];
+                if before.start >= end {
                     break;
                 }
-                s.xmit_ts = now;
-                s.retransmitted = true;
-                s.lost = false;
+                let after = Sent {
+                    xmit_ts: now,
+                    retransmitted: true,
+                    lost: false,
+                    ..before
+                };
+                self.uncount(&before);
+                self.count(&after);
+                self.sent[i] = after;
             }
             if end > last_end {
                 self.push(last_end, end, now);
@@ -125,14 +166,16 @@ impl Rack {
     }
 
     fn push(&mut self, start: SeqNumber, end: SeqNumber, now: Instant) {
-        self.sent.push_back(Sent {
+        let s = Sent {
             start,
             end,
             xmit_ts: now,
             retransmitted: false,
             lost: false,
             sacked: false,
-        });
+        };
+        self.count(&s);
+        self.sent.push_back(s);
     }
 
     /// RFC 8985 section 6.2 steps 2 and 3 for one segment newly delivered at `now`.
@@ -169,10 +212,14 @@ impl Rack {
         while let Some(s) = self.sent.front().copied() {
             if s.end > una {
                 if s.start < una {
-                    self.sent[0].start = una;
+                    let trimmed = Sent { start: una, ..s };
+                    self.uncount(&s);
+                    self.count(&trimmed);
+                    self.sent[0] = trimmed;
                 }
                 break;
             }
+            self.uncount(&s);
             self.sent.pop_front();
             if self.sent.is_empty() && self.sent.capacity() > RETAINED_ENTRIES {
                 self.sent = VecDeque::new();
@@ -195,13 +242,15 @@ impl Rack {
             self.split_at(right);
             let first = self.sent.partition_point(|s| s.end <= left);
             let mut newly = Vec::new();
-            for s in self.sent.iter_mut().skip(first) {
+            for i in first..self.sent.len() {
+                let s = self.sent[i];
                 if s.start >= right {
                     break;
                 }
                 if !s.sacked {
-                    s.sacked = true;
-                    newly.push(*s);
+                    self.uncount(&s);
+                    self.sent[i].sacked = true;
+                    newly.push(self.sent[i]);
                 }
             }
             for s in newly {
@@ -213,8 +262,12 @@ impl Rack {
 
     /// RFC 2018 section 8: the receiver reneged (the scoreboard was dropped).
     pub(crate) fn forget_sacks(&mut self) {
-        for s in &mut self.sent {
-            s.sacked = false;
+        for i in 0..self.sent.len() {
+            if self.sent[i].sacked {
+                self.sent[i].sacked = false;
+                let s = self.sent[i];
+                self.count(&s);
+            }
         }
     }
 
@@ -282,6 +335,8 @@ impl Rack {
             let due = s.xmit_ts + wait;
             if due <= now {
                 self.sent[i].lost = true;
+                self.pipe -= s.end - s.start;
+                self.lost_unsacked += 1;
                 found.lost += 1;
                 found.any_lost = true;
             } else {
@@ -295,6 +350,9 @@ impl Rack {
     /// The first run of adjacent lost segments, as `(start, len)`: what SACK recovery
     /// resends next.
     pub(crate) fn next_lost(&self) -> Option<(SeqNumber, usize)> {
+        if self.lost_unsacked == 0 {
+            return None;
+        }
         let i = self.sent.iter().position(|s| s.lost && !s.sacked)?;
         let start = self.sent[i].start;
         let mut end = start;
@@ -310,11 +368,25 @@ impl Rack {
     /// RFC 8985 section 6.2 / RFC 6675 pipe: bytes in flight that are neither SACKed
     /// nor marked lost.
     pub(crate) fn pipe(&self) -> usize {
-        self.sent
-            .iter()
-            .filter(|s| !s.sacked && !s.lost)
-            .map(|s| s.end - s.start)
-            .sum()
+        debug_assert_eq!(
+            self.pipe,
+            self.sent
+                .iter()
+                .filter(|s| !s.sacked && !s.lost)
+                .map(|s| s.end - s.start)
+                .sum::<usize>()
+        );
+        debug_assert_eq!(
+            self.lost_unsacked,
+            self.sent.iter().filter(|s| s.lost && !s.sacked).count()
+        );
+        self.pipe
+    }
+
+    /// When the oldest segment in flight (the one at SND.UNA) was last sent (Linux
+    /// `tcp_skb_timestamp_us` of the retransmission queue's head).
+    pub(crate) fn oldest_sent(&self) -> Option<Instant> {
+        self.sent.front().map(|s| s.xmit_ts)
     }
 
     /// The last segment sent, not SACKed, as `(start, end)`: what a tail loss probe

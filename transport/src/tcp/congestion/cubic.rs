@@ -1,7 +1,9 @@
 //! CUBIC congestion control (RFC 9438): window growth as a cubic function of the time since
 //! the last congestion event, with the Reno-friendly region of section 4.3 and fast
-//! convergence of section 4.7.
+//! convergence of section 4.7; slow start ends early by HyStart, as Linux's `tcp_cubic`
+//! does by default.
 
+use super::hystart::{HyStart, RttSample};
 use super::{CongestionControl, Window};
 use crate::net::link::{Duration, Instant};
 
@@ -10,6 +12,9 @@ const C: f64 = 0.4;
 const BETA: f64 = 0.7;
 /// Section 4.3: alpha_cubic = 3 (1 - beta) / (1 + beta).
 const ALPHA: f64 = 3.0 * (1.0 - BETA) / (1.0 + BETA);
+/// Linux `bictcp_acked`: no HyStart delay samples in the first second of congestion
+/// avoidance after a reduction.
+const HYSTART_QUIET: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Cubic {
@@ -29,6 +34,7 @@ pub(crate) struct Cubic {
     w_est: f64,
     /// Slow-start byte counter (sub-MSS remainders).
     acked_partial: usize,
+    hystart: HyStart,
 }
 
 impl Cubic {
@@ -113,6 +119,12 @@ impl CongestionControl for Cubic {
     fn on_rto(&mut self, win: &mut Window, _now: Instant, _flight: usize) {
         self.reduce(win);
         win.cwnd = win.mss;
+        self.hystart.reset();
+    }
+
+    fn on_rtt_sample(&mut self, win: &mut Window, now: Instant, s: &RttSample) {
+        let in_epoch = self.epoch.is_some_and(|e| now - e < HYSTART_QUIET);
+        self.hystart.on_rtt_sample(win, now, s, in_epoch);
     }
 
     fn on_repeated_rto(&mut self, win: &mut Window) {

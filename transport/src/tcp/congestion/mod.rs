@@ -6,6 +6,7 @@
 
 mod bbr;
 mod cubic;
+mod hystart;
 mod newreno;
 
 use bbr::Bbr;
@@ -13,6 +14,8 @@ use cubic::Cubic;
 use newreno::NewReno;
 
 use super::delivery::RateSample;
+use super::seq::SeqNumber;
+use hystart::RttSample;
 
 use core::fmt;
 use core::str::FromStr;
@@ -67,6 +70,9 @@ pub(crate) trait CongestionControl: fmt::Debug + Send {
     /// held when the segment was already resent by the timer): back to one segment,
     /// ssthresh and the algorithm's memory of the loss kept.
     fn on_repeated_rto(&mut self, w: &mut Window);
+
+    /// An ACK measured a round trip (Linux `pkts_acked`): CUBIC's HyStart.
+    fn on_rtt_sample(&mut self, _w: &mut Window, _now: Instant, _s: &RttSample) {}
     /// Whether the connection must measure delivery rates for
     /// [`CongestionControl::on_rate_sample`].
     fn wants_rate_samples(&self) -> bool {
@@ -164,6 +170,25 @@ impl Congestion {
 
     pub(crate) fn on_repeated_rto(&mut self) {
         self.algorithm.on_repeated_rto(&mut self.window);
+    }
+
+    /// An ACK that advanced SND.UNA to `snd_una` measured `rtt`.
+    pub(crate) fn on_rtt_sample(
+        &mut self,
+        now: Instant,
+        rtt: Duration,
+        srtt: Option<Duration>,
+        snd_una: SeqNumber,
+        snd_nxt: SeqNumber,
+    ) {
+        let s = RttSample {
+            rtt,
+            srtt,
+            snd_una,
+            snd_nxt,
+            paced: self.pacing,
+        };
+        self.algorithm.on_rtt_sample(&mut self.window, now, &s);
     }
 
     pub(crate) fn wants_rate_samples(&self) -> bool {

@@ -339,9 +339,7 @@ impl Connection {
                     let ms = self.ts_now(now).wrapping_sub(tsecr);
                     if ms < MAX_TIMESTAMP_RTT_MS {
                         let rtt = Duration::from_millis(u64::from(ms.max(1)));
-                        self.rtt.sample(rtt);
-                        self.rack.on_rtt_sample(rtt);
-                        self.timed = None;
+                        self.take_rtt_sample(now, rtt);
                         return;
                     }
                 }
@@ -349,11 +347,20 @@ impl Connection {
         }
         if let Some((end, sent_at)) = self.timed {
             if seg.ack >= end {
-                self.rtt.sample(now - sent_at);
-                self.rack.on_rtt_sample(now - sent_at);
-                self.timed = None;
+                self.take_rtt_sample(now, now - sent_at);
             }
         }
+    }
+
+    /// A round trip measured: the RTO estimator, RACK and the congestion control (CUBIC's
+    /// HyStart) learn it.
+    fn take_rtt_sample(&mut self, now: Instant, rtt: Duration) {
+        self.rtt.sample(rtt);
+        self.rack.on_rtt_sample(rtt);
+        self.timed = None;
+        let srtt = self.rtt.srtt();
+        self.cc
+            .on_rtt_sample(now, rtt, srtt, self.snd_una, self.snd_nxt);
     }
 
     /// ACK field processing; false if the segment is to be dropped. `syn_acked`: the ACK
@@ -443,7 +450,7 @@ impl Connection {
             }
         }
         if ack > snd_una_before {
-            self.arm_tlp(now);
+            self.arm_tlp(now, true);
         }
         if let Some((prior_in_flight, holes_before)) = before {
             self.take_rate_sample(now, seg, prior_in_flight, holes_before);

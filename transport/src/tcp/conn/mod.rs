@@ -249,6 +249,9 @@ pub struct Connection {
     rate: Option<Box<DeliveryRate>>,
     /// Pacing: when the next data segment may leave.
     next_send_time: Instant,
+    /// When data waiting for its pacing time was to be released: how late the caller
+    /// came back for it is time the schedule lets it catch up on.
+    pacing_release: Option<Instant>,
     /// Retransmissions of the current oldest unacknowledged data (or SYN).
     retries: u32,
     /// Karn: the segment being timed, `(end seq, sent at)`, cleared on retransmission.
@@ -363,6 +366,7 @@ impl Connection {
             cc,
             rate,
             next_send_time: now,
+            pacing_release: None,
             retries: 0,
             timed: None,
             retransmitted: None,

@@ -26,6 +26,10 @@ const UNPACED_SEGMENTS: usize = 10;
 /// that a caller whose timers fire only every millisecond still sends at the pacing rate.
 const PACING_QUANTUM_SHIFT: u32 = 10;
 const MAX_PACING_QUANTUM: usize = 64 * 1024;
+/// The most pacing time a caller that woke late may catch up on, as a divisor of the
+/// SRTT: a quarter of it, so a catch-up burst is at most a quarter of the BDP at the
+/// pacing rate (BBR keeps up to two BDPs in flight).
+const MAX_PACING_CREDIT: u32 = 4;
 
 impl Connection {
     /// Free receive buffer space, measured from rcv_nxt.
@@ -221,10 +225,12 @@ impl Connection {
                     self.timers.set(Timer::Pacing, at);
                     self.stats.pacing_waits += 1;
                 }
+                self.pacing_release = Some(at);
             } else if let Some((seq, flags)) = self.next_data(now) {
                 self.paced(now);
                 return Some(self.segment(now, seq, flags));
             } else {
+                self.pacing_release = None;
                 self.check_app_limited();
             }
         }
@@ -291,7 +297,13 @@ impl Connection {
 
     /// The segment in [`Connection::tx_data`] went out at `now`: the next may leave once this one
     /// has at the pacing rate. As Linux's `tcp_update_skb_after_send`: a segment sent
-    /// late (the caller woke after its time) shortens the next gap by up to half.
+    /// late shortens the next gap by up to half. Beyond that, the time the caller
+    /// overslept a pacing wait (its timer fired late: a busy CPU wakes a sleeping thread
+    /// milliseconds after its timeout, where Linux's hrtimer is exact) stays in the
+    /// schedule, up to a quarter of the SRTT ([`MAX_PACING_CREDIT`]), so the sender
+    /// catches up on it: a schedule that forgot it would send less than the pacing rate
+    /// after every late wake-up, and BBR, measuring that as the path's bandwidth, would
+    /// pace lower still (the spiral of issue 11).
     fn paced(&mut self, now: Instant) {
         if self.stats.bytes_out < (UNPACED_SEGMENTS * self.snd_mss) as u64 {
             return;
@@ -300,9 +312,19 @@ impl Connection {
             return;
         };
         let gap = Duration::from_micros(self.tx_data().len() as u64 * 1_000_000 / rate);
-        let start = self.next_send_time.max(now);
-        let late = start - self.next_send_time;
-        self.next_send_time = start + (gap - late.min(gap / 2));
+        // Behind the schedule after a wait: only by what the caller overslept, since a
+        // wait begins with the schedule ahead of the clock.
+        let credit = match (self.pacing_release, self.rtt.srtt()) {
+            (Some(release), Some(srtt)) if release < now => srtt / MAX_PACING_CREDIT,
+            _ => Duration::ZERO,
+        };
+        let behind = now - self.next_send_time;
+        let kept = behind.min(credit);
+        let late = behind - kept;
+        self.next_send_time = self.next_send_time.max(now - kept) + (gap - late.min(gap / 2));
+        if self.next_send_time >= now {
+            self.pacing_release = None;
+        }
     }
 
     /// Draft-cheng-iccrg-delivery-rate-estimation section 3.5: nothing is left to send
@@ -466,7 +488,7 @@ impl Connection {
         if tlp.is_some() {
             self.tlp_sent(now, self.snd_max, !new_data);
         } else if new_data {
-            self.arm_tlp(now);
+            self.arm_tlp(now, false);
         }
         Some((
             seq,

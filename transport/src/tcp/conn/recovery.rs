@@ -329,10 +329,13 @@ impl Connection {
     }
 
     /// RFC 8985 section 7.2: (re)arms the probe timeout after new data went out or an ACK
-    /// advanced SND.UNA. PTO = 2 * SRTT, plus WCDelAckT with one segment in flight, and
-    /// never later than the retransmission timer. Only in the open state, with nothing
-    /// SACKed (the reordering timer covers that) and no probe outstanding.
-    pub(super) fn arm_tlp(&mut self, now: Instant) {
+    /// advanced SND.UNA (`advancing`). PTO = 2 * SRTT, plus WCDelAckT with one segment in
+    /// flight, and never later than the retransmission timer. As Linux's
+    /// `tcp_schedule_loss_probe`: after an ACK that restarted the RTO that is the RTO
+    /// from now; after new data, one RTO after the oldest outstanding segment was (last)
+    /// sent (`tcp_rto_delta_us`), when that is still ahead. Only in the open state, with
+    /// nothing SACKed (the reordering timer covers that) and no probe outstanding.
+    pub(super) fn arm_tlp(&mut self, now: Instant, advancing: bool) {
         let srtt = self.rtt.srtt();
         let flight = self.snd_max - self.snd_una;
         let eligible = self.rack_enabled()
@@ -353,6 +356,13 @@ impl Connection {
         let mut at = now + pto;
         if let Some(rto_at) = self.timers.get(Timer::Retransmit) {
             at = at.min(rto_at);
+        }
+        if !advancing {
+            if let Some(head_rto) = self.rack.oldest_sent().map(|t| t + self.rtt.rto()) {
+                if head_rto > now {
+                    at = at.min(head_rto);
+                }
+            }
         }
         self.timers.set(Timer::Tlp, at);
     }

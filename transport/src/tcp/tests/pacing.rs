@@ -115,3 +115,43 @@ fn bbr_paces_at_its_startup_rate() {
     let gaps = gaps_after(&times, 3);
     assert_eq!(gaps, vec![Duration::from_micros(3501); gaps.len()]);
 }
+
+/// Paced CUBIC with 20 segments to send after the initial window (as above), woken for
+/// its first pacing wait `late` after the time it asked for: the data segments that
+/// leave then.
+fn sent_on_waking(late: Duration) -> usize {
+    let mut s = established(TcpConfig {
+        pacing: true,
+        ..cfg()
+    });
+    s.send(&pattern(40 * SEG, 1)).unwrap();
+    let start = s.now;
+    assert_eq!(data_times(&mut s, start).len(), 10);
+    s.now += RTT;
+    for acked in [2, 4, 6, 8, 10] {
+        send!(s, peer_ack(ISS + 1 + acked * SEG));
+    }
+    while s.conn.poll_transmit(s.now).is_some() {}
+    let release = s.poll_timeout().expect("a pacing wait");
+    assert!(release > s.now);
+    s.advance(release + late - s.now);
+    let mut sent = 0;
+    while let Some(seg) = s.conn.poll_transmit(s.now) {
+        sent += usize::from(!seg.payload.is_empty());
+    }
+    sent
+}
+
+/// Issue 11: a caller that comes back late for a pacing wait (its timer fired late, as a
+/// thread's does on a busy CPU) catches up on the time it overslept: woken 10 ms late at
+/// a segment every 2.5 ms, the 4 segments due meanwhile leave with the one due now (a
+/// schedule that forgot that time sent 3: the one due and the 2-segment lead, so every
+/// late wake-up lost rate, and BBR took the loss for the path's bandwidth). At most a
+/// quarter of the SRTT is made up: 60 ms late with a 100 ms SRTT, the schedule restarts
+/// 25 ms (10 segments) behind the clock, and the 2-segment lead goes with them.
+#[test]
+fn a_caller_woken_late_catches_up_on_the_pacing_schedule() {
+    assert_eq!(sent_on_waking(Duration::ZERO), 1);
+    assert_eq!(sent_on_waking(ms(10)), 5);
+    assert_eq!(sent_on_waking(ms(60)), 1 + 10 + 2);
+}

@@ -103,6 +103,34 @@ fn a_lone_lost_segment_is_probed_at_most_at_the_rto_rfc8985_7_2() {
     assert_eq!(s.stats().timeouts, 0);
 }
 
+/// Linux `tcp_schedule_loss_probe` after new data (`tcp_rto_delta_us`): the PTO is no
+/// later than one RTO after the oldest outstanding segment was sent, which may be earlier
+/// than the retransmission timer restarted by the last ACK. Segments 0 and 1 leave at
+/// t0, the ACK of segment 0 comes at t0 + 100 ms (RTO 250 ms), segment 2 leaves at
+/// t0 + 150 ms: the probe is due at t0 + 250 ms (segment 1's RTO), not at t0 + 350 ms
+/// (2 * SRTT after segment 2, and the RTO timer). Once sent, the RTO restarts from now
+/// (`tcp_send_loss_probe`).
+#[test]
+fn a_probe_after_new_data_is_due_one_rto_after_the_oldest_segment_was_sent() {
+    let mut s = established(rack_cfg());
+    let data = pattern(3 * 1460, 0);
+    let seg = segments_of(&data);
+    let t0 = s.now;
+    s.send(&data[..2 * 1460]).unwrap();
+    recv!(s, [seg(0), our_data(at(1), PSH_ACK, &data[1460..2 * 1460])]);
+    s.now += RTT;
+    send!(s, peer_ack(at(1)));
+    recv_nothing!(s);
+    s.now += ms(50);
+    s.send(&data[2 * 1460..]).unwrap();
+    recv!(s, [seg(2)]);
+    assert_eq!(s.poll_timeout(), Some(t0 + ms(250)));
+    s.advance(t0 + ms(250) - s.now);
+    recv!(s, [seg(2)]);
+    assert_eq!((s.stats().tlp_probes, s.stats().timeouts), (1, 0));
+    assert_eq!(s.poll_timeout(), Some(s.now + ms(250)));
+}
+
 /// RFC 8985 section 6.2: segment 0 is missing when segment 1 is SACKed. With one segment
 /// SACKed the reordering window is min_RTT / 4 = 25 ms, so segment 0 is lost once RACK.rtt
 /// (100 ms) plus 25 ms have passed since it was sent: the reordering timer fires then,
