@@ -623,4 +623,54 @@ mod tests {
             .iter()
             .all(|&b| b == b'\r' || b == b'\n' || (32..127).contains(&b)));
     }
+
+    /// Waits out TIME-WAIT (the server closed first, as iperf3's does at the end of a
+    /// reverse test), then checks that the server holds nothing.
+    fn assert_no_leak_after_time_wait(world: &mut SimWorld, server: HostId) {
+        world.spawn(server, "wait", |caller| {
+            caller.sleep(Duration::from_secs(70))
+        });
+        world.run(Duration::from_secs(80)).expect("quiet");
+        assert_eq!(world.host(server).connections(), 0);
+    }
+
+    /// A paced sender (iperf3 `-R -b`) sends at its bitrate on the runtime's clock: 8
+    /// Mbit/s for 2 virtual seconds is 2 MB, give or take the first block and the
+    /// 5 ms burst.
+    #[test]
+    fn an_adopted_sender_keeps_its_bitrate() {
+        use crate::socket::TcpListener;
+        let (mut world, client, server, _) =
+            two_hosts(SimConfig::default(), StackConfig::default(), 7).expect("sim");
+        let served = world.spawn(server, "server", |caller| {
+            let listener = TcpListener::bind(&caller, 5000, 4).expect("bind");
+            let (s, _) = listener.accept().expect("accept");
+            let (c, h) = s.into_raw();
+            let counters = Arc::new(StreamCounters::default());
+            let role = StreamRole::Send {
+                fill: 0x5a,
+                block: 1000,
+                rate: 8_000_000,
+            };
+            adopt(&c, h, role, counters.clone()).expect("adopted");
+            caller.sleep(Duration::from_secs(2));
+            release(&caller, h);
+            counters.bytes()
+        });
+        let got = world.spawn(client, "client", |caller| {
+            let at = SocketAddrV4::new(host_addr(2), 5000);
+            let mut down = TcpStream::connect(&caller, at, None).unwrap();
+            let mut buf = vec![0; 65536];
+            let mut total = 0u64;
+            while let n @ 1.. = down.read(&mut buf).unwrap() {
+                total += n as u64;
+            }
+            total
+        });
+        world.run(Duration::from_secs(30)).expect("ran");
+        let sent = served.join().unwrap();
+        assert!((1_990_000..=2_010_000).contains(&sent), "{sent}");
+        assert_eq!(got.join().unwrap(), sent);
+        assert_no_leak_after_time_wait(&mut world, server);
+    }
 }
