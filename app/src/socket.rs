@@ -251,6 +251,9 @@ pub struct TcpStream {
     remote: SocketAddrV4,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    /// False once [`TcpStream::into_raw`] handed the connection over: dropping does not
+    /// close it then.
+    owned: bool,
 }
 
 impl TcpStream {
@@ -262,7 +265,15 @@ impl TcpStream {
             remote,
             read_timeout: None,
             write_timeout: None,
+            owned: true,
         }
+    }
+
+    /// The connection's runtime and handle, without closing it: whoever takes them (a
+    /// service inside the runtime) closes it.
+    pub(crate) fn into_raw(mut self) -> (Caller, TcpHandle) {
+        self.owned = false;
+        (self.caller.clone(), self.h)
     }
 
     /// Opens a connection from the caller's host; blocks until established or failed
@@ -377,6 +388,9 @@ impl io::Write for TcpStream {
 
 impl Drop for TcpStream {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         let _ = self.caller.call(Op::TcpClose { h: self.h }, None);
     }
 }

@@ -102,3 +102,46 @@ fn datagrams_the_link_drops_are_counted_lost() {
         );
     }
 }
+
+fn tcp_test(server: SocketAddrV4, reverse: bool, parallel: usize, rate: u64) -> ClientTest {
+    ClientTest {
+        server,
+        seconds: 1,
+        reverse,
+        parallel,
+        len: None,
+        protocol: Protocol::Tcp { rate },
+    }
+}
+
+/// The server's TCP data streams run inside its runtime: a receiver counts every byte
+/// the client's stack took (the streams are drained until the client closes them), a
+/// sender's count is what the client reads before the server closes the stream after
+/// TEST_END. Both sides agree to the byte, one stream or several.
+#[test]
+fn tcp_tests_both_ways_count_the_same_bytes() {
+    for (reverse, parallel) in [(false, 1), (true, 1), (false, 3), (true, 3)] {
+        let r = run(SimConfig::default(), |s| tcp_test(s, reverse, parallel, 0));
+        let what = format!("reverse={reverse} -P {parallel}: {r}");
+        assert_eq!(r.streams, parallel, "{what}");
+        assert!(r.bytes > 1_000_000, "{what}");
+        assert_eq!(r.bytes, r.server_bytes, "{what}");
+    }
+}
+
+/// A reverse test's `-b` paces the server's sending streams: each sends no more than
+/// the bitrate allows over the test (plus the bounded burst), yet sends.
+#[test]
+fn a_reverse_tcp_test_is_paced_at_its_bitrate() {
+    let rate = 8_000_000;
+    let r = run(SimConfig::default(), |s| tcp_test(s, true, 2, rate));
+    let what = format!("{r}");
+    // Two streams at 1 MB/s each for the 1 s test; the server's streams start a round
+    // trip before the client's clock and stop one after: half a second of slack.
+    let most = 2.0 * rate as f64 / 8.0 * (r.seconds + 0.5);
+    assert!(
+        r.server_bytes > 0 && (r.server_bytes as f64) < most,
+        "{what}"
+    );
+    assert_eq!(r.bytes, r.server_bytes, "{what}");
+}

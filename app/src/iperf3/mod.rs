@@ -16,8 +16,10 @@ use std::sync::Arc;
 use std::time::Instant as WallInstant;
 
 use crate::link::Duration;
+use crate::runtime::service::{self, StreamCounters, StreamRole};
 use crate::runtime::Caller;
 use crate::socket::{TcpListener, TcpStream, UdpSocket};
+use crate::transport::stack::TcpHandle;
 
 /// iperf3's default port.
 pub const PORT: u16 = 5201;
@@ -42,7 +44,7 @@ const IEINITTEST: i32 = 101;
 const EPROTONOSUPPORT: i32 = 93;
 /// Largest JSON blob accepted from a client.
 const MAX_JSON: usize = 1 << 20;
-/// Receive buffer of a stream thread.
+/// Receive buffer of a client's stream thread.
 const RECV_BUF: usize = 256 * 1024;
 /// iperf3's default block for TCP (what the client writes, and the server assumes).
 const DEFAULT_BLOCK: usize = 128 * 1024;
@@ -183,17 +185,9 @@ fn send_until(s: &mut TcpStream, stop: &AtomicBool, fill: u8, block: usize, rate
     bytes
 }
 
-/// How a receiving stream ends once the test is stopped.
-#[derive(Debug, Clone, Copy)]
-enum Drain {
-    /// At the first [`POLL`] without data (the server: the client stopped sending).
-    UntilIdle,
-    /// When the sender closes the stream, or after this long.
-    UntilClosed(std::time::Duration),
-}
-
-/// Reads and counts until the stream ends, fails, or `drain` says the test is over.
-fn receive_until(s: &mut TcpStream, stop: &AtomicBool, drain: Drain) -> u64 {
+/// Reads and counts until the stream ends or fails, or until `drain` after `stop` is
+/// set (a reverse client waits that long at most for the server to close the stream).
+fn receive_until(s: &mut TcpStream, stop: &AtomicBool, drain: std::time::Duration) -> u64 {
     s.set_read_timeout(Some(POLL));
     let mut buf = vec![0u8; RECV_BUF];
     let mut bytes = 0u64;
@@ -202,23 +196,45 @@ fn receive_until(s: &mut TcpStream, stop: &AtomicBool, drain: Drain) -> u64 {
         match s.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => bytes += n as u64,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                if matches!(drain, Drain::UntilIdle) && stop.load(Ordering::Relaxed) {
-                    break;
-                }
-            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
             Err(_) => break,
         }
-        if let Drain::UntilClosed(limit) = drain {
-            if stop.load(Ordering::Relaxed) {
-                let until = *drain_until.get_or_insert_with(|| WallInstant::now() + limit);
-                if WallInstant::now() >= until {
-                    break;
-                }
+        if stop.load(Ordering::Relaxed) {
+            let until = *drain_until.get_or_insert_with(|| WallInstant::now() + drain);
+            if WallInstant::now() >= until {
+                break;
             }
         }
     }
     bytes
+}
+
+/// The longest a receiving test's streams are drained after TEST_END (each [`POLL`]
+/// without data ends it sooner).
+const DRAIN_LIMIT: u32 = 100;
+
+/// Waits on `caller`'s clock until no stream of `running` received anything for a
+/// [`POLL`], or all ended, or [`DRAIN_LIMIT`] polls passed.
+fn drain_until_idle(caller: &Caller, running: &[(Caller, TcpHandle, Arc<StreamCounters>)]) {
+    let total = || running.iter().map(|(_, _, c)| c.bytes()).sum::<u64>();
+    let mut last = total();
+    for _ in 0..DRAIN_LIMIT {
+        if running.iter().all(|(_, _, c)| c.ended()) || !caller.sleep(POLL) {
+            return;
+        }
+        let now = total();
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
+/// Stops and closes the adopted streams.
+fn release_all(running: &[(Caller, TcpHandle, Arc<StreamCounters>)]) {
+    for (caller, h, _) in running {
+        service::release(caller, *h);
+    }
 }
 
 /// Runs `work` on each stream in a thread of its own; `stop` ends the test.
@@ -361,29 +377,51 @@ fn run_test(acceptor: &Acceptor, ctrl: &mut TcpStream) -> Result<(), Iperf3Error
             streams.push(s);
         }
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let start = WallInstant::now();
-    let workers = spawn_streams(streams, &stop, move |s, stop| {
-        if reverse {
-            send_until(s, stop, 0x5a, block, rate)
-        } else {
-            receive_until(s, stop, Drain::UntilIdle)
+    // The streams run inside their stacks' runtimes from here on (no thread each, no
+    // copy per read or write): a receiver counts what arrives, a sender writes iperf3's
+    // fill as fast as the stack takes it or at the test's bitrate.
+    let role = if reverse {
+        StreamRole::Send {
+            fill: 0x5a,
+            block,
+            rate,
         }
-    });
-    ctrl.write_all(&[TEST_START, TEST_RUNNING])?;
+    } else {
+        StreamRole::Receive
+    };
+    let mut running = Vec::with_capacity(streams.len());
+    for s in streams {
+        let (caller, h) = s.into_raw();
+        let counters = Arc::new(StreamCounters::default());
+        if let Err(e) = service::adopt(&caller, h, role, counters.clone()) {
+            release_all(&running);
+            return Err(std::io::Error::from(crate::socket::SocketError::from(e)).into());
+        }
+        running.push((caller, h, counters));
+    }
+    let start = WallInstant::now();
+    let begun = ctrl.write_all(&[TEST_START, TEST_RUNNING]);
     // The client says TEST_END when its time is up (or leaves: treat like the end).
     let mut state = [0u8; 1];
-    let ended = ctrl.read_exact(&mut state).is_ok() && state[0] == TEST_END;
-    stop.store(true, Ordering::Relaxed);
+    let ended = begun.is_ok() && ctrl.read_exact(&mut state).is_ok() && state[0] == TEST_END;
     let elapsed = start.elapsed().as_secs_f64();
-    let results: Vec<StreamResult> = workers
-        .into_iter()
-        .map(|w| StreamResult {
-            bytes: w.join().unwrap_or(0),
+    if !reverse {
+        // The client stopped writing before TEST_END, but what it wrote may still be on
+        // its way: count until the streams fall quiet for a [`POLL`] (or end).
+        drain_until_idle(&acceptor.callers[0], &running);
+    }
+    // Stopped and closed: a sender's FIN follows what it queued, which the client
+    // reads to the end before it exchanges results.
+    release_all(&running);
+    let results: Vec<StreamResult> = running
+        .iter()
+        .map(|(_, _, counters)| StreamResult {
+            bytes: counters.bytes(),
             retransmits: -1,
             ..StreamResult::default()
         })
         .collect();
+    begun?;
     if !ended {
         return Ok(());
     }
@@ -702,7 +740,7 @@ pub fn client(
                 // Read until the server closes the stream after TEST_END: dropping a
                 // stream with unread data would reset it, and iperf3 then aborts the
                 // whole test.
-                receive_until(s, stop, Drain::UntilClosed(REVERSE_DRAIN_LIMIT))
+                receive_until(s, stop, REVERSE_DRAIN_LIMIT)
             } else {
                 let rate = match protocol {
                     Protocol::Tcp { rate } => rate,

@@ -5,7 +5,9 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddrV4;
 
-use super::service::{ServiceKind, TcpService};
+use std::sync::Arc;
+
+use super::service::{DataStreams, ServiceKind, StreamCounters, StreamRole, TcpService};
 use super::{ReplyTo, RuntimeError};
 use crate::link::{Duration, Instant, Link};
 use crate::transport::stack::{Stack, StackError, TcpEvents, TcpHandle, UdpSendFailure};
@@ -40,6 +42,17 @@ pub(crate) enum Op {
     },
     TcpAccept {
         port: u16,
+    },
+    /// Hands an open connection to the runtime, which runs it as an iperf3 data stream
+    /// ([`super::service::adopt`]).
+    TcpAdopt {
+        h: TcpHandle,
+        role: StreamRole,
+        counters: Arc<StreamCounters>,
+    },
+    /// Stops an adopted stream and closes it.
+    TcpRelease {
+        h: TcpHandle,
     },
     TcpConnect {
         remote: SocketAddrV4,
@@ -193,6 +206,8 @@ pub(crate) struct Engine {
     pub hosts: Vec<Stack<BoxLink>>,
     pub now: Instant,
     services: Vec<TcpService>,
+    /// Adopted data streams, one set per host that has any.
+    streams: Vec<DataStreams>,
     /// Echo's bytes on their way from a receive buffer to a send buffer.
     scratch: Vec<u8>,
     /// Per host, what changed and has not been looked at yet.
@@ -219,6 +234,7 @@ impl Engine {
             hosts: Vec::new(),
             now,
             services: Vec::new(),
+            streams: Vec::new(),
             scratch: Vec::new(),
             ready: Vec::new(),
             taken: TcpEvents::default(),
@@ -304,6 +320,26 @@ impl Engine {
                 }
                 Err(e) => stack_err(e),
             }),
+            Op::TcpAdopt { h, role, counters } => Some(match stack.tcp(*h) {
+                Err(e) => stack_err(e),
+                Ok(_) => {
+                    let streams = match self.streams.iter().position(|s| s.host() == call.host) {
+                        Some(i) => &mut self.streams[i],
+                        None => {
+                            self.streams.push(DataStreams::new(call.host));
+                            self.streams.last_mut().expect("just pushed")
+                        }
+                    };
+                    streams.adopt(now, *h, *role, counters.clone());
+                    Reply::Done
+                }
+            }),
+            Op::TcpRelease { h } => {
+                if let Some(s) = self.streams.iter_mut().find(|s| s.host() == call.host) {
+                    s.release(stack, *h);
+                }
+                Some(Reply::Done)
+            }
             Op::TcpAccept { port } => stack.tcp_accept(*port).map(|h| {
                 let conn = stack.tcp(h).expect("accepted handle is live");
                 Reply::Stream {
@@ -492,7 +528,8 @@ impl Engine {
             Op::Sleep { until, .. } => until,
             _ => c.deadline,
         });
-        stacks.chain(deadlines).min()
+        let streams = self.streams.iter().filter_map(|s| s.next_wake());
+        stacks.chain(deadlines).chain(streams).min()
     }
 
     /// Polls every stack until none has work at the current time. After each round the
@@ -527,7 +564,7 @@ impl Engine {
     /// it accepts now).
     fn run_services(&mut self) {
         self.collect_events();
-        if self.services.is_empty() {
+        if self.services.is_empty() && self.streams.is_empty() {
             return;
         }
         if self.scratch.len() < ECHO_CHUNK {
@@ -542,6 +579,13 @@ impl Engine {
             let host = service.host();
             if let (Some(stack), Some(ready)) = (self.hosts.get_mut(host), ready.get(host)) {
                 service.poll(stack, &mut self.scratch, ready);
+                stack.transmit(self.now);
+            }
+        }
+        for streams in &mut self.streams {
+            let host = streams.host();
+            if let (Some(stack), Some(ready)) = (self.hosts.get_mut(host), ready.get(host)) {
+                streams.poll(stack, self.now, ready);
                 stack.transmit(self.now);
             }
         }

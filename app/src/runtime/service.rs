@@ -7,7 +7,11 @@
 //! wake-up's flush.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
+use crate::iperf3::Pacer;
+use crate::link::Instant;
 use crate::runtime::{CallError, Caller, Op, Reply, RuntimeError};
 use crate::socket::BindError;
 use crate::transport::stack::{Stack, TcpHandle};
@@ -233,6 +237,216 @@ fn source(stack: &mut Stack<BoxLink>, c: &mut ServiceConn, pattern: &[u8]) -> Tu
     }
 }
 
+/// What an adopted data stream does (an iperf3 test's TCP stream, handed over by the
+/// control thread once its cookie checked out): iperf3's receiver reads and counts
+/// (iperf_tcp_recv), its sender writes blocks of one byte as fast as the stack takes
+/// them or at the test's bitrate (iperf_tcp_send, `-b`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamRole {
+    /// Counts and throws away what arrives.
+    Receive,
+    /// Sends `fill` bytes, paced at `rate` bits/s in blocks of `block` (0: unpaced).
+    Send { fill: u8, block: usize, rate: u64 },
+}
+
+/// What an adopted stream shares with the thread that handed it over: the bytes it
+/// moved so far (received, or taken by the stack to send), readable at any time, and
+/// whether it ended on its own (the peer closed it, or it failed).
+#[derive(Debug, Default)]
+pub struct StreamCounters {
+    bytes: AtomicU64,
+    ended: AtomicBool,
+}
+
+impl StreamCounters {
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn ended(&self) -> bool {
+        self.ended.load(Ordering::Relaxed)
+    }
+}
+
+/// Hands the connection `h` of `caller`'s host to the runtime, which runs it as `role`
+/// until [`release`] (or until it ends), counting into `counters`. If the runtime
+/// refuses it, the connection is closed.
+pub(crate) fn adopt(
+    caller: &Caller,
+    h: TcpHandle,
+    role: StreamRole,
+    counters: Arc<StreamCounters>,
+) -> Result<(), CallError> {
+    let failed = match caller.call(Op::TcpAdopt { h, role, counters }, None) {
+        Reply::Done => return Ok(()),
+        Reply::Err(e) => e,
+        other => CallError::Ended(RuntimeError::WrongReply(other.name())),
+    };
+    let _ = caller.call(Op::TcpClose { h }, None);
+    Err(failed)
+}
+
+/// Stops an adopted stream and closes it (FIN after anything queued); its counters
+/// hold the final figures once this returns.
+pub(crate) fn release(caller: &Caller, h: TcpHandle) {
+    let _ = caller.call(Op::TcpRelease { h }, None);
+}
+
+/// Largest piece of fill a sending stream offers the stack at once.
+const FILL_CHUNK: usize = 64 * 1024;
+
+/// One adopted stream.
+#[derive(Debug)]
+struct DataStream {
+    role: StreamRole,
+    counters: Arc<StreamCounters>,
+    /// The fill bytes (senders only).
+    fill: Vec<u8>,
+    /// Paced senders: the bucket, the bytes of the current block not yet sent, and when
+    /// the next block may go if the bucket said wait.
+    pacer: Option<Pacer>,
+    owed: usize,
+    wake: Option<Instant>,
+}
+
+/// The adopted data streams of one host, visited like the services: when their
+/// connection had an event, when just adopted, or when a paced sender's next block is
+/// due.
+#[derive(Debug)]
+pub(crate) struct DataStreams {
+    host: HostId,
+    conns: BTreeMap<TcpHandle, DataStream>,
+    /// Adopted since the last turn: they get one even without an event (data may have
+    /// arrived before, a sender has its buffer to fill).
+    fresh: Vec<TcpHandle>,
+}
+
+impl DataStreams {
+    pub fn new(host: HostId) -> DataStreams {
+        DataStreams {
+            host,
+            conns: BTreeMap::new(),
+            fresh: Vec::new(),
+        }
+    }
+
+    pub fn host(&self) -> HostId {
+        self.host
+    }
+
+    pub fn adopt(
+        &mut self,
+        now: Instant,
+        h: TcpHandle,
+        role: StreamRole,
+        counters: Arc<StreamCounters>,
+    ) {
+        let (fill, pacer) = match role {
+            StreamRole::Receive => (Vec::new(), None),
+            StreamRole::Send { fill, block, rate } => (
+                vec![fill; block.clamp(1, FILL_CHUNK)],
+                (rate > 0).then(|| Pacer::new(now, rate, block.max(1))),
+            ),
+        };
+        self.conns.insert(
+            h,
+            DataStream {
+                role,
+                counters,
+                fill,
+                pacer,
+                owed: 0,
+                wake: None,
+            },
+        );
+        self.fresh.push(h);
+    }
+
+    /// Lets go of `h` and closes it, if it is still running (one that ended was closed
+    /// then, and its handle may name another connection by now).
+    pub fn release(&mut self, stack: &mut Stack<BoxLink>, h: TcpHandle) {
+        if self.conns.remove(&h).is_some() {
+            let _ = stack.tcp_close(h);
+        }
+    }
+
+    /// When a paced sender's next block is due.
+    pub fn next_wake(&self) -> Option<Instant> {
+        self.conns.values().filter_map(|c| c.wake).min()
+    }
+
+    /// Gives a turn to the streams in `ready`, the fresh ones, and the paced senders
+    /// whose next block is due at `now`.
+    pub fn poll(&mut self, stack: &mut Stack<BoxLink>, now: Instant, ready: &BTreeSet<TcpHandle>) {
+        let mut turns: BTreeSet<TcpHandle> = std::mem::take(&mut self.fresh).into_iter().collect();
+        turns.extend(ready.iter().filter(|h| self.conns.contains_key(h)));
+        turns.extend(
+            self.conns
+                .iter()
+                .filter(|(_, c)| c.wake.is_some_and(|w| w <= now))
+                .map(|(h, _)| *h),
+        );
+        for h in turns {
+            let Some(c) = self.conns.get_mut(&h) else {
+                continue;
+            };
+            if matches!(stream_turn(stack, now, h, c), Turn::Closed) {
+                c.counters.ended.store(true, Ordering::Relaxed);
+                self.conns.remove(&h);
+            }
+        }
+    }
+}
+
+/// One turn of an adopted stream: what arrived is counted (a receiver) or dropped (a
+/// sender: iperf3's client sends nothing on a reverse stream), then a sender fills the
+/// send buffer as far as its pacer allows.
+fn stream_turn(stack: &mut Stack<BoxLink>, now: Instant, h: TcpHandle, c: &mut DataStream) -> Turn {
+    match stack.tcp_discard(h, usize::MAX) {
+        Ok(n) if c.role == StreamRole::Receive => {
+            c.counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            return Turn::Open;
+        }
+        Ok(_) => {}
+        Err(_) => return end(stack, h),
+    }
+    let StreamRole::Send { block, .. } = c.role else {
+        return Turn::Open;
+    };
+    c.wake = None;
+    let mut sent = 0u64;
+    let turn = loop {
+        if let Some(pacer) = &mut c.pacer {
+            if c.owed == 0 {
+                match pacer.poll(now, block) {
+                    Ok(()) => c.owed = block,
+                    Err(wait) => {
+                        c.wake = Some(now + wait);
+                        break Turn::Open;
+                    }
+                }
+            }
+        }
+        let len = if c.pacer.is_some() {
+            c.owed.min(c.fill.len())
+        } else {
+            c.fill.len()
+        };
+        match stack.tcp_send(h, &c.fill[..len]) {
+            Ok(0) => break Turn::Open,
+            Ok(n) => {
+                sent += n as u64;
+                if c.pacer.is_some() {
+                    c.owed -= n;
+                }
+            }
+            Err(_) => break end(stack, h),
+        }
+    };
+    c.counters.bytes.fetch_add(sent, Ordering::Relaxed);
+    turn
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};
@@ -408,5 +622,55 @@ mod tests {
         assert!(p
             .iter()
             .all(|&b| b == b'\r' || b == b'\n' || (32..127).contains(&b)));
+    }
+
+    /// Waits out TIME-WAIT (the server closed first, as iperf3's does at the end of a
+    /// reverse test), then checks that the server holds nothing.
+    fn assert_no_leak_after_time_wait(world: &mut SimWorld, server: HostId) {
+        world.spawn(server, "wait", |caller| {
+            caller.sleep(Duration::from_secs(70))
+        });
+        world.run(Duration::from_secs(80)).expect("quiet");
+        assert_eq!(world.host(server).connections(), 0);
+    }
+
+    /// A paced sender (iperf3 `-R -b`) sends at its bitrate on the runtime's clock: 8
+    /// Mbit/s for 2 virtual seconds is 2 MB, give or take the first block and the
+    /// 5 ms burst.
+    #[test]
+    fn an_adopted_sender_keeps_its_bitrate() {
+        use crate::socket::TcpListener;
+        let (mut world, client, server, _) =
+            two_hosts(SimConfig::default(), StackConfig::default(), 7).expect("sim");
+        let served = world.spawn(server, "server", |caller| {
+            let listener = TcpListener::bind(&caller, 5000, 4).expect("bind");
+            let (s, _) = listener.accept().expect("accept");
+            let (c, h) = s.into_raw();
+            let counters = Arc::new(StreamCounters::default());
+            let role = StreamRole::Send {
+                fill: 0x5a,
+                block: 1000,
+                rate: 8_000_000,
+            };
+            adopt(&c, h, role, counters.clone()).expect("adopted");
+            caller.sleep(Duration::from_secs(2));
+            release(&caller, h);
+            counters.bytes()
+        });
+        let got = world.spawn(client, "client", |caller| {
+            let at = SocketAddrV4::new(host_addr(2), 5000);
+            let mut down = TcpStream::connect(&caller, at, None).unwrap();
+            let mut buf = vec![0; 65536];
+            let mut total = 0u64;
+            while let n @ 1.. = down.read(&mut buf).unwrap() {
+                total += n as u64;
+            }
+            total
+        });
+        world.run(Duration::from_secs(30)).expect("ran");
+        let sent = served.join().unwrap();
+        assert!((1_990_000..=2_010_000).contains(&sent), "{sent}");
+        assert_eq!(got.join().unwrap(), sent);
+        assert_no_leak_after_time_wait(&mut world, server);
     }
 }
