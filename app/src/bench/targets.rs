@@ -180,12 +180,9 @@ impl Target {
         Some(ticks as f64 / hz as f64)
     }
 
-    /// Resident memory of the stack process now, in bytes (`VmRSS` of /proc/PID/status).
+    /// Resident memory of the stack process now, in bytes.
     pub fn rss_bytes(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid?)).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib * 1024)
+        crate::runtime::resident_bytes(Some(self.pid?))
     }
 
     /// Seconds on a CPU of the stack process's threads now, to the nanosecond (the first

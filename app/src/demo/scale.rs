@@ -91,22 +91,9 @@ impl ScaleReport {
     }
 }
 
-/// Resident memory of this process (`/proc/self/statm`, second field, in pages).
+/// Resident memory of this process, 0 if unknown.
 fn rss() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|f| f.parse().ok())
-        .unwrap_or(0);
-    pages * nix_page_size()
-}
-
-fn nix_page_size() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .map_or(4096, |p| p as u64)
+    crate::runtime::resident_bytes(None).unwrap_or(0)
 }
 
 /// The two hosts and their virtual clock.
@@ -138,6 +125,14 @@ impl Pair {
         }
         self.now = end;
         self.poll();
+    }
+
+    /// After the `i`th call of a loop over every connection: every [`BURST`] calls, lets
+    /// 10 ms of virtual time pass so what they queued leaves before the link's queue fills.
+    fn after_call(&mut self, i: usize) {
+        if i % BURST == BURST - 1 {
+            self.run_for(Duration::from_millis(10));
+        }
     }
 
     /// Runs until `done` says so, at most `limit` of virtual time; whether it did.
@@ -205,9 +200,7 @@ pub fn run(cfg: &ScaleConfig, out: &mut dyn Write) -> Result<ScaleReport, ScaleE
             p.a.tcp_connect(p.now, SocketAddrV4::new(host_addr(2), port))
                 .map_err(|e| ScaleError::Stalled(format!("connect {i}: {e}")))?;
         clients.push(h);
-        if i % BURST == BURST - 1 {
-            p.run_for(Duration::from_millis(10));
-        }
+        p.after_call(i);
     }
     let accepted = p.run_until(Duration::from_secs(60), |p| {
         for i in 0..ports {
@@ -228,9 +221,7 @@ pub fn run(cfg: &ScaleConfig, out: &mut dyn Write) -> Result<ScaleReport, ScaleE
     );
     for (i, &c) in clients.iter().enumerate() {
         let _ = p.a.tcp_send(c, format!("hello {i}").as_bytes());
-        if i % BURST == BURST - 1 {
-            p.run_for(Duration::from_millis(10));
-        }
+        p.after_call(i);
     }
     let arrived = p.run_until(Duration::from_secs(60), |p| {
         servers
@@ -245,9 +236,7 @@ pub fn run(cfg: &ScaleConfig, out: &mut dyn Write) -> Result<ScaleReport, ScaleE
         let got = p.b.tcp_recv(s, &mut buf).unwrap_or(0);
         let answer = [b"echo ", &buf[..got]].concat();
         let _ = p.b.tcp_send(s, &answer);
-        if i % BURST == BURST - 1 {
-            p.run_for(Duration::from_millis(10));
-        }
+        p.after_call(i);
     }
     let answered = p.run_until(Duration::from_secs(60), |p| {
         clients
@@ -277,9 +266,7 @@ pub fn run(cfg: &ScaleConfig, out: &mut dyn Write) -> Result<ScaleReport, ScaleE
     );
     for (i, &c) in clients.iter().enumerate() {
         let _ = p.a.tcp_close(c);
-        if i % BURST == BURST - 1 {
-            p.run_for(Duration::from_millis(10));
-        }
+        p.after_call(i);
     }
     let fins = p.run_until(Duration::from_secs(60), |p| {
         servers
@@ -291,9 +278,7 @@ pub fn run(cfg: &ScaleConfig, out: &mut dyn Write) -> Result<ScaleReport, ScaleE
     }
     for (i, &s) in servers.iter().enumerate() {
         let _ = p.b.tcp_close(s);
-        if i % BURST == BURST - 1 {
-            p.run_for(Duration::from_millis(10));
-        }
+        p.after_call(i);
     }
     let _ = writeln!(
         out,

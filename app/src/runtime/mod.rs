@@ -171,6 +171,26 @@ pub fn return_free_memory() {
     }
 }
 
+/// Resident memory of process `pid` (this process for `None`) in bytes: the second field
+/// of `/proc/PID/statm`, in pages. `None` if it cannot be read (the process is gone).
+pub fn resident_bytes(pid: Option<u32>) -> Option<u64> {
+    let path = pid.map_or_else(
+        || "/proc/self/statm".to_string(),
+        |p| format!("/proc/{p}/statm"),
+    );
+    let pages: u64 = std::fs::read_to_string(path)
+        .ok()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map_or(4096, |p| p as u64);
+    Some(pages * page)
+}
+
 /// Messages to the runtime thread.
 pub(crate) enum Msg {
     Call(Call),
@@ -232,24 +252,17 @@ impl Caller {
     pub(crate) fn call(&self, op: Op, timeout: Option<Duration>) -> Reply {
         let (reply, answer) = bounded(1);
         let is_clock = op.is_clock();
-        let call = Call {
-            participant: self.participant,
-            host: self.host,
-            op,
-            timeout,
-            deadline: None,
-            reply: ReplyTo::Channel(reply),
-        };
-        if self.tx.send(Msg::Call(call)).is_err() {
+        if !self.post(op, timeout, ReplyTo::Channel(reply)) {
             return Reply::Err(RuntimeError::Stopped.into());
         }
-        if let Some(w) = &self.wake {
-            w.waker.wake();
-            // A sleep's answer comes when it ends: spinning for it buys nothing.
-            let spin = w.spin.filter(|_| !is_clock);
-            if let Some(reply) = spin.and_then(|limit| spin_recv(&answer, limit)) {
-                return reply;
-            }
+        // A sleep's answer comes when it ends: spinning for it buys nothing.
+        let spin = self
+            .wake
+            .as_ref()
+            .and_then(|w| w.spin)
+            .filter(|_| !is_clock);
+        if let Some(reply) = spin.and_then(|limit| spin_recv(&answer, limit)) {
+            return reply;
         }
         answer
             .recv()
@@ -260,20 +273,30 @@ impl Caller {
     /// the task that polls it (the async sockets). No busy-poll spin: an async task yields.
     pub(crate) fn submit(&self, op: Op) -> Arc<ReplySlot> {
         let slot = Arc::new(ReplySlot::default());
+        if !self.post(op, None, ReplyTo::Slot(slot.clone())) {
+            let _ = slot.fill(Reply::Err(RuntimeError::Stopped.into()));
+        }
+        slot
+    }
+
+    /// Queues a call for the runtime and wakes it if it sleeps on a device; false if the
+    /// runtime is gone.
+    fn post(&self, op: Op, timeout: Option<Duration>, reply: ReplyTo) -> bool {
         let call = Call {
             participant: self.participant,
             host: self.host,
             op,
-            timeout: None,
+            timeout,
             deadline: None,
-            reply: ReplyTo::Slot(slot.clone()),
+            reply,
         };
         if self.tx.send(Msg::Call(call)).is_err() {
-            let _ = slot.fill(Reply::Err(RuntimeError::Stopped.into()));
-        } else if let Some(w) = &self.wake {
+            return false;
+        }
+        if let Some(w) = &self.wake {
             w.waker.wake();
         }
-        slot
+        true
     }
 
     pub fn host(&self) -> HostId {
