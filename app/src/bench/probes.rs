@@ -13,23 +13,42 @@ use crate::transport::stack::{Stack, StackConfig};
 /// A measurement: runs once against `target`, one value per row.
 pub type ProbeFn = fn(&Target, &BenchConfig) -> Result<Vec<f64>, BenchError>;
 
-/// The last line `ustack-bench-peer client ... --json` printed.
-fn peer_client(t: &Target, cfg: &BenchConfig, mode: &str) -> Result<serde_json::Value, BenchError> {
+/// `timeout 120 ustack-bench-peer client --target ADDR --mode MODE --seconds S` with
+/// `extra` flags and `--json`: the one command line every peer-client probe runs.
+fn peer_client_args(
+    t: &Target,
+    cfg: &BenchConfig,
+    mode: &str,
+    seconds: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let head = ["timeout", "120"].map(String::from);
     let peer = cfg.peer.to_string_lossy().to_string();
-    let secs = cfg.seconds.to_string();
-    let args = [
-        "timeout",
-        "120",
-        &peer,
+    let flags = [
         "client",
         "--target",
         &t.addr,
         "--mode",
         mode,
         "--seconds",
-        &secs,
-        "--json",
+        seconds,
     ];
+    head.into_iter()
+        .chain(std::iter::once(peer))
+        .chain(
+            flags
+                .into_iter()
+                .chain(extra.iter().copied())
+                .map(String::from),
+        )
+        .chain(std::iter::once("--json".to_string()))
+        .collect()
+}
+
+/// The last line `ustack-bench-peer client ... --json` printed.
+fn peer_client(t: &Target, cfg: &BenchConfig, mode: &str) -> Result<serde_json::Value, BenchError> {
+    let args = peer_client_args(t, cfg, mode, &cfg.seconds.to_string(), &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = t.client().exec(&args)?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
@@ -107,23 +126,9 @@ pub fn idle_memory(t: &Target, cfg: &BenchConfig) -> Result<Vec<f64>, BenchError
         t.rss_bytes()
             .ok_or_else(|| BenchError::Client("hold".into(), "no RSS for the stack".into()))
     };
-    let peer = cfg.peer.to_string_lossy().to_string();
     let count = IDLE_CONNECTIONS.to_string();
-    let args = [
-        "timeout",
-        "120",
-        &peer,
-        "client",
-        "--target",
-        &t.addr,
-        "--mode",
-        "hold",
-        "--seconds",
-        "60",
-        "--count",
-        &count,
-        "--json",
-    ];
+    let args = peer_client_args(t, cfg, "hold", "60", &["--count", &count]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let before = rss()?;
     let mut child = t
         .client()
