@@ -37,11 +37,42 @@ fn ustack_up_with(tag: &str, flags: &[&str]) -> Netns {
     ];
     args.extend_from_slice(flags);
     ns.spawn(&args).unwrap();
-    ns.wait_for_link("ustk0").unwrap();
-    ns.must(&["ip", "addr", "add", &format!("{KERNEL}/24"), "dev", "ustk0"])
-        .unwrap();
-    ns.must(&["ip", "link", "set", "ustk0", "up"]).unwrap();
+    kernel_side_up(&ns, "ustk0");
     ns
+}
+
+/// `ustack up --tun DEV --addr 198.18.1.2/24 FLAGS` started in `ns` with the given
+/// standard output and error, and the kernel's side of DEV configured
+/// ([`kernel_side_up`]).
+fn tun_up(ns: &Netns, dev: &str, flags: &[&str], stdout: Stdio, stderr: Stdio) -> Running {
+    let addr = format!("{OURS}/24");
+    let mut args = vec![
+        env!("CARGO_BIN_EXE_ustack"),
+        "up",
+        "--tun",
+        dev,
+        "--addr",
+        &addr,
+    ];
+    args.extend_from_slice(flags);
+    let up = ns
+        .command(&args)
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .expect("ustack up starts");
+    let up = Running(up);
+    kernel_side_up(ns, dev);
+    up
+}
+
+/// Once ustack has created TUN device `dev` in `ns`: gives the kernel's side 198.18.1.1/24
+/// and sets it up.
+fn kernel_side_up(ns: &Netns, dev: &str) {
+    ns.wait_for_link(dev).unwrap();
+    ns.must(&["ip", "addr", "add", &format!("{KERNEL}/24"), "dev", dev])
+        .unwrap();
+    ns.must(&["ip", "link", "set", dev, "up"]).unwrap();
 }
 
 fn is_root() -> bool {
@@ -588,26 +619,13 @@ fn ustack_up_stops_on_sigterm_with_exit_0_and_a_complete_capture() {
     let ns = Netns::new("sig").unwrap();
     let pcap = std::env::temp_dir().join(format!("ustack-sig-{}.pcapng", std::process::id()));
     let pcap_arg = pcap.to_string_lossy().to_string();
-    let addr = format!("{OURS}/24");
-    let mut up = ns
-        .command(&[
-            env!("CARGO_BIN_EXE_ustack"),
-            "up",
-            "--tun",
-            "ustk0",
-            "--addr",
-            &addr,
-            "--pcap",
-            &pcap_arg,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ustack up starts");
-    ns.wait_for_link("ustk0").unwrap();
-    ns.must(&["ip", "addr", "add", &format!("{KERNEL}/24"), "dev", "ustk0"])
-        .unwrap();
-    ns.must(&["ip", "link", "set", "ustk0", "up"]).unwrap();
+    let up = tun_up(
+        &ns,
+        "ustk0",
+        &["--pcap", &pcap_arg],
+        Stdio::null(),
+        Stdio::piped(),
+    );
     let ping = ns
         .exec(&["ping", "-c", "3", "-i", "0.2", "-W", "2", OURS])
         .unwrap();
@@ -631,14 +649,7 @@ print("closed" if s.recv(10) == b"" else "data", flush=True)
     ));
     assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("open"));
     // `ip netns exec` execs the command, so the child's pid is ustack's.
-    let kill = Command::new("kill")
-        .args(["-TERM", &up.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = up.wait().unwrap();
-    let mut stderr = String::new();
-    let _ = std::io::Read::read_to_string(&mut up.stderr.take().unwrap(), &mut stderr);
+    let (status, _, stderr) = up.stop();
     assert_eq!(
         status.code(),
         Some(0),
@@ -769,24 +780,11 @@ fn a_gateway_on_tun_reaches_hosts_off_our_network_rfc1122_3_3_1() {
         return;
     };
     for (i, gateway) in [Some(KERNEL), None].into_iter().enumerate() {
-        let mut ns = Netns::new(&format!("tgw{i}")).unwrap();
-        let addr = format!("{OURS}/24");
-        let mut args = vec![
-            env!("CARGO_BIN_EXE_ustack"),
-            "up",
-            "--tun",
-            "ustk0",
-            "--addr",
-            &addr,
-        ];
-        if let Some(gw) = gateway {
-            args.extend_from_slice(&["--gateway", gw]);
-        }
-        ns.spawn(&args).unwrap();
-        ns.wait_for_link("ustk0").unwrap();
-        ns.must(&["ip", "addr", "add", &format!("{KERNEL}/24"), "dev", "ustk0"])
-            .unwrap();
-        ns.must(&["ip", "link", "set", "ustk0", "up"]).unwrap();
+        let flags = match gateway {
+            Some(gw) => vec!["--gateway", gw],
+            None => vec![],
+        };
+        let ns = ustack_up_with(&format!("tgw{i}"), &flags);
         ns.must(&["ip", "addr", "add", "198.19.7.1/32", "dev", "lo"])
             .unwrap();
         let ping = ns
@@ -827,6 +825,22 @@ impl Running {
         let pid = self.0.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         self.0.wait().unwrap()
+    }
+
+    /// SIGTERM, then what the process wrote to its piped standard output and error until
+    /// it ended, and its exit status.
+    fn stop(mut self) -> (std::process::ExitStatus, String, String) {
+        let pid = self.0.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+        let (mut out, mut err) = (String::new(), String::new());
+        if let Some(mut o) = self.0.stdout.take() {
+            let _ = std::io::Read::read_to_string(&mut o, &mut out);
+        }
+        if let Some(mut e) = self.0.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        }
+        (self.0.wait().unwrap(), out, err)
     }
 
     /// Waits for the process to end by itself: its status and standard output.
@@ -1485,34 +1499,13 @@ fn ustack_up_with_offload_moves_checked_data_in_super_segments_both_ways() {
     let ns = Netns::new("i10off-echo").unwrap();
     let pcap = std::env::temp_dir().join(format!("ustack-i10off-{}.pcapng", std::process::id()));
     let pcap_arg = pcap.to_string_lossy().to_string();
-    let addr = format!("{OURS}/24");
-    let mut up = ns
-        .command(&[
-            env!("CARGO_BIN_EXE_ustack"),
-            "up",
-            "--tun",
-            "i10off0",
-            "--addr",
-            &addr,
-            "--offload",
-            "--pcap",
-            &pcap_arg,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ustack up starts");
-    ns.wait_for_link("i10off0").unwrap();
-    ns.must(&[
-        "ip",
-        "addr",
-        "add",
-        &format!("{KERNEL}/24"),
-        "dev",
+    let up = tun_up(
+        &ns,
         "i10off0",
-    ])
-    .unwrap();
-    ns.must(&["ip", "link", "set", "i10off0", "up"]).unwrap();
+        &["--offload", "--pcap", &pcap_arg],
+        Stdio::null(),
+        Stdio::piped(),
+    );
     let ping = ns
         .exec(&["ping", "-c", "3", "-i", "0.2", "-W", "2", OURS])
         .unwrap();
@@ -1533,14 +1526,7 @@ fn ustack_up_with_offload_moves_checked_data_in_super_segments_both_ways() {
         .unwrap();
     let line = String::from_utf8_lossy(&echo.stdout);
     assert_eq!(line.trim(), "echo 4194304 True", "{echo:?}");
-    let kill = Command::new("kill")
-        .args(["-TERM", &up.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = up.wait().unwrap();
-    let mut stderr = String::new();
-    let _ = std::io::Read::read_to_string(&mut up.stderr.take().unwrap(), &mut stderr);
+    let (status, _, stderr) = up.stop();
     assert_eq!(status.code(), Some(0), "{status}\n{stderr}");
     let received = super_segments_from(&pcap_arg, KERNEL);
     let sent = super_segments_from(&pcap_arg, OURS);
@@ -1702,27 +1688,15 @@ fn ustack_up_with_two_queues_spreads_connections_over_two_stacks() {
         return;
     };
     let ns = Netns::new("mq").unwrap();
-    let addr = format!("{OURS}/24");
-    let up = ns
-        .command(&[
-            env!("CARGO_BIN_EXE_ustack"),
-            "up",
-            "--tun",
-            "ustk0",
-            "--addr",
-            &addr,
-            "--queues",
-            "2",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ustack up starts");
-    let mut up = Running(up);
-    ns.wait_for_link("ustk0").unwrap();
-    ns.must(&["ip", "addr", "add", &format!("{KERNEL}/24"), "dev", "ustk0"])
-        .unwrap();
-    ns.must(&["ip", "link", "set", "ustk0", "txqueuelen", "10000", "up"])
+    let up = tun_up(
+        &ns,
+        "ustk0",
+        &["--queues", "2"],
+        Stdio::piped(),
+        Stdio::piped(),
+    );
+    // Each queue has its own ring of this length (see the bench's TUN_TXQUEUELEN).
+    ns.must(&["ip", "link", "set", "ustk0", "txqueuelen", "10000"])
         .unwrap();
     wait_for_ping(&ns, OURS);
     let out = ns
@@ -1745,12 +1719,7 @@ fn ustack_up_with_two_queues_spreads_connections_over_two_stacks() {
         String::from_utf8_lossy(&udp.stdout).to_string() + &String::from_utf8_lossy(&udp.stderr);
     assert!(!udp.status.success(), "{said}");
     assert!(said.contains("Protocol not supported"), "{said}");
-    let pid = up.0.id().to_string();
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
-    let (mut text, mut errors) = (String::new(), String::new());
-    let _ = std::io::Read::read_to_string(&mut up.0.stdout.take().unwrap(), &mut text);
-    let _ = std::io::Read::read_to_string(&mut up.0.stderr.take().unwrap(), &mut errors);
-    let status = up.0.wait().unwrap();
+    let (status, text, errors) = up.stop();
     assert!(status.success(), "{text}{errors}");
     let accepted: Vec<u64> = text
         .lines()
