@@ -346,35 +346,57 @@ pub fn bring_up(args: &DeviceArgs) -> Result<Device, DeviceError> {
     }
     let sink = capture(args.pcap.as_deref())?;
     let name = kind.name();
-    if args.queues > 1 {
-        return bring_up_queues(args, kind, addr, iface_cfg, stack_cfg, sink);
-    }
-    let (link, mac) = match &kind {
+    let (links, mac) = match &kind {
+        DeviceKind::Tun(_) if args.queues > 1 => {
+            let n = usize::from(args.queues);
+            let devs =
+                TunLink::open_queues(name, args.mtu, n, args.offload).map_err(DeviceError::Open)?;
+            let links = devs
+                .into_iter()
+                .enumerate()
+                .map(|(i, dev)| tap(dev, sink.as_ref(), &format!("{name}/q{i}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            (links, None)
+        }
         DeviceKind::Tun(_) => {
             let dev = if args.offload {
                 TunLink::open_offload(name, args.mtu).map_err(DeviceError::Open)?
             } else {
                 open(name, args.mtu)?
             };
-            (tap(dev, sink.as_ref(), name)?, None)
+            (vec![tap(dev, sink.as_ref(), name)?], None)
         }
         DeviceKind::Tap(_) => {
             let dev = TunLink::open_tap(name, args.mtu).map_err(DeviceError::Open)?;
             let mac = local_mac(stack_cfg.seed);
-            (tap(dev, sink.as_ref(), name)?, Some(mac))
+            (vec![tap(dev, sink.as_ref(), name)?], Some(mac))
         }
         DeviceKind::Raw(_) => {
             let dev = RawLink::open(name, args.promisc).map_err(DeviceError::Open)?;
             let mac = MacAddr(dev.mac());
-            (tap(dev, sink.as_ref(), name)?, Some(mac))
+            (vec![tap(dev, sink.as_ref(), name)?], Some(mac))
         }
     };
     iface_cfg.mac = mac;
-    let stack = Stack::new(Interface::new(link, iface_cfg), stack_cfg);
     let clock = Clock::wall();
+    let n = links.len();
+    let mut runtimes: Vec<Runtime> = links
+        .into_iter()
+        .enumerate()
+        .map(|(i, link)| {
+            let (iface, cfg) = if n == 1 {
+                (iface_cfg.clone(), stack_cfg.clone())
+            } else {
+                queue_config(i, n, &iface_cfg, &stack_cfg)
+            };
+            let stack = Stack::new(Interface::new(link, iface), cfg);
+            Runtime::start_with_options(stack, clock, args.runtime_options())
+        })
+        .collect();
+    let runtime = runtimes.remove(0);
     Ok(Device {
-        runtime: Runtime::start_with_options(stack, clock, args.runtime_options()),
-        queues: Vec::new(),
+        runtime,
+        queues: runtimes,
         kind,
         addr,
         mac,
@@ -395,48 +417,23 @@ fn ephemeral_slice(i: usize, n: usize) -> std::ops::RangeInclusive<u16> {
     start as u16..=end as u16
 }
 
-/// [`bring_up`] of a multi-queue TUN: a stack and runtime per queue, each with its own
-/// seed and slice of the ephemeral ports, all with the same address and capture.
-fn bring_up_queues(
-    args: &DeviceArgs,
-    kind: DeviceKind,
-    addr: Ipv4Cidr,
-    iface_cfg: Config,
-    stack_cfg: StackConfig,
-    sink: Option<PcapSink>,
-) -> Result<Device, DeviceError> {
-    let n = usize::from(args.queues);
-    let name = kind.name().to_string();
-    let devs = TunLink::open_queues(&name, args.mtu, n, args.offload).map_err(DeviceError::Open)?;
-    let clock = Clock::wall();
-    let mut runtimes = Vec::with_capacity(n);
-    for (i, dev) in devs.into_iter().enumerate() {
-        let link = tap(dev, sink.as_ref(), &format!("{name}/q{i}"))?;
-        let seed = crate::link::seed::derive(stack_cfg.seed, QUEUE_STREAM + i as u64);
-        let cfg = StackConfig {
-            seed,
-            ephemeral_ports: ephemeral_slice(i, n),
-            ..stack_cfg.clone()
-        };
-        let mut iface = iface_cfg.clone();
-        iface.first_ident = crate::link::seed::derive(seed, IDENT_STREAM) as u16;
-        let stack = Stack::new(Interface::new(link, iface), cfg);
-        runtimes.push(Runtime::start_with_options(
-            stack,
-            clock,
-            args.runtime_options(),
-        ));
-    }
-    let runtime = runtimes.remove(0);
-    Ok(Device {
-        runtime,
-        queues: runtimes,
-        kind,
-        addr,
-        mac: None,
-        capture: sink,
-        clock,
-    })
+/// The settings of the stack of queue `i` of `n` on a multi-queue TUN (`--queues`): its
+/// own seed, IP identification start and slice of the ephemeral ports; the same address.
+fn queue_config(
+    i: usize,
+    n: usize,
+    iface_cfg: &Config,
+    stack_cfg: &StackConfig,
+) -> (Config, StackConfig) {
+    let seed = crate::link::seed::derive(stack_cfg.seed, QUEUE_STREAM + i as u64);
+    let cfg = StackConfig {
+        seed,
+        ephemeral_ports: ephemeral_slice(i, n),
+        ..stack_cfg.clone()
+    };
+    let mut iface = iface_cfg.clone();
+    iface.first_ident = crate::link::seed::derive(seed, IDENT_STREAM) as u16;
+    (iface, cfg)
 }
 
 /// Seed streams of the stacks of a multi-queue TUN (one per queue from here on).
