@@ -173,19 +173,24 @@ impl TunLink {
                     )
                 })?;
         }
+        // A device without offload hands over one packet per read; with offload one
+        // read carries up to 64 KiB and batching gains little.
+        let batch = if offload {
+            None
+        } else {
+            BatchReader::new().ok().map(|mut reader| {
+                // The link owns the device's file as long as the reader.
+                reader.register_file(file.as_fd());
+                reader
+            })
+        };
         Ok(TunLink {
             file,
             name: name.to_string(),
             mtu,
             medium,
             vnet: offload.then(VnetStats::default),
-            // A device without offload hands over one packet per read; with offload one
-            // read carries up to 64 KiB and batching gains little.
-            batch: if offload {
-                None
-            } else {
-                BatchReader::new().ok()
-            },
+            batch,
         })
     }
 

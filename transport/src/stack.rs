@@ -229,10 +229,25 @@ pub struct Stack<L: Link> {
     clock: Instant,
     /// Where the device reads packets into; their payloads are parsed in place.
     rx: Vec<u8>,
+    /// The last [`Stack::poll`] stopped at its budget ([`POLL_BUDGET`]) with the link
+    /// perhaps holding more: [`Stack::poll_at`] says "now".
+    rx_budget_spent: bool,
     tx: Vec<u8>,
     stats: TransportStats,
     closed_stats: ConnStats,
 }
+
+/// Bytes of data (TCP payload; UDP and others whole) one [`Stack::poll`] reads from the
+/// link before it returns, so that the applications take what arrived before more is
+/// read (Linux's NAPI budget, 64 packets per device poll, lets the receiving process run
+/// between polls likewise). A poll that read megabytes in one go (after the runtime
+/// thread was descheduled, with the kernel sender filling the device queue meanwhile)
+/// held them all in the receive buffers until it ended, and the window its ACKs
+/// advertised shrank by as much: the kernel sender of `ustack bench`'s receive rows was
+/// receive-window limited 3-4% of the time (`ss -ti`: rwnd_limited), 0-0.2% with the
+/// budget. As much as an ACK may cover (`MAX_ACK_BATCH`, 256 KiB), so a budget's end
+/// costs no extra ACK.
+pub const POLL_BUDGET: usize = crate::tcp::conn::MAX_ACK_BATCH;
 
 impl<L: Link> Stack<L> {
     pub fn new(mut iface: Interface<L>, cfg: StackConfig) -> Stack<L> {
@@ -258,6 +273,7 @@ impl<L: Link> Stack<L> {
             events_on: false,
             clock: Instant::ZERO,
             rx: Vec::new(),
+            rx_budget_spent: false,
             tx: Vec::new(),
             stats: TransportStats::default(),
             closed_stats: ConnStats::default(),
@@ -553,7 +569,7 @@ impl<L: Link> Stack<L> {
 
     /// When [`Stack::poll`] next has work: a packet arriving, a timer, or output pending.
     pub fn poll_at(&self, now: Instant) -> Option<Instant> {
-        if !self.dirty.is_empty() || !self.time_wait_acks.is_empty() {
+        if self.rx_budget_spent || !self.dirty.is_empty() || !self.time_wait_acks.is_empty() {
             return Some(now);
         }
         let timer = match (self.timers.first(), self.time_wait_timers.first()) {
@@ -566,26 +582,41 @@ impl<L: Link> Stack<L> {
         }
     }
 
-    /// Processes everything due at `now`: arrivals, timers, and transmissions. Every
-    /// packet waiting on the link is read in this one call, and each connection sends
-    /// what it has once at the end: a batch of in-order segments gets one ACK (see
-    /// [`Connection::ack_due`] for the ACKs that cannot wait). A link receive error (counted by the interface as `rx_link_errors`) ends only the
+    /// Processes everything due at `now`: arrivals, timers, and transmissions. The
+    /// packets waiting on the link are read in this one call, up to [`POLL_BUDGET`]
+    /// bytes (then [`Stack::poll_at`] says "now" and the next call reads on), and each
+    /// connection sends what it has once at the end: a batch of in-order segments gets
+    /// one ACK (see [`Connection::ack_due`] for the ACKs that cannot wait). A link
+    /// receive error (counted by the interface as `rx_link_errors`) ends only the
     /// receiving: ICMP events, timers and transmissions still run, and the error is
     /// returned after them.
     pub fn poll(&mut self, now: Instant) -> Result<(), LinkError> {
         let mut payload = std::mem::take(&mut self.rx);
+        let mut budget = POLL_BUDGET;
+        self.rx_budget_spent = false;
         let received = loop {
             // The payload is parsed where the device put it (no copy inside the interface).
-            match self.iface.recv_in_place(now, &mut payload) {
+            let len = match self.iface.recv_in_place(now, &mut payload) {
                 Ok(Some((r, at))) if r.protocol == IpNumber::TCP => {
-                    self.on_tcp(now, &r, &payload[at])
+                    let segment = &payload[at];
+                    self.on_tcp(now, &r, segment);
+                    // The data, as `MAX_ACK_BATCH` counts it (RFC 9293 section 3.1:
+                    // the data offset is the header's length in 32-bit words).
+                    let header = segment.get(12).map_or(0, |b| usize::from(b >> 4) * 4);
+                    segment.len().saturating_sub(header)
                 }
                 Ok(Some((r, at))) if r.protocol == IpNumber::UDP => {
-                    self.on_udp(now, &r, &payload[at])
+                    self.on_udp(now, &r, &payload[at]);
+                    r.len
                 }
-                Ok(Some(_)) => {}
+                Ok(Some((r, _))) => r.len,
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
+            };
+            budget = budget.saturating_sub(len);
+            if budget == 0 {
+                self.rx_budget_spent = true;
+                break Ok(());
             }
         };
         self.rx = payload;
@@ -1600,7 +1631,12 @@ mod tests {
             let p = from_peer(seq, iss1, &payload, false);
             s.interface_mut().link_mut().inbox.push_back(p);
         }
-        s.poll(Instant::from_millis(1)).unwrap();
+        // As a runtime drives it: polls until the stack has nothing more to do now.
+        let now = Instant::from_millis(1);
+        s.poll(now).unwrap();
+        while s.poll_at(now) == Some(now) {
+            s.poll(now).unwrap();
+        }
     }
 
     fn acked(segments: u32) -> u32 {
@@ -1624,6 +1660,34 @@ mod tests {
     fn a_long_batch_is_acknowledged_every_256_kib() {
         let (mut s, iss1) = batch_receiver();
         deliver(&mut s, iss1, 0..400);
+        assert_eq!(
+            s.interface().link().acks,
+            [acked(180), acked(360), acked(400)]
+        );
+    }
+
+    /// One poll reads at most `POLL_BUDGET` (256 KiB, 180 segments of 1460 bytes) from
+    /// the link and then says it has more to do now, so the application can take the
+    /// data before the next poll reads on (Linux's NAPI budget).
+    #[test]
+    fn a_poll_reads_at_most_its_budget() {
+        let (mut s, iss1) = batch_receiver();
+        let payload = [0x42; SEG];
+        for i in 0..400 {
+            let seq = PEER_ISN + 1 + i * SEG as u32;
+            let p = from_peer(seq, iss1, &payload, false);
+            s.interface_mut().link_mut().inbox.push_back(p);
+        }
+        let now = Instant::from_millis(1);
+        s.poll(now).unwrap();
+        assert_eq!(s.interface().link().inbox.len(), 400 - 180);
+        assert_eq!(s.poll_at(now), Some(now));
+        s.poll(now).unwrap();
+        assert_eq!(s.interface().link().inbox.len(), 400 - 360);
+        assert_eq!(s.poll_at(now), Some(now));
+        s.poll(now).unwrap();
+        assert!(s.interface().link().inbox.is_empty());
+        assert!(s.poll_at(now).is_none_or(|t| t > now));
         assert_eq!(
             s.interface().link().acks,
             [acked(180), acked(360), acked(400)]

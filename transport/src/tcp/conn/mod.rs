@@ -699,11 +699,14 @@ impl Connection {
         }
         // Window update once the window we would advertise exceeds the one the peer knows
         // by the threshold, however many reads freed it (RFC 1122 section 4.2.3.3, RFC
-        // 9293 section 3.8.6.2.2, receiver side silly-window avoidance).
+        // 9293 section 3.8.6.2.2, receiver side silly-window avoidance), and is at least
+        // twice what the peer has left (Linux `tcp_cleanup_rbuf`: `new_window >= 2 *
+        // rcv_window_now`). A peer with half its window left is still sending, and the
+        // ACKs of that data carry the new window; an update on top costs a segment (and
+        // the sender's processing of it) per read in a bulk transfer.
         let threshold = self.receive_sws_threshold(2);
-        if self.state.is_synchronized()
-            && self.window_to_advertise() >= self.advertised() + threshold
-        {
+        let (free, known) = (self.window_to_advertise(), self.advertised());
+        if self.state.is_synchronized() && free >= known + threshold && free >= 2 * known {
             self.pending.ack = AckPending::Now;
             self.stats.window_updates += 1;
         }

@@ -281,6 +281,42 @@ fn window_update_after_small_reads_rfc1122_4_2_3_3() {
     assert_eq!(read, data[..6 * 1024]);
 }
 
+/// Linux `tcp_cleanup_rbuf`: a read sends a window update only if the window then at
+/// least doubles what the peer has left (and moves the edge by the RFC 1122 section
+/// 4.2.3.3 threshold). With 6 of 10 segments' room left, reading 4 segments (10 free) is
+/// no update: the peer is still sending, and the ACK of its next data carries the window.
+/// With 4 left, reading 6 (10 free, more than 2 * 4) is one.
+#[test]
+fn window_update_only_when_the_window_doubles() {
+    let mut s = established(TcpConfig {
+        recv_buffer: 10 * 1460,
+        ..cfg()
+    });
+    let data = pattern(10 * 1460, 0);
+    let seg = |i: usize| peer_data(IRS + 1 + i * 1460, &data[i * 1460..(i + 1) * 1460]);
+    send!(s, seg(0));
+    send!(s, seg(1));
+    recv!(s, [our_ack(IRS + 1 + 2 * 1460, 8 * 1460)]);
+    send!(s, seg(2));
+    send!(s, seg(3));
+    recv!(s, [our_ack(IRS + 1 + 4 * 1460, 6 * 1460)]);
+    assert_eq!(s.read_all(), data[..4 * 1460]);
+    recv_nothing!(s);
+    assert_eq!(s.stats().window_updates, 0);
+    // The ACK of the next two segments carries the whole free space.
+    send!(s, seg(4));
+    send!(s, seg(5));
+    recv!(s, [our_ack(IRS + 1 + 6 * 1460, 8 * 1460)]);
+    for i in 6..10 {
+        send!(s, seg(i));
+    }
+    let end = IRS + 1 + data.len();
+    recv!(s, [our_ack(end, 4 * 1460)]);
+    assert_eq!(s.read_all(), data[4 * 1460..]);
+    recv!(s, [our_ack(end, 10 * 1460)]);
+    assert_eq!(s.stats().window_updates, 1);
+}
+
 /// RFC 9293 section 3.10.7.4: with RCV.WND zero no segment with data is acceptable, but
 /// its ACK field and window are still processed. The peer's zero-window probe, one new
 /// byte that also acknowledges our data, frees our send buffer and stops our timers; the
