@@ -580,6 +580,15 @@ impl<L: Link> Interface<L> {
         Ok(())
     }
 
+    /// Puts what this round sent on the device ([`Link::flush`]): the driver's end of a
+    /// round. A failed flush counts once in `tx_link_errors` (the link counts the packets
+    /// it lost); TCP retransmits them as lost ones.
+    pub fn flush(&mut self, now: Instant) {
+        if self.link.flush(now).is_err() {
+            self.stats.tx_link_errors += 1;
+        }
+    }
+
     /// Sends the gratuitous ARP of an Ethernet interface's start, once.
     fn start(&mut self, now: Instant) {
         if self.announced {
