@@ -213,6 +213,21 @@ impl TunLink {
         }
     }
 
+    /// Without offload: `TooBig` for a packet (or frame) longer than the MTU allows.
+    fn fits(&self, packet: &[u8]) -> Result<(), LinkError> {
+        let max = match self.medium {
+            Medium::Ip => self.mtu,
+            Medium::Ethernet => self.mtu + ETHERNET_HEADER_LEN,
+        };
+        if packet.len() > max {
+            return Err(LinkError::TooBig {
+                len: packet.len(),
+                mtu: max,
+            });
+        }
+        Ok(())
+    }
+
     /// Reads one packet after its virtio header, dropping (and counting) those whose
     /// header is malformed.
     fn recv_vnet(&mut self, buf: &mut [u8]) -> Result<Option<(usize, RxOffload)>, LinkError> {
@@ -291,16 +306,7 @@ impl Link for TunLink {
             let hdr = VnetHeader::default().to_bytes();
             return self.write_parts(&[IoSlice::new(&hdr), IoSlice::new(packet)]);
         }
-        let max = match self.medium {
-            Medium::Ip => self.mtu,
-            Medium::Ethernet => self.mtu + ETHERNET_HEADER_LEN,
-        };
-        if packet.len() > max {
-            return Err(LinkError::TooBig {
-                len: packet.len(),
-                mtu: max,
-            });
-        }
+        self.fits(packet)?;
         if let Some(writer) = self.writer.as_mut().filter(|_| self.flushed) {
             return writer
                 .queue(self.file.as_fd(), packet)
@@ -312,6 +318,20 @@ impl Link for TunLink {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(LinkError::WouldBlock),
             Err(e) => Err(LinkError::Io(e)),
         }
+    }
+
+    /// Queued for the flush in the writer without a copy ([`BatchWriter::queue_swap`])
+    /// where [`Link::send`] would queue a copy; else as [`Link::send`].
+    fn send_swap(&mut self, now: Instant, buf: &mut Vec<u8>) -> Result<TxInfo, LinkError> {
+        if self.vnet.is_some() || !self.flushed || self.writer.is_none() {
+            return self.send(now, buf);
+        }
+        self.fits(buf)?;
+        let writer = self.writer.as_mut().expect("checked above");
+        writer
+            .queue_swap(self.file.as_fd(), buf)
+            .map(|()| TxInfo::default())
+            .map_err(LinkError::Io)
     }
 
     /// Writes what the writer holds (see [`BatchWriter::flush`]); from the first call
@@ -580,7 +600,12 @@ mod tests {
         tun.flush(Instant::ZERO).unwrap();
         const ROUND: u32 = 20;
         for i in 1..=ROUND {
-            tun.send(Instant::ZERO, &datagram(i)).unwrap();
+            // Copied into the writer, or (every other one) handed over in its buffer.
+            if i % 2 == 0 {
+                tun.send_swap(Instant::ZERO, &mut datagram(i)).unwrap();
+            } else {
+                tun.send(Instant::ZERO, &datagram(i)).unwrap();
+            }
         }
         let before = tun.write_stats().unwrap();
         assert_eq!(before.batched, 0, "held until the flush");
