@@ -16,7 +16,11 @@
 //! (`tun_get_user` -> `netif_receive_skb` -> `tcp_v4_rcv` of the peer socket), which runs
 //! in the writer's context; batching saves only the system-call entries and exits
 //! (`do_syscall_64`, `ksys_write`, `fdget_pos`: about 6% of the runtime thread sending at
-//! line rate).
+//! line rate), less io_uring's own work per write (`io_write`, `io_submit_sqes`,
+//! `kiocb_done`: about 5%). Measured on the send benchmark (perf stat task-clock of the
+//! process) the runtime's CPU per Gbit still fell by 10-20%. Writes on an io-wq worker
+//! (`IOSQE_ASYNC`, one worker to keep them in order), to move the kernel's receive
+//! path off this thread, halved the throughput instead and were not kept.
 //!
 //! A failed write (the device went down, `EIO`; its queue was full, `EAGAIN`) cannot be
 //! reported to the sender of that packet, whose [`crate::Link::send`] returned already:
