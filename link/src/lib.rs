@@ -22,6 +22,8 @@ pub mod time;
 pub mod tun;
 #[cfg(target_os = "linux")]
 pub mod uring;
+#[cfg(target_os = "linux")]
+pub mod uring_tx;
 pub mod vnet;
 
 pub use hub::{HubConfig, HubPort, SimHub};

@@ -124,6 +124,22 @@ pub trait Link {
     /// Sends one packet. `Ok` means the link accepted it, not that it will arrive.
     fn send(&mut self, now: Instant, packet: &[u8]) -> Result<TxInfo, LinkError>;
 
+    /// [`Link::send`] of the packet in `buf` (exactly as long as the packet), which the
+    /// link may keep, handing back a buffer of its own (contents unspecified) in
+    /// exchange: a link that writes later keeps the packet without copying it.
+    fn send_swap(&mut self, now: Instant, buf: &mut Vec<u8>) -> Result<TxInfo, LinkError> {
+        self.send(now, buf)
+    }
+
+    /// Puts every packet [`Link::send`] accepted since the last call on the device: the
+    /// driver's end of a round. A link that writes many packets per system call holds
+    /// them until here, and only once a driver has called this (so a driver that never
+    /// does still sends each packet at once); the others have nothing to do.
+    fn flush(&mut self, now: Instant) -> Result<(), LinkError> {
+        let _ = now;
+        Ok(())
+    }
+
     /// Receives one packet into `buf`, returning its length, or `Ok(None)` if nothing is
     /// ready at `now`.
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<usize>, LinkError>;
@@ -193,6 +209,12 @@ macro_rules! forward_link {
             }
             fn send(&mut self, now: Instant, packet: &[u8]) -> Result<TxInfo, LinkError> {
                 (**self).send(now, packet)
+            }
+            fn flush(&mut self, now: Instant) -> Result<(), LinkError> {
+                (**self).flush(now)
+            }
+            fn send_swap(&mut self, now: Instant, buf: &mut Vec<u8>) -> Result<TxInfo, LinkError> {
+                (**self).send_swap(now, buf)
             }
             fn recv(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<usize>, LinkError> {
                 (**self).recv(now, buf)

@@ -261,6 +261,10 @@ impl<L: Link> Link for PcapTap<L> {
         Ok(info)
     }
 
+    fn flush(&mut self, now: Instant) -> Result<(), LinkError> {
+        self.inner.flush(now)
+    }
+
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<usize>, LinkError> {
         let got = self.inner.recv(now, buf)?;
         if let Some(n) = got {

@@ -21,6 +21,10 @@
 //! is read through a [`BatchReader`] (io_uring) where the kernel allows it: up to 32
 //! reads per system call, each packet handed over in the buffer it was read into
 //! ([`Link::recv_swap`]).
+//!
+//! **Batched writes**: likewise, once the driver flushes its rounds ([`Link::flush`]),
+//! the packets of a round are written through a [`BatchWriter`] (io_uring), all in one
+//! system call at the flush; a lone packet is still one write(2).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
@@ -30,6 +34,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use crate::link::{Capabilities, Link, LinkError, Medium, RxOffload, TxInfo, ETHERNET_HEADER_LEN};
 use crate::time::Instant;
 use crate::uring::{BatchReader, BatchStats};
+use crate::uring_tx::{BatchWriter, WriteStats};
 use crate::vnet::{TsoHeaders, VnetHeader, VnetStats, VNET_HDR_LEN};
 
 // TUNSETIFF is `_IOW('T', 202, int)` in linux/if_tun.h although the kernel reads a whole
@@ -60,6 +65,10 @@ pub struct TunLink {
     vnet: Option<VnetStats>,
     /// Without offload, where io_uring is available: many reads per system call.
     batch: Option<BatchReader>,
+    /// Without offload, where io_uring is available: many writes per system call.
+    writer: Option<BatchWriter>,
+    /// The driver calls [`Link::flush`]: sends may wait for it in the writer.
+    flushed: bool,
 }
 
 impl TunLink {
@@ -191,6 +200,12 @@ impl TunLink {
             medium,
             vnet: offload.then(VnetStats::default),
             batch,
+            writer: if offload {
+                None
+            } else {
+                BatchWriter::new().ok()
+            },
+            flushed: false,
         })
     }
 
@@ -201,6 +216,21 @@ impl TunLink {
             Err(nix::errno::Errno::EAGAIN) => Err(LinkError::WouldBlock),
             Err(e) => Err(LinkError::Io(e.into())),
         }
+    }
+
+    /// Without offload: `TooBig` for a packet (or frame) longer than the MTU allows.
+    fn fits(&self, packet: &[u8]) -> Result<(), LinkError> {
+        let max = match self.medium {
+            Medium::Ip => self.mtu,
+            Medium::Ethernet => self.mtu + ETHERNET_HEADER_LEN,
+        };
+        if packet.len() > max {
+            return Err(LinkError::TooBig {
+                len: packet.len(),
+                mtu: max,
+            });
+        }
+        Ok(())
     }
 
     /// Reads one packet after its virtio header, dropping (and counting) those whose
@@ -251,6 +281,12 @@ impl TunLink {
     pub fn batch_stats(&self) -> Option<BatchStats> {
         self.batch.as_ref().map(BatchReader::stats)
     }
+
+    /// Without offload: how the device's writes were batched through io_uring (`None`
+    /// where io_uring is not available and every write is a write(2)).
+    pub fn write_stats(&self) -> Option<WriteStats> {
+        self.writer.as_ref().map(BatchWriter::stats)
+    }
 }
 
 impl Link for TunLink {
@@ -275,20 +311,41 @@ impl Link for TunLink {
             let hdr = VnetHeader::default().to_bytes();
             return self.write_parts(&[IoSlice::new(&hdr), IoSlice::new(packet)]);
         }
-        let max = match self.medium {
-            Medium::Ip => self.mtu,
-            Medium::Ethernet => self.mtu + ETHERNET_HEADER_LEN,
-        };
-        if packet.len() > max {
-            return Err(LinkError::TooBig {
-                len: packet.len(),
-                mtu: max,
-            });
+        self.fits(packet)?;
+        if let Some(writer) = self.writer.as_mut().filter(|_| self.flushed) {
+            return writer
+                .queue(self.file.as_fd(), packet)
+                .map(|()| TxInfo::default())
+                .map_err(LinkError::Io);
         }
         match self.file.write(packet) {
             Ok(_) => Ok(TxInfo::default()),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(LinkError::WouldBlock),
             Err(e) => Err(LinkError::Io(e)),
+        }
+    }
+
+    /// Queued for the flush in the writer without a copy ([`BatchWriter::queue_swap`])
+    /// where [`Link::send`] would queue a copy; else as [`Link::send`].
+    fn send_swap(&mut self, now: Instant, buf: &mut Vec<u8>) -> Result<TxInfo, LinkError> {
+        if self.vnet.is_some() || !self.flushed || self.writer.is_none() {
+            return self.send(now, buf);
+        }
+        self.fits(buf)?;
+        let writer = self.writer.as_mut().expect("checked above");
+        writer
+            .queue_swap(self.file.as_fd(), buf)
+            .map(|()| TxInfo::default())
+            .map_err(LinkError::Io)
+    }
+
+    /// Writes what the writer holds (see [`BatchWriter::flush`]); from the first call
+    /// on, [`Link::send`] queues packets for the next one.
+    fn flush(&mut self, _now: Instant) -> Result<(), LinkError> {
+        self.flushed = true;
+        match self.writer.as_mut() {
+            Some(writer) => writer.flush(self.file.as_fd()).map_err(LinkError::Io),
+            None => Ok(()),
         }
     }
 
@@ -506,5 +563,70 @@ mod tests {
             }
         }
         assert_eq!(got, Some(24));
+    }
+
+    /// Without offload, a driver that flushes its rounds gets each round's packets
+    /// written in one io_uring call, in order; before its first flush (a driver that
+    /// never flushes) every packet goes at once with write(2).
+    #[test]
+    fn a_flushed_round_is_written_in_one_call_in_order() {
+        use crate::testnet::{must, own_netns, skip_unless_root};
+        if skip_unless_root() {
+            return;
+        }
+        own_netns();
+        let mut tun = TunLink::open("utun2", 1500).unwrap();
+        if tun.write_stats().is_none() {
+            eprintln!("skipped: io_uring is not available here");
+            return;
+        }
+        must(&["ip", "addr", "add", "198.18.9.1/24", "dev", "utun2"]);
+        must(&["ip", "link", "set", "utun2", "up"]);
+        let socket = std::net::UdpSocket::bind("198.18.9.1:5009").unwrap();
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        // 198.18.9.2:7 -> 198.18.9.1:5009, UDP checksum 0 (none, RFC 768).
+        let datagram = |i: u32| {
+            let mut out = Vec::new();
+            etherparse::PacketBuilder::ipv4([198, 18, 9, 2], [198, 18, 9, 1], 64)
+                .udp(7, 5009)
+                .write(&mut out, &i.to_be_bytes())
+                .unwrap();
+            out
+        };
+        let next = |socket: &std::net::UdpSocket| {
+            let mut buf = [0u8; 16];
+            let n = socket.recv(&mut buf).unwrap();
+            u32::from_be_bytes(buf[..n].try_into().unwrap())
+        };
+        tun.send(Instant::ZERO, &datagram(0)).unwrap();
+        assert_eq!(next(&socket), 0, "sent before any flush");
+        tun.flush(Instant::ZERO).unwrap();
+        const ROUND: u32 = 20;
+        for i in 1..=ROUND {
+            // Copied into the writer, or (every other one) handed over in its buffer.
+            if i % 2 == 0 {
+                tun.send_swap(Instant::ZERO, &mut datagram(i)).unwrap();
+            } else {
+                tun.send(Instant::ZERO, &datagram(i)).unwrap();
+            }
+        }
+        let before = tun.write_stats().unwrap();
+        assert_eq!(before.batched, 0, "held until the flush");
+        tun.flush(Instant::ZERO).unwrap();
+        for i in 1..=ROUND {
+            assert_eq!(next(&socket), i, "in order");
+        }
+        let stats = tun.write_stats().unwrap();
+        assert_eq!(
+            (stats.calls, stats.batched, stats.errors),
+            (1, u64::from(ROUND), 0)
+        );
+        // A lone packet in a round: one write(2).
+        tun.send(Instant::ZERO, &datagram(99)).unwrap();
+        tun.flush(Instant::ZERO).unwrap();
+        assert_eq!(next(&socket), 99);
+        assert_eq!(tun.write_stats().unwrap().single_writes, 1);
     }
 }

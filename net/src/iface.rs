@@ -566,18 +566,30 @@ impl<L: Link> Interface<L> {
             let header = ethernet::header(dst, arp.mac(), EtherType::IPV4);
             self.tx_buf[..ethernet::HEADER_LEN].copy_from_slice(&header);
         }
+        let len = self.tx_buf.len();
         let sent = if tso_segment > 0 {
             self.link.send_offload(now, &self.tx_buf, tso_segment)
         } else {
-            self.link.send(now, &self.tx_buf)
+            // The link may keep the buffer (to write it at the flush) and give back one
+            // of its own.
+            self.link.send_swap(now, &mut self.tx_buf)
         };
         if let Err(e) = sent {
             self.stats.tx_link_errors += 1;
             return Err(e.into());
         }
         self.stats.tx_packets += 1;
-        self.stats.tx_bytes += (self.tx_buf.len() - link_header) as u64;
+        self.stats.tx_bytes += (len - link_header) as u64;
         Ok(())
+    }
+
+    /// Puts what this round sent on the device ([`Link::flush`]): the driver's end of a
+    /// round. A failed flush counts once in `tx_link_errors` (the link counts the packets
+    /// it lost); TCP retransmits them as lost ones.
+    pub fn flush(&mut self, now: Instant) {
+        if self.link.flush(now).is_err() {
+            self.stats.tx_link_errors += 1;
+        }
     }
 
     /// Sends the gratuitous ARP of an Ethernet interface's start, once.

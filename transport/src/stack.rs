@@ -661,6 +661,8 @@ impl<L: Link> Stack<L> {
                 self.time_wait_ack(now, tuple);
             }
         }
+        // The round's packets, on the device at once (one system call for a batch).
+        self.iface.flush(now);
     }
 
     /// Sends the ACK of the compact TIME-WAIT `tuple` if it owes one.
