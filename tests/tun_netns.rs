@@ -436,17 +436,22 @@ fn ustack_iperf3_client_measures_against_the_kernel_server() {
 }
 
 /// The rows `ustack bench` must measure, and in which columns (kernel, ustack, smoltcp):
-/// CPU per Gbit has no kernel column, iperf3 and the lossy paths through `ustack impair`
-/// (issue 11) no smoltcp one, the SimLink row only ustack.
+/// CPU per Gbit of the stack's process has no kernel column (the whole machine's has),
+/// iperf3 and the lossy paths through `ustack impair` (issue 11) no smoltcp one, the
+/// SimLink row only ustack.
 const BENCH_ROWS: &[(&str, [bool; 3])] = &[
     ("receive", [true, true, true]),
     ("receive_cpu", [false, true, true]),
+    ("receive_machine_cpu", [true, true, true]),
     ("send", [true, true, true]),
     ("send_cpu", [false, true, true]),
+    ("send_machine_cpu", [true, true, true]),
     ("offload_receive", [true, true, true]),
     ("offload_receive_cpu", [false, true, true]),
+    ("offload_receive_machine_cpu", [true, true, true]),
     ("offload_send", [true, true, true]),
     ("offload_send_cpu", [false, true, true]),
+    ("offload_send_machine_cpu", [true, true, true]),
     ("pingpong_p50", [true, true, true]),
     ("pingpong_p99", [true, true, true]),
     ("pingpong_p999", [true, true, true]),

@@ -61,12 +61,14 @@ fn peer_client(t: &Target, cfg: &BenchConfig, mode: &str) -> Result<serde_json::
     Ok(serde_json::from_str(last)?)
 }
 
-/// Gbit/s through the client in `mode`, and the stack process's CPU milliseconds per
-/// Gbit moved (user + system, NaN for the kernel, whose work is not one process).
+/// Gbit/s through the client in `mode`; the stack process's CPU milliseconds per Gbit
+/// moved (user + system, NaN for the kernel, whose work is not one process); and the whole
+/// machine's busy CPU milliseconds per Gbit ([`targets::machine_busy_seconds`]: stack,
+/// client and the kernel's work for both, for every column alike).
 fn throughput(t: &Target, cfg: &BenchConfig, mode: &str) -> Result<Vec<f64>, BenchError> {
-    let before = t.cpu_seconds();
+    let (before, machine_before) = (t.cpu_seconds(), targets::machine_busy_seconds());
     let v = peer_client(t, cfg, mode)?;
-    let after = t.cpu_seconds();
+    let (after, machine_after) = (t.cpu_seconds(), targets::machine_busy_seconds());
     let gbps = v["gbps"].as_f64().unwrap_or(0.0);
     let gbit = v["bytes"].as_f64().unwrap_or(0.0) * 8.0 / 1e9;
     if !(gbps > 0.0 && gbit > 0.0) {
@@ -75,11 +77,15 @@ fn throughput(t: &Target, cfg: &BenchConfig, mode: &str) -> Result<Vec<f64>, Ben
             format!("moved nothing: {v}"),
         ));
     }
-    let cpu = match (before, after) {
+    let per_gbit = |before: Option<f64>, after: Option<f64>| match (before, after) {
         (Some(b), Some(a)) => (a - b) * 1000.0 / gbit,
         _ => f64::NAN,
     };
-    Ok(vec![gbps, cpu])
+    Ok(vec![
+        gbps,
+        per_gbit(before, after),
+        per_gbit(machine_before, machine_after),
+    ])
 }
 
 /// The client writes to the stack's discard service: its receive path.

@@ -172,12 +172,7 @@ impl Target {
         let fields: Vec<&str> = rest.split_whitespace().collect();
         let ticks: u64 =
             fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-            .ok()
-            .flatten()
-            .filter(|hz| *hz > 0)
-            .unwrap_or(100);
-        Some(ticks as f64 / hz as f64)
+        Some(ticks as f64 / clock_ticks_per_second())
     }
 
     /// Resident memory of the stack process now, in bytes.
@@ -220,6 +215,38 @@ impl Target {
             .iter_mut()
             .all(|p| matches!(p.child.try_wait(), Ok(None)))
     }
+}
+
+/// The clock ticks in a second (`sysconf(_SC_CLK_TCK)`) that /proc counts CPU time in.
+fn clock_ticks_per_second() -> f64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|hz| *hz > 0)
+        .unwrap_or(100) as f64
+}
+
+/// CPU seconds the whole machine has been busy so far, all CPUs summed: the first line of
+/// /proc/stat (proc(5)) less idle and iowait time. This is what a transfer costs in all:
+/// the stack, the client, and the kernel's work for both wherever it ran (softirq on
+/// either CPU, ksoftirqd), which a process's own user+system time leaves out when the
+/// kernel's per-packet work runs outside the stack's threads. Anything else running on
+/// the machine counts too, so it is only a measure on a quiet machine.
+pub fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    machine_busy_ticks(stat.lines().next()?).map(|ticks| ticks as f64 / clock_ticks_per_second())
+}
+
+/// Busy ticks in /proc/stat's `cpu` line: user, nice, system, irq, softirq and steal (guest
+/// time is inside user and nice already, so it is not added again).
+fn machine_busy_ticks(line: &str) -> Option<u64> {
+    let mut fields = line.split_whitespace();
+    if fields.next()? != "cpu" {
+        return None;
+    }
+    let values: Vec<u64> = fields.map(|f| f.parse().ok()).collect::<Option<_>>()?;
+    let busy = [0, 1, 2, 5, 6, 7]; // user nice system (idle iowait) irq softirq steal
+    busy.iter().map(|&i| values.get(i).copied()).sum()
 }
 
 /// Addresses: one /24 per stack, so a mix-up shows as "unreachable", not as a wrong number.
@@ -667,4 +694,23 @@ pub fn impair(t: &Target, cfg: &BenchConfig) -> Result<Impaired, BenchError> {
     left.must(&["ip", "route", "add", &to_r, "via", &format!("198.18.{l}.2")])?;
     right.must(&["ip", "route", "add", &to_l, "via", &format!("198.18.{l}.1")])?;
     Ok(Impaired { _forwarder: fwd })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::machine_busy_ticks;
+
+    /// proc(5): user nice system idle iowait irq softirq steal guest guest_nice; idle,
+    /// iowait and the guest fields (inside user and nice) are not busy time.
+    #[test]
+    fn machine_busy_time_is_user_nice_system_irq_softirq_and_steal() {
+        let line = "cpu  1000 20 300 9000 50 4 600 7 100 0";
+        assert_eq!(
+            machine_busy_ticks(line),
+            Some(1000 + 20 + 300 + 4 + 600 + 7)
+        );
+        assert_eq!(machine_busy_ticks("cpu0 1 2 3 4 5 6 7 8 9 10"), None);
+        assert_eq!(machine_busy_ticks("cpu  1 2 x 4 5 6 7 8"), None);
+        assert_eq!(machine_busy_ticks("cpu  1 2 3 4 5"), None);
+    }
 }
