@@ -23,8 +23,6 @@ pub mod tun;
 #[cfg(target_os = "linux")]
 pub mod uring;
 #[cfg(target_os = "linux")]
-pub mod uring_multishot;
-#[cfg(target_os = "linux")]
 pub mod uring_tx;
 pub mod vnet;
 

@@ -17,15 +17,10 @@
 //! ([`crate::vnet`] parses and writes it, with counted drops). The header and the packet
 //! go in one `readv`/`writev` so that neither is copied to sit beside the other.
 //!
-//! **Multishot reads**: without offload every packet is a read of its own, so the
-//! device is read through a [`MultishotReader`] where the kernel allows it (Linux 6.7):
-//! one armed io_uring request reads every packet as it arrives into a ring of buffers,
-//! and each is handed over in the buffer it was read into ([`Link::recv_swap`]) without
-//! a system call per packet or per batch; the driver then sleeps on the ring's
-//! descriptor ([`Link::fd`]). Where the kernel cannot (older kernels, io_uring disabled)
-//! the device is read through a [`BatchReader`] (io_uring, up to 32 reads per system
-//! call), and without io_uring by read(2). `USTACK_NO_MULTISHOT` set in the environment
-//! skips the multishot reader (to compare the two).
+//! **Batched reads**: without offload every packet is a read of its own, so the device
+//! is read through a [`BatchReader`] (io_uring) where the kernel allows it: up to 32
+//! reads per system call, each packet handed over in the buffer it was read into
+//! ([`Link::recv_swap`]).
 //!
 //! **Batched writes**: likewise, once the driver flushes its rounds ([`Link::flush`]),
 //! the packets of a round are written through a [`BatchWriter`] (io_uring), all in one
@@ -39,7 +34,6 @@ use std::os::unix::fs::OpenOptionsExt;
 use crate::link::{Capabilities, Link, LinkError, Medium, RxOffload, TxInfo, ETHERNET_HEADER_LEN};
 use crate::time::Instant;
 use crate::uring::{BatchReader, BatchStats};
-use crate::uring_multishot::{MultishotReader, MultishotStats};
 use crate::uring_tx::{BatchWriter, WriteStats};
 use crate::vnet::{TsoHeaders, VnetHeader, VnetStats, VNET_HDR_LEN};
 
@@ -69,9 +63,6 @@ pub struct TunLink {
     medium: Medium,
     /// With offload (`IFF_VNET_HDR`): what went through the virtio headers.
     vnet: Option<VnetStats>,
-    /// Without offload, where the kernel has multishot reads: packets read as they
-    /// arrive. Dropped (for `batch`) when it fails.
-    multishot: Option<MultishotReader>,
     /// Without offload, where io_uring is available: many reads per system call.
     batch: Option<BatchReader>,
     /// Without offload, where io_uring is available: many writes per system call.
@@ -202,15 +193,12 @@ impl TunLink {
                 reader
             })
         };
-        let multishot = (!offload && std::env::var_os("USTACK_NO_MULTISHOT").is_none())
-            .then(MultishotReader::new);
         Ok(TunLink {
             file,
             name: name.to_string(),
             mtu,
             medium,
             vnet: offload.then(VnetStats::default),
-            multishot,
             batch,
             writer: if offload {
                 None
@@ -294,38 +282,6 @@ impl TunLink {
         self.batch.as_ref().map(BatchReader::stats)
     }
 
-    /// Without offload: how the device's multishot reads went (`None` where the kernel
-    /// cannot do them, once a first read found that out, or after one failed).
-    pub fn multishot_stats(&self) -> Option<MultishotStats> {
-        self.multishot.as_ref().map(MultishotReader::stats)
-    }
-
-    /// Replaces the multishot reader by one that fails as on a kernel without multishot
-    /// reads: the fallback's test.
-    #[cfg(test)]
-    fn refuse_multishot(&mut self) {
-        self.multishot = Some(MultishotReader::unsupported());
-    }
-
-    /// A packet through the multishot reader: `None` if there is none (or it failed:
-    /// the caller reads another way), `Some(result)` otherwise. Its first failure is
-    /// returned (unless the kernel cannot do multishot reads at all) and the reader is
-    /// dropped.
-    fn recv_multishot(
-        &mut self,
-        read: impl FnOnce(&mut MultishotReader, BorrowedFd<'_>) -> io::Result<Option<usize>>,
-    ) -> Option<Result<Option<usize>, LinkError>> {
-        let reader = self.multishot.as_mut()?;
-        match read(reader, self.file.as_fd()) {
-            Ok(got) => Some(Ok(got)),
-            Err(e) => {
-                let silent = e.kind() == io::ErrorKind::Unsupported;
-                self.multishot = None;
-                (!silent).then_some(Err(LinkError::Io(e)))
-            }
-        }
-    }
-
     /// Without offload: how the device's writes were batched through io_uring (`None`
     /// where io_uring is not available and every write is a write(2)).
     pub fn write_stats(&self) -> Option<WriteStats> {
@@ -397,9 +353,6 @@ impl Link for TunLink {
         if self.vnet.is_some() {
             return Ok(self.recv_offload(now, buf)?.map(|(n, _)| n));
         }
-        if let Some(got) = self.recv_multishot(|reader, fd| reader.recv(fd, buf)) {
-            return got;
-        }
         if let Some(batch) = self.batch.as_mut() {
             return batch.recv(self.file.as_fd(), buf).map_err(LinkError::Io);
         }
@@ -421,13 +374,8 @@ impl Link for TunLink {
         None
     }
 
-    /// The multishot reader's ring once it reads (the kernel takes the packets off the
-    /// device's queue, so the device is not readable then); else the device.
     fn fd(&self) -> Option<BorrowedFd<'_>> {
-        self.multishot
-            .as_ref()
-            .and_then(MultishotReader::fd)
-            .or(Some(self.file.as_fd()))
+        Some(self.file.as_fd())
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -450,17 +398,13 @@ impl Link for TunLink {
         Ok(self.recv(now, buf)?.map(|n| (n, RxOffload::default())))
     }
 
-    /// Without offload and with io_uring, the buffer the packet was read into replaces
-    /// `buf` ([`MultishotReader::recv_swap`], else [`BatchReader::recv_swap`]); else as
-    /// [`Link::recv_offload`].
+    /// Without offload and with io_uring, the buffer the packet was read into in a batch
+    /// replaces `buf` ([`BatchReader::recv_swap`]); else as [`Link::recv_offload`].
     fn recv_swap(
         &mut self,
         now: Instant,
         buf: &mut Vec<u8>,
     ) -> Result<Option<(usize, RxOffload)>, LinkError> {
-        if let Some(got) = self.recv_multishot(|reader, fd| reader.recv_swap(fd, buf)) {
-            return Ok(got?.map(|n| (n, RxOffload::default())));
-        }
         match self.batch.as_mut() {
             Some(batch) => Ok(batch
                 .recv_swap(self.file.as_fd(), buf)
@@ -564,33 +508,38 @@ mod tests {
 
     /// Without offload, packets the kernel queued on the device come out one per call,
     /// whole and in the order sent, though many are read per system call (io_uring); a
-    /// short buffer cuts a packet as read(2) would. Returns how many packets the
-    /// reads found.
-    fn queued_packets_come_out_in_order(tun: &mut TunLink, dev: &str, net: u8) -> u64 {
+    /// short buffer cuts a packet as read(2) would.
+    #[test]
+    fn queued_packets_are_read_in_batches_in_order() {
         use crate::poll::wait_readable;
-        use crate::testnet::must;
+        use crate::testnet::{must, own_netns, skip_unless_root};
         use crate::time::Duration;
-        let (ours, peer) = (format!("198.18.{net}.1"), [198, 18, net, 2]);
-        must(&["ip", "addr", "add", &format!("{ours}/24"), "dev", dev]);
-        must(&["ip", "link", "set", dev, "up"]);
-        let socket = std::net::UdpSocket::bind(format!("{ours}:0")).unwrap();
-        let to = std::net::SocketAddr::from((peer, 9));
+        if skip_unless_root() {
+            return;
+        }
+        own_netns();
+        let mut tun = TunLink::open("utun1", 1500).unwrap();
+        if tun.batch_stats().is_none() {
+            eprintln!("skipped: io_uring is not available here");
+            return;
+        }
+        must(&["ip", "addr", "add", "198.18.9.1/24", "dev", "utun1"]);
+        must(&["ip", "link", "set", "utun1", "up"]);
+        let socket = std::net::UdpSocket::bind("198.18.9.1:0").unwrap();
         const SENT: u32 = 200;
         for i in 0..SENT {
-            socket.send_to(&i.to_be_bytes(), to).unwrap();
+            socket.send_to(&i.to_be_bytes(), "198.18.9.2:9").unwrap();
         }
         let mut buf = vec![0u8; 2048];
         let mut next = 0;
-        let mut packets = 0;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while next < SENT && std::time::Instant::now() < deadline {
             wait_readable([tun.fd().unwrap()], Duration::from_millis(100)).unwrap();
             while let Some((n, _)) = tun.recv_swap(Instant::ZERO, &mut buf).unwrap() {
-                packets += 1;
                 assert!(buf.len() >= 2048, "the buffer handed over is as long");
                 let packet = &buf[..n];
-                // IPv4 to the peer, UDP to port 9 (the kernel may send others).
-                if n == 20 + 8 + 4 && packet[9] == 17 && packet[16..20] == peer {
+                // IPv4 to 198.18.9.2, UDP to port 9 (the kernel may send others).
+                if n == 20 + 8 + 4 && packet[9] == 17 && packet[16..20] == [198, 18, 9, 2] {
                     assert_eq!(packet[22..24], 9u16.to_be_bytes());
                     assert_eq!(packet[28..32], next.to_be_bytes(), "in order");
                     next += 1;
@@ -598,63 +547,22 @@ mod tests {
             }
         }
         assert_eq!(next, SENT, "every datagram arrived");
+        let stats = tun.batch_stats().unwrap();
+        assert!(stats.packets >= u64::from(SENT), "{stats:?}");
+        assert!(stats.calls * 4 < stats.packets, "{stats:?}");
         // A buffer shorter than the packet: cut to the buffer, as read(2) cuts it.
-        socket.send_to(&[7u8; 100], to).unwrap();
+        socket.send_to(&[7u8; 100], "198.18.9.2:9").unwrap();
         let mut short = [0u8; 24];
         let mut got = None;
         while got.is_none() && std::time::Instant::now() < deadline {
             wait_readable([tun.fd().unwrap()], Duration::from_millis(100)).unwrap();
             while let Some(n) = tun.recv(Instant::ZERO, &mut short).unwrap() {
-                if short[9] == 17 && short[16..20] == peer {
+                if short[9] == 17 && short[16..20] == [198, 18, 9, 2] {
                     got = Some(n);
                 }
             }
         }
         assert_eq!(got, Some(24));
-        packets
-    }
-
-    /// Where the kernel has multishot reads, the device's packets are read by one armed
-    /// request, many per system call, and the driver sleeps on the ring.
-    #[test]
-    fn queued_packets_are_read_by_a_multishot_read_in_order() {
-        use crate::testnet::{own_netns, skip_unless_root};
-        if skip_unless_root() {
-            return;
-        }
-        own_netns();
-        let mut tun = TunLink::open("utun1", 1500).unwrap();
-        let packets = queued_packets_come_out_in_order(&mut tun, "utun1", 9);
-        let Some(stats) = tun.multishot_stats() else {
-            eprintln!("skipped: no multishot reads here (the batched reads were used)");
-            return;
-        };
-        assert!(stats.packets >= packets, "{stats:?}");
-        assert!(stats.calls * 4 < stats.packets, "{stats:?}");
-        assert_ne!(tun.fd().unwrap().as_raw_fd(), tun.file.as_raw_fd());
-    }
-
-    /// Where the kernel cannot do multishot reads, the device is read in batches
-    /// (io_uring), and the driver sleeps on the device.
-    #[test]
-    fn without_multishot_reads_queued_packets_are_read_in_batches_in_order() {
-        use crate::testnet::{own_netns, skip_unless_root};
-        if skip_unless_root() {
-            return;
-        }
-        own_netns();
-        let mut tun = TunLink::open("utun3", 1500).unwrap();
-        if tun.batch_stats().is_none() {
-            eprintln!("skipped: io_uring is not available here");
-            return;
-        }
-        tun.refuse_multishot();
-        let packets = queued_packets_come_out_in_order(&mut tun, "utun3", 10);
-        assert!(tun.multishot_stats().is_none(), "dropped after refusing");
-        assert_eq!(tun.fd().unwrap().as_raw_fd(), tun.file.as_raw_fd());
-        let stats = tun.batch_stats().unwrap();
-        assert!(stats.packets >= packets, "{stats:?}");
-        assert!(stats.calls * 4 < stats.packets, "{stats:?}");
     }
 
     /// Without offload, a driver that flushes its rounds gets each round's packets
