@@ -14,10 +14,30 @@
 //! buffer it was read into for the caller's ([`BatchReader::recv_swap`]: copying it out
 //! cost as much as the system calls saved).
 //!
+//! Measured again on Linux 6.18 (kernel BBR client -> discard 9, process CPU per MB by
+//! perf stat task-clock, interleaved runs on a shared 2-core machine): these batches
+//! 0.77 / 0.89 / 1.06 ms/MB, one read(2) per packet into the same buffer 0.95 / 1.24 /
+//! 1.32. Doubling `MAX_BATCH` to 64 halved the io_uring_enter(2) calls (22 -> 11 per MB)
+//! but moved CPU per MB by less than the noise (medians 0.88 and 0.86 ms over six pairs).
+//!
 //! The device is the ring's registered file (`IORING_REGISTER_FILES`): a read of a
 //! registered file skips the
 //! `fget`/`fput` of the descriptor that each plain read request pays (`fget` was 1.6% of
 //! the runtime thread receiving from a plain TUN device).
+//!
+//! **Multishot reads were tried and not kept** (commit 741805a, reverted after it):
+//! one armed `IORING_OP_READ_MULTISHOT` request with a ring of 256 provided buffers
+//! (`IORING_REGISTER_PBUF_RING`), `COOP_TASKRUN`, the runtime sleeping on the ring's
+//! descriptor. io_uring_enter(2) fell from 22 to 2.7 calls per MB received, but process
+//! CPU per MB rose (perf stat task-clock, kernel BBR client -> discard 9, interleaved
+//! runs on a shared machine: 0.96 / 1.24 / 1.07 ms against 0.88 / 0.85 / 1.03 batched):
+//! each packet then pays a `vfs_poll` of the device (`tun_chr_poll` 2.9% of the thread),
+//! the buffer group's lookup (`xa_load` 1.6%) and a CQE posted under the completion lock,
+//! about what the SQE set-up costs here, and a task-work run reads up to the whole buffer
+//! ring (370 KB) before the stack touches the first packet. 32 or 64 buffers, or
+//! interrupting task work instead of `COOP_TASKRUN`, were no better (0.91-1.22 ms/MB).
+//! A 1-byte TCP ping-pong was no faster either (p50 56 us in three runs, against 12-56
+//! us batched).
 //!
 //! The `io-uring` crate (tokio-rs) is used for the ring's set-up, memory mapping and
 //! queue indices, which are subtle to write by hand.
