@@ -193,15 +193,6 @@ impl TunLink {
                 reader
             })
         };
-        let writer = if offload {
-            None
-        } else if std::env::var_os("USTACK_TX_THREAD").is_some() {
-            file.try_clone()
-                .and_then(|f| BatchWriter::with_thread(f.into()))
-                .ok()
-        } else {
-            BatchWriter::new().ok()
-        };
         Ok(TunLink {
             file,
             name: name.to_string(),
@@ -209,7 +200,11 @@ impl TunLink {
             medium,
             vnet: offload.then(VnetStats::default),
             batch,
-            writer,
+            writer: if offload {
+                None
+            } else {
+                BatchWriter::new().ok()
+            },
             flushed: false,
         })
     }

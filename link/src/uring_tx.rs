@@ -31,11 +31,7 @@
 //! [`crate::uring::BatchReader`].
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use io_uring::{opcode, types, IoUring};
 
@@ -65,32 +61,6 @@ pub struct BatchWriter {
     /// The ring failed: every packet goes with write(2).
     broken: bool,
     stats: WriteStats,
-    /// With a writer thread: where a round's packets go at the flush.
-    handoff: Option<Handoff>,
-}
-
-/// Batches a writer thread has been handed and not written yet, at most.
-const HANDOFF_DEPTH: usize = 4;
-
-/// The runtime's end of a writer thread (see [`BatchWriter::with_thread`]).
-struct Handoff {
-    batches: Option<SyncSender<Vec<Vec<u8>>>>,
-    /// Written batches come back, their buffers to be reused.
-    returned: Receiver<Vec<Vec<u8>>>,
-    /// Batches handed over and not yet written: a lone packet goes inline only at 0.
-    in_flight: Arc<AtomicUsize>,
-    stats: Arc<Mutex<WriteStats>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for Handoff {
-    /// Closes the channel and waits until the thread has written what it holds.
-    fn drop(&mut self) {
-        self.batches.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 impl std::fmt::Debug for BatchWriter {
@@ -112,88 +82,11 @@ impl BatchWriter {
             queued: 0,
             broken: false,
             stats: WriteStats::default(),
-            handoff: None,
         })
     }
 
-    /// A writer whose batches are written by a thread of its own on `fd` (the device's
-    /// descriptor, duplicated): the kernel's receive path of the packets runs there, on
-    /// another core, while the caller builds its next round. Packets keep their order: a
-    /// lone packet is written inline only while the thread holds nothing.
-    pub fn with_thread(fd: OwnedFd) -> io::Result<BatchWriter> {
-        let mut writer = BatchWriter::new()?;
-        let mut ring = IoUring::new(MAX_WRITE_BATCH as u32)?;
-        let (batches, inbox) = sync_channel::<Vec<Vec<u8>>>(HANDOFF_DEPTH);
-        let (give_back, returned) = std::sync::mpsc::channel();
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        let stats = Arc::new(Mutex::new(WriteStats::default()));
-        let (thread_in_flight, thread_stats) = (Arc::clone(&in_flight), Arc::clone(&stats));
-        let thread = std::thread::Builder::new()
-            .name("ustack-tx".into())
-            .spawn(move || {
-                let mut broken = false;
-                let mut local = WriteStats::default();
-                let spin = std::env::var("USTACK_TX_SPIN_US")
-                    .ok()
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0);
-                let next = || {
-                    if spin > 0 {
-                        let start = std::time::Instant::now();
-                        loop {
-                            match inbox.try_recv() {
-                                Ok(batch) => return Some(batch),
-                                Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
-                                Err(std::sync::mpsc::TryRecvError::Empty) => {}
-                            }
-                            if start.elapsed().as_micros() as u64 >= spin {
-                                break;
-                            }
-                            std::hint::spin_loop();
-                        }
-                    }
-                    inbox.recv().ok()
-                };
-                while let Some(batch) = next() {
-                    let mut keep = true;
-                    for chunk in batch.chunks(MAX_WRITE_BATCH) {
-                        if broken || chunk.len() == 1 {
-                            let _ = write_each(fd.as_fd(), chunk, &mut local);
-                        } else if write_ring(&mut ring, fd.as_fd(), chunk, &mut local).is_err() {
-                            broken = true;
-                            keep = false;
-                        }
-                    }
-                    *thread_stats.lock().unwrap_or_else(|e| e.into_inner()) = local;
-                    thread_in_flight.fetch_sub(1, Ordering::Release);
-                    if keep {
-                        let _ = give_back.send(batch);
-                    } else {
-                        // Writes the ring did not reap may still read these buffers.
-                        std::mem::forget(batch);
-                    }
-                }
-            })?;
-        writer.handoff = Some(Handoff {
-            batches: Some(batches),
-            returned,
-            in_flight,
-            stats,
-            thread: Some(thread),
-        });
-        Ok(writer)
-    }
-
     pub fn stats(&self) -> WriteStats {
-        let mut stats = self.stats;
-        if let Some(handoff) = &self.handoff {
-            let t = *handoff.stats.lock().unwrap_or_else(|e| e.into_inner());
-            stats.calls += t.calls;
-            stats.batched += t.batched;
-            stats.single_writes += t.single_writes;
-            stats.errors += t.errors;
-        }
-        stats
+        self.stats
     }
 
     /// Packets queued and not written yet.
@@ -238,108 +131,71 @@ impl BatchWriter {
     /// else one io_uring_enter(2) for all. Every packet is tried; failures are counted
     /// and the first is returned.
     pub fn flush(&mut self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        let n = self.queued;
-        self.queued = 0;
-        if n == 0 {
-            return Ok(());
-        }
-        if let Some(handoff) = self.handoff.as_mut() {
-            if n > 1 || handoff.in_flight.load(Ordering::Acquire) > 0 {
-                // The buffers of a written batch, or new ones, take the slots' place.
-                let next = handoff.returned.try_recv().unwrap_or_default();
-                let mut batch = std::mem::replace(&mut self.slots, next);
-                self.slots.extend(batch.drain(n..));
-                handoff.in_flight.fetch_add(1, Ordering::AcqRel);
-                let sent = handoff.batches.as_ref().map(|tx| tx.send(batch));
-                if !matches!(sent, Some(Ok(()))) {
-                    handoff.in_flight.fetch_sub(1, Ordering::AcqRel);
-                    self.stats.errors += n as u64;
-                    return Err(io::Error::other("the writer thread is gone"));
+        match self.queued {
+            0 => Ok(()),
+            n if n == 1 || self.broken => {
+                let mut first_error = None;
+                for slot in &self.slots[..n] {
+                    self.stats.single_writes += 1;
+                    if let Err(e) = nix::unistd::write(fd, slot) {
+                        self.stats.errors += 1;
+                        first_error.get_or_insert(io::Error::from(e));
+                    }
                 }
-                return Ok(());
+                self.queued = 0;
+                first_error.map_or(Ok(()), Err)
             }
-        }
-        if n == 1 || self.broken {
-            return write_each(fd, &self.slots[..n], &mut self.stats);
-        }
-        match write_ring(&mut self.ring, fd, &self.slots[..n], &mut self.stats) {
-            Ok(result) => result,
-            Err(Broken(e)) => {
-                // The ring cannot be trusted with the slots any more: the writes not
-                // reaped may still read them. Keep them alive (leaked) and write
-                // one packet per write(2) from now on.
-                std::mem::forget(std::mem::take(&mut self.slots));
-                self.broken = true;
-                Err(e)
+            n => {
+                let result = self.write_batch(fd, n);
+                self.queued = 0;
+                result
             }
         }
     }
-}
 
-/// io_uring_enter(2) itself failed with writes possibly still reading their buffers.
-struct Broken(io::Error);
-
-/// One write(2) per packet; failures counted, the first returned.
-fn write_each(fd: BorrowedFd<'_>, packets: &[Vec<u8>], stats: &mut WriteStats) -> io::Result<()> {
-    let mut first_error = None;
-    for packet in packets {
-        stats.single_writes += 1;
-        if let Err(e) = nix::unistd::write(fd, packet) {
-            stats.errors += 1;
-            first_error.get_or_insert(io::Error::from(e));
-        }
-    }
-    first_error.map_or(Ok(()), Err)
-}
-
-/// Writes `packets` (at most [`MAX_WRITE_BATCH`]) as one batch of `IORING_OP_WRITE`s in
-/// one io_uring_enter(2), in order, and reaps every completion. The outer error is a
-/// failed ring; the inner one the first failed write.
-fn write_ring(
-    ring: &mut IoUring,
-    fd: BorrowedFd<'_>,
-    packets: &[Vec<u8>],
-    stats: &mut WriteStats,
-) -> Result<io::Result<()>, Broken> {
-    let n = packets.len();
-    let fd = types::Fd(fd.as_raw_fd());
-    {
-        let mut sq = ring.submission();
-        for (i, packet) in packets.iter().enumerate() {
-            let entry = opcode::Write::new(fd, packet.as_ptr(), packet.len() as u32)
-                .build()
-                .user_data(i as u64);
-            // SAFETY: the packet stays alive and unchanged until the write's completion
-            // is reaped below (the call waits for all `n`, or the caller leaks the
-            // buffers on `Broken`); the ring has MAX_WRITE_BATCH >= n entries and is
-            // empty between calls.
-            if unsafe { sq.push(&entry) }.is_err() {
-                return Ok(Err(io::Error::other("io_uring submission queue full")));
+    fn write_batch(&mut self, fd: BorrowedFd<'_>, n: usize) -> io::Result<()> {
+        let fd = types::Fd(fd.as_raw_fd());
+        {
+            let mut sq = self.ring.submission();
+            for (i, slot) in self.slots[..n].iter().enumerate() {
+                let entry = opcode::Write::new(fd, slot.as_ptr(), slot.len() as u32)
+                    .build()
+                    .user_data(i as u64);
+                // SAFETY: the slot stays alive and unchanged until the write's completion
+                // is reaped below (the call waits for all `n`); the ring has
+                // MAX_WRITE_BATCH >= n entries and is empty between flushes.
+                unsafe { sq.push(&entry) }
+                    .map_err(|_| io::Error::other("io_uring submission queue full"))?;
             }
         }
-    }
-    let mut first_error = None;
-    let mut done = 0;
-    while done < n {
-        match ring.submit_and_wait(n - done) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                stats.errors += (n - done) as u64;
-                return Err(Broken(e));
+        let mut first_error = None;
+        let mut done = 0;
+        while done < n {
+            match self.ring.submit_and_wait(n - done) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // The ring cannot be trusted with the slots any more: the writes not
+                    // reaped may still read them. Keep them alive (leaked) and write
+                    // one packet per write(2) from now on.
+                    self.stats.errors += (n - done) as u64;
+                    std::mem::forget(std::mem::take(&mut self.slots));
+                    self.broken = true;
+                    return Err(e);
+                }
+            }
+            for cqe in self.ring.completion() {
+                done += 1;
+                if cqe.result() < 0 {
+                    self.stats.errors += 1;
+                    first_error.get_or_insert(io::Error::from_raw_os_error(-cqe.result()));
+                }
             }
         }
-        for cqe in ring.completion() {
-            done += 1;
-            if cqe.result() < 0 {
-                stats.errors += 1;
-                first_error.get_or_insert(io::Error::from_raw_os_error(-cqe.result()));
-            }
-        }
+        self.stats.calls += 1;
+        self.stats.batched += n as u64;
+        first_error.map_or(Ok(()), Err)
     }
-    stats.calls += 1;
-    stats.batched += n as u64;
-    Ok(first_error.map_or(Ok(()), Err))
 }
 
 #[cfg(test)]
