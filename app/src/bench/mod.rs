@@ -1,9 +1,11 @@
 //! `ustack bench`: the kernel, ustack and smoltcp measured side by side in one run on this
 //! machine, in network namespaces the bench creates and deletes (198.18.3.0/24 to
-//! 198.18.7.0/24), with the same kernel-socket client (`ustack-bench-peer client`) against
-//! every stack, so the columns differ only in the stack under test:
+//! 198.18.7.0/24, 198.18.14.0/24 to 198.18.16.0/24), with the same kernel-socket client
+//! (`ustack-bench-peer client`) against every stack, so the columns differ only in the
+//! stack under test:
 //! - kernel: the kernel's TCP/IP over a veth pair (`ustack-bench-peer serve`, iperf3 -s);
-//! - ustack: `ustack up` on a TUN device (and `ustack up --offload` for the offload rows);
+//! - ustack: `ustack up` on a TUN device (`--offload`, `--busy-poll`, `--queues 2` and
+//!   `--tx-thread` for the rows named so);
 //! - smoltcp: `ustack-bench-peer smoltcp`, smoltcp 0.14 on a TUN device set up the same way.
 //!
 //! The lossy-path rows (issue 11) put the kernel's iperf3 and ustack at the ends of a path
@@ -320,7 +322,7 @@ static MEASUREMENTS: &[Measurement] = &[
                 }],
             ),
             cpu_row("receive_cpu", "  CPU per Gbit, receive"),
-            machine_cpu_row("receive_machine_cpu", "  machine CPU per Gbit, receive"),
+            machine_cpu_row("receive_machine_cpu", "  machine CPU, receive"),
         ],
     },
     Measurement {
@@ -340,7 +342,36 @@ static MEASUREMENTS: &[Measurement] = &[
                 }],
             ),
             cpu_row("send_cpu", "  CPU per Gbit, send"),
-            machine_cpu_row("send_machine_cpu", "  machine CPU per Gbit, send"),
+            machine_cpu_row("send_machine_cpu", "  machine CPU, send"),
+        ],
+    },
+    // `--tx-thread` (off by default): the kernel's receive work of each packet ustack
+    // writes runs on a writer thread, on the other core, instead of the stack's thread.
+    Measurement {
+        probe: "send",
+        run: probes::send,
+        fresh: false,
+        stacks: [
+            Some(StackKind::Kernel),
+            Some(StackKind::UstackTxThread),
+            Some(StackKind::Smoltcp),
+        ],
+        rows: &[
+            row(
+                "send_tx_thread",
+                "TCP send, ustack --tx-thread",
+                GBPS,
+                Better::Higher,
+                &[Goal {
+                    vs: SMOLTCP,
+                    ratio: 1.5,
+                }],
+            ),
+            cpu_row("send_tx_thread_cpu", "  CPU per Gbit, send --tx-thread"),
+            machine_cpu_row(
+                "send_tx_thread_machine_cpu",
+                "  machine CPU, send --tx-thread",
+            ),
         ],
     },
     Measurement {
@@ -359,7 +390,7 @@ static MEASUREMENTS: &[Measurement] = &[
             cpu_row("offload_receive_cpu", "  CPU per Gbit, offload receive"),
             machine_cpu_row(
                 "offload_receive_machine_cpu",
-                "  machine CPU per Gbit, offload receive",
+                "  machine CPU, offload receive",
             ),
         ],
     },
@@ -377,10 +408,7 @@ static MEASUREMENTS: &[Measurement] = &[
                 OFFLOAD_GOALS,
             ),
             cpu_row("offload_send_cpu", "  CPU per Gbit, offload send"),
-            machine_cpu_row(
-                "offload_send_machine_cpu",
-                "  machine CPU per Gbit, offload send",
-            ),
+            machine_cpu_row("offload_send_machine_cpu", "  machine CPU, offload send"),
         ],
     },
     Measurement {

@@ -24,6 +24,8 @@ pub enum StackKind {
     UstackBusyPoll,
     /// `ustack up --queues 2`: a multi-queue TUN with a stack per queue.
     UstackQueues2,
+    /// `ustack up --tx-thread`: a writer thread takes the kernel's work of each write.
+    UstackTxThread,
     Smoltcp,
     /// ustack's TCP in this process over a SimLink pair (no device, no namespace).
     InProcess,
@@ -88,6 +90,7 @@ impl StackKind {
             StackKind::UstackOffload => "ustack up --offload (TUN)",
             StackKind::UstackBusyPoll => "ustack up --busy-poll (TUN)",
             StackKind::UstackQueues2 => "ustack up --queues 2 (TUN)",
+            StackKind::UstackTxThread => "ustack up --tx-thread (TUN)",
             StackKind::Smoltcp => "smoltcp (TUN)",
             StackKind::InProcess => "ustack in process (SimLink)",
             StackKind::LossyKernel(_) => "kernel through ustack impair",
@@ -256,6 +259,7 @@ const SMOLTCP_NET: &str = "198.18.6";
 const OFFLOAD_NET: &str = "198.18.7";
 const BUSY_POLL_NET: &str = "198.18.14";
 const QUEUES_NET: &str = "198.18.15";
+const TX_THREAD_NET: &str = "198.18.16";
 /// `--busy-poll` of the busy-polling ustack, in microseconds: longer than the 10 ms between
 /// the bench's pings, so the runtime never sleeps between them (the CPU row shows the cost).
 pub const BUSY_POLL_US: &str = "20000";
@@ -288,6 +292,7 @@ pub fn start(kind: StackKind, cfg: &BenchConfig) -> Result<Target, Unavailable> 
         | StackKind::UstackOffload
         | StackKind::UstackBusyPoll
         | StackKind::UstackQueues2
+        | StackKind::UstackTxThread
         | StackKind::Smoltcp => tun(kind, cfg),
         StackKind::LossyKernel(path) | StackKind::LossyUstack(path) => {
             lossy(kind, path, cfg).map_err(failed)
@@ -364,6 +369,7 @@ fn tun(kind: StackKind, cfg: &BenchConfig) -> Result<Target, Unavailable> {
         StackKind::UstackOffload => (OFFLOAD_NET, "ubench4", "bench-uo"),
         StackKind::UstackBusyPoll => (BUSY_POLL_NET, "ubench5", "bench-ub"),
         StackKind::UstackQueues2 => (QUEUES_NET, "ubench6", "bench-uq"),
+        StackKind::UstackTxThread => (TX_THREAD_NET, "ubench7", "bench-ut"),
         _ => (SMOLTCP_NET, "ubench3", "bench-sm"),
     };
     let client = Netns::new(tag).map_err(|e| failed(e.into()))?;
@@ -377,6 +383,9 @@ fn tun(kind: StackKind, cfg: &BenchConfig) -> Result<Target, Unavailable> {
         StackKind::UstackQueues2 => vec![
             &ustack, "up", "--queues", "2", "--tun", dev, "--addr", &cidr,
         ],
+        StackKind::UstackTxThread => {
+            vec![&ustack, "up", "--tx-thread", "--tun", dev, "--addr", &cidr]
+        }
         StackKind::UstackBusyPoll => vec![
             &ustack,
             "up",
