@@ -146,20 +146,25 @@ impl DeviceArgs {
             (None, None, Some(raw)) => DeviceKind::Raw(raw.clone()),
             _ => return Err(DeviceError::Unspecified),
         };
-        if self.offload && !matches!(kind, DeviceKind::Tun(_)) {
-            return Err(DeviceError::NotImplemented(
+        // Flags only a TUN device has, with the error a TAP or raw device gets for each.
+        let tun_only = [
+            (
+                self.offload,
                 "--offload on a TAP or raw device (it is for --tun)",
-            ));
-        }
-        if self.tx_thread && !matches!(kind, DeviceKind::Tun(_)) {
-            return Err(DeviceError::NotImplemented(
+            ),
+            (
+                self.tx_thread,
                 "--tx-thread on a TAP or raw device (it is for --tun)",
-            ));
-        }
-        if self.queues > 1 && !matches!(kind, DeviceKind::Tun(_)) {
-            return Err(DeviceError::NotImplemented(
+            ),
+            (
+                self.queues > 1,
                 "--queues on a TAP or raw device (it is for --tun)",
-            ));
+            ),
+        ];
+        if !matches!(kind, DeviceKind::Tun(_)) {
+            if let Some(&(_, what)) = tun_only.iter().find(|(given, _)| *given) {
+                return Err(DeviceError::NotImplemented(what));
+            }
         }
         let addr = self.addr.ok_or(DeviceError::Unspecified)?;
         self.interface_config(addr)?;
@@ -358,30 +363,35 @@ pub fn bring_up(args: &DeviceArgs) -> Result<Device, DeviceError> {
     let sink = capture(args.pcap.as_deref())?;
     let name = kind.name();
     let (links, mac) = match &kind {
-        DeviceKind::Tun(_) if args.queues > 1 => {
-            let n = usize::from(args.queues);
-            let mut devs =
-                TunLink::open_queues(name, args.mtu, n, args.offload).map_err(DeviceError::Open)?;
-            for dev in devs.iter_mut().filter(|_| args.tx_thread) {
-                dev.use_writer_thread().map_err(DeviceError::Open)?;
+        DeviceKind::Tun(_) => {
+            let queues = usize::from(args.queues);
+            let mut devs = if queues > 1 {
+                TunLink::open_queues(name, args.mtu, queues, args.offload)
+            } else if args.offload {
+                TunLink::open_offload(name, args.mtu).map(|dev| vec![dev])
+            } else {
+                TunLink::open(name, args.mtu).map(|dev| vec![dev])
             }
+            .map_err(DeviceError::Open)?;
+            if args.tx_thread {
+                for dev in &mut devs {
+                    dev.use_writer_thread().map_err(DeviceError::Open)?;
+                }
+            }
+            // One queue is recorded as the device; more as DEVICE/qN each.
+            let one = devs.len() == 1;
             let links = devs
                 .into_iter()
                 .enumerate()
-                .map(|(i, dev)| tap(dev, sink.as_ref(), &format!("{name}/q{i}")))
+                .map(|(i, dev)| {
+                    if one {
+                        tap(dev, sink.as_ref(), name)
+                    } else {
+                        tap(dev, sink.as_ref(), &format!("{name}/q{i}"))
+                    }
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             (links, None)
-        }
-        DeviceKind::Tun(_) => {
-            let mut dev = if args.offload {
-                TunLink::open_offload(name, args.mtu).map_err(DeviceError::Open)?
-            } else {
-                open(name, args.mtu)?
-            };
-            if args.tx_thread {
-                dev.use_writer_thread().map_err(DeviceError::Open)?;
-            }
-            (vec![tap(dev, sink.as_ref(), name)?], None)
         }
         DeviceKind::Tap(_) => {
             let dev = TunLink::open_tap(name, args.mtu).map_err(DeviceError::Open)?;
