@@ -600,10 +600,8 @@ impl<L: Link> Stack<L> {
                 Ok(Some((r, at))) if r.protocol == IpNumber::TCP => {
                     let segment = &payload[at];
                     self.on_tcp(now, &r, segment);
-                    // The data, as `MAX_ACK_BATCH` counts it (RFC 9293 section 3.1:
-                    // the data offset is the header's length in 32-bit words).
-                    let header = segment.get(12).map_or(0, |b| usize::from(b >> 4) * 4);
-                    segment.len().saturating_sub(header)
+                    // The data, as `MAX_ACK_BATCH` counts it.
+                    wire::data_len(segment)
                 }
                 Ok(Some((r, at))) if r.protocol == IpNumber::UDP => {
                     self.on_udp(now, &r, &payload[at]);

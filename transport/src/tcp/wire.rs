@@ -296,6 +296,19 @@ pub fn emit(seg: &Segment<'_>, src: Ipv4Addr, dst: Ipv4Addr, out: &mut Vec<u8>) 
 
 /// Byte offset of the checksum field in the TCP header (RFC 9293 section 3.1).
 const CHECKSUM_OFFSET: usize = 16;
+/// Byte of the TCP header whose high four bits are the data offset (RFC 9293 section
+/// 3.1): the header's length in 32-bit words.
+const DATA_OFFSET_BYTE: usize = 12;
+
+/// Bytes of data in the TCP segment `bytes` after the header its data offset gives,
+/// without parsing or checking anything else (what a receive budget counts); a segment
+/// too short to say is all data.
+pub fn data_len(bytes: &[u8]) -> usize {
+    let header = bytes
+        .get(DATA_OFFSET_BYTE)
+        .map_or(0, |b| usize::from(b >> 4) * 4);
+    bytes.len().saturating_sub(header)
+}
 
 /// [`emit`] after `headroom` bytes left for the headers below (the IP header, and the
 /// link's), so that the interface fills them in place and the segment is never copied
@@ -447,7 +460,6 @@ mod tests {
     const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
     const SERVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
     const CHECKSUM: std::ops::Range<usize> = 16..18;
-    const DATA_OFFSET_BYTE: usize = 12;
     /// An option kind this stack does not implement.
     const UNKNOWN: u8 = 30;
 
@@ -511,6 +523,22 @@ mod tests {
         bytes[DATA_OFFSET_BYTE] = ((bytes.len() / 4) as u8) << 4;
         fix_checksum(&mut bytes);
         bytes
+    }
+
+    /// RFC 9293 section 3.1: the data is what follows the header the data offset gives,
+    /// options included in the header.
+    #[test]
+    fn data_len_is_what_follows_the_header() {
+        let seg = Segment {
+            payload: b"hello",
+            ..segment()
+        };
+        assert_eq!(data_len(&wire(&seg)), 5);
+        assert_eq!(data_len(&with_raw_options(&[KIND_NOOP; 8])), 0);
+        assert_eq!(
+            data_len(&wire(&segment())[..DATA_OFFSET_BYTE]),
+            DATA_OFFSET_BYTE
+        );
     }
 
     fn options_of(bytes: &[u8]) -> &[u8] {
